@@ -1,0 +1,1 @@
+"""dfi: Deep Feature Interpolation and style-loss reconstruction on VGG-19."""
