@@ -1,0 +1,116 @@
+"""Dataset index: one table of person, image number, image path and attribute scores."""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .attributes import read_attributes, sniff_attribute_format
+from .fsutil import atomic_path, write_text_atomic
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+@dataclass
+class Index:
+    """An attribute table whose ``path`` column is relative to ``images_root``."""
+
+    table: pd.DataFrame
+    images_root: Path
+    meta: dict = field(default_factory=dict)
+
+    def image_path(self, row: int) -> Path:
+        return self.images_root / self.table["path"].iloc[row]
+
+    def locate(self, person: str, imagenum: int) -> int:
+        """Row position of ``person``'s image ``imagenum``; KeyError with a hint if absent."""
+        names = self.table["person"].str.replace("_", " ")
+        hits = ((names == person.replace("_", " ")) & (self.table["imagenum"] == imagenum))
+        positions = hits.to_numpy().nonzero()[0]
+        if len(positions) == 0:
+            have = sorted(self.table.loc[names == person.replace("_", " "), "imagenum"])
+            hint = (f"; {person!r} has images {have}" if have else
+                    f"; no person {person!r} in the index")
+            raise KeyError(f"input '{person}/{imagenum}' is not in the index{hint}")
+        return int(positions[0])
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def build_index(images_dir: str | os.PathLike, attributes_file: str | os.PathLike) -> Index:
+    """Join an attribute file with the images on disk.
+
+    Rows whose image is missing are dropped; images without a row are counted. Both are
+    reported in ``meta`` (and logged), never fatal.
+    """
+    images_dir, attributes_file = Path(images_dir), Path(attributes_file)
+    if not images_dir.is_dir():
+        raise FileNotFoundError(f"--images {images_dir}: not a folder")
+    if not attributes_file.is_file():
+        raise FileNotFoundError(f"--attributes {attributes_file}: no such file")
+    table = read_attributes(attributes_file)
+    on_disk = {p.relative_to(images_dir).as_posix()
+               for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES}
+    present = table["path"].isin(on_disk)
+    missing = table.loc[~present, "path"].tolist()
+    unlisted = sorted(on_disk - set(table["path"]))
+    if missing:
+        logger.warning("%d attribute rows have no image (first: %s)", len(missing), missing[0])
+    if unlisted:
+        logger.warning("%d images have no attribute row (first: %s)", len(unlisted), unlisted[0])
+    table = table.loc[present].reset_index(drop=True)
+    meta = {
+        "format": sniff_attribute_format(attributes_file),
+        "images_root": str(images_dir.resolve()),
+        "attributes_file": str(attributes_file.resolve()),
+        "attributes_sha256": _sha256(attributes_file),
+        "rows": int(len(table)),
+        "people": int(table["person"].nunique()),
+        "rows_without_image": len(missing),
+        "images_without_row": len(unlisted),
+        "examples_without_image": missing[:10],
+        "examples_without_row": unlisted[:10],
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    return Index(table, images_dir.resolve(), meta)
+
+
+def meta_path(index_path: str | os.PathLike) -> Path:
+    """Where the metadata record of an index file lives (``INDEX.meta.json``)."""
+    index_path = Path(index_path)
+    return index_path.with_name(index_path.name + ".meta.json")
+
+
+def save_index(index: Index, path: str | os.PathLike) -> None:
+    """Write the table as CSV (gzip when ``path`` ends in .gz) and its metadata JSON."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        index.table.to_csv(tmp, index=False, compression="gzip" if path.suffix == ".gz" else None)
+    write_text_atomic(meta_path(path), json.dumps(index.meta, indent=2) + "\n")
+
+
+def load_index(path: str | os.PathLike) -> Index:
+    """Read an index written by :func:`save_index`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--index {path}: no such file (build one with 'dfi data index')")
+    meta_file = meta_path(path)
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"--index {path}: its metadata {meta_file.name} is missing")
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    table = pd.read_csv(path, keep_default_na=False, dtype={"person": str, "path": str})
+    return Index(table, Path(meta["images_root"]), meta)

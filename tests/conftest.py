@@ -1,0 +1,102 @@
+"""Shared fixtures: a synthetic LFW, a local HTTP server, GPU skipping."""
+from __future__ import annotations
+
+import http.server
+import threading
+from pathlib import Path
+
+import pytest
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import cupy  # noqa: F401
+
+        has_gpu = cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        has_gpu = False
+    skip = pytest.mark.skip(reason="needs CuPy and a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords and not has_gpu:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def synth_lfw(tmp_path_factory):
+    """A small synthetic LFW (30 people) and its index, shared by the whole session."""
+    from data_tools.index import build_index, save_index
+    from data_tools.synth import make_synthetic_lfw
+
+    root = tmp_path_factory.mktemp("synth")
+    result = make_synthetic_lfw(root, n_people=30, seed=1)
+    index = build_index(result.images_dir, result.attributes_file)
+    save_index(index, root / "index.csv")
+    return result, root / "index.csv"
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    files: dict = {}
+    log: list = []
+    cut_after: dict = {}  # path -> bytes to send once before dropping the connection
+
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+    def do_GET(self):
+        body = self.files.get(self.path)
+        range_header = self.headers.get("Range")
+        self.log.append((self.path, range_header))
+        if body is None:
+            self.send_error(404)
+            return
+        start = 0
+        if range_header and range_header.startswith("bytes="):
+            start = int(range_header[6:].split("-")[0])
+            if start >= len(body):
+                self.send_response(416)
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(body) - start))
+        self.end_headers()
+        cut = self.cut_after.pop(self.path, None)
+        if cut is not None:
+            self.wfile.write(body[start:start + cut])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
+        self.wfile.write(body[start:])
+
+
+@pytest.fixture
+def http_server():
+    """Serve in-memory files on 127.0.0.1; returns (base_url, files, log, cut_after)."""
+    handler = type("Handler", (_Handler,), {"files": {}, "log": [], "cut_after": {}})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", handler.files, handler.log, handler.cut_after
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def run_cli(argv, capsys):
+    """Run ``dfi`` in-process; return (exit code, stdout, stderr)."""
+    from dfi.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def cli(capsys):
+    return lambda *argv: run_cli(argv, capsys)
+
+
