@@ -169,14 +169,19 @@ def fetch(name: str, *, data_dir: Optional[Path] = None, source: Optional[str] =
         mirrors = dataset.mirrors
         if source is not None:
             mirrors = (Mirror(source, dataset.mirrors[0].known_hash),)
-        _download(dataset, mirrors, target, verify=verify, progress=progress)
+        download_file(dataset.name, mirrors, target, verify=verify, progress=progress)
     if dataset.archive_top is None:
         return target
     return extract_tgz(target, data_dir, dataset.archive_top)
 
 
-def _download(dataset: Dataset, mirrors: tuple[Mirror, ...], target: Path, *, verify: bool,
-              progress: Optional[ProgressFactory]) -> None:
+def download_file(label: str, mirrors: tuple[Mirror, ...], target: Path, *, verify: bool = True,
+                  progress: Optional[ProgressFactory] = None) -> None:
+    """Download ``target`` from the first mirror that answers, resuming a ``.part`` file.
+
+    Raises:
+        DownloadError: checksum mismatch (the bad file is deleted) or no mirror answered.
+    """
     import requests
 
     part = target.with_name(target.name + ".part")
@@ -201,7 +206,7 @@ def _download(dataset: Dataset, mirrors: tuple[Mirror, ...], target: Path, *, ve
             kept = part.stat().st_size if part.exists() else 0
             errors.append(f"{mirror.url}: {_first_line(exc)}"
                           + (f" ({kept} bytes kept, run again to resume)" if kept else ""))
-    raise DownloadError(f"could not download {dataset.name}: " + "; ".join(errors))
+    raise DownloadError(f"could not download {label}: " + "; ".join(errors))
 
 
 def _import_local(dataset: Dataset, source: Path, target: Path, *, verify: bool) -> None:

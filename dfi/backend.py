@@ -1,0 +1,63 @@
+"""Devices: parse ``--device`` and move arrays. The only module that imports CuPy."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from . import _compat  # noqa: F401  (before chainer)
+import chainer
+
+
+def gpu_count() -> int:
+    """Number of CUDA devices CuPy can see (0 without CuPy)."""
+    try:
+        import cupy
+    except ImportError:
+        return 0
+    try:
+        return int(cupy.cuda.runtime.getDeviceCount())
+    except Exception:  # no driver, no device
+        return 0
+
+
+def parse_device(spec: str | None = "auto") -> chainer.backend.Device:
+    """``auto`` (GPU 0 if CuPy sees one, else CPU), ``cpu``, ``gpu`` or ``gpu:N``."""
+    spec = (spec or "auto").strip().lower()
+    if spec == "auto":
+        return chainer.get_device("@cupy:0" if gpu_count() > 0 else "@numpy")
+    if spec == "cpu":
+        return chainer.get_device("@numpy")
+    match = re.fullmatch(r"gpu(?::(\d+))?", spec)
+    if not match:
+        raise ValueError(f"--device {spec!r} is not one of auto, cpu, gpu, gpu:N")
+    index = int(match.group(1) or 0)
+    count = gpu_count()
+    if index >= count:
+        have = "no GPU is visible (is CuPy installed? pip install '.[gpu]')" if count == 0 \
+            else f"only {count} GPU(s) are visible"
+        raise ValueError(f"--device {spec!r}: {have}")
+    return chainer.get_device(f"@cupy:{index}")
+
+
+def get_array_module(x):
+    """NumPy or CuPy, whichever holds ``x`` (a Variable or an array)."""
+    return chainer.backend.get_array_module(x)
+
+
+def to_cpu(x) -> np.ndarray:
+    """A NumPy copy (or view) of an array or Variable on any device."""
+    if isinstance(x, chainer.Variable):
+        x = x.array
+    return chainer.backend.CpuDevice().send(x)
+
+
+def to_device(x, device: chainer.backend.Device):
+    """Send an array to ``device`` (no copy when it is already there)."""
+    return device.send(x)
+
+
+def synchronize(device: chainer.backend.Device) -> None:
+    """Wait for queued GPU work (for timing); nothing on the CPU."""
+    if device.xp is not np:
+        device.device.synchronize()

@@ -1,0 +1,163 @@
+"""Images: read / write with Pillow, preprocess / deprocess per weight format, grids.
+
+In the library an image is float32, CHW, RGB, values in [0, 255]; a batch is NCHW.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from data_tools.fsutil import atomic_path
+
+from .backend import get_array_module
+
+
+@dataclass(frozen=True)
+class InputConvention:
+    """How a weight file expects its input: ``x = (channels(img) * scale / 255 - mean) / std``.
+
+    ``order`` is ``"BGR"`` or ``"RGB"``; ``mean`` and ``std`` are in that order.
+    """
+
+    order: str = "BGR"
+    scale: float = 255.0
+    mean: tuple[float, float, float] = (103.939, 116.779, 123.68)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "InputConvention":
+        if data.get("order") not in ("BGR", "RGB"):
+            raise ValueError(f"input convention order {data.get('order')!r} is not BGR or RGB")
+        return cls(data["order"], float(data["scale"]), tuple(map(float, data["mean"])),
+                   tuple(map(float, data["std"])))
+
+
+CAFFE = InputConvention()
+TORCHVISION = InputConvention("RGB", 1.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def _coefficients(convention: InputConvention, xp, ndim: int):
+    shape = (1, 3, 1, 1) if ndim == 4 else (3, 1, 1)
+    mean = xp.asarray(convention.mean, dtype=xp.float32).reshape(shape)
+    std = xp.asarray(convention.std, dtype=xp.float32).reshape(shape)
+    return mean, std
+
+
+def _to_order(images, convention: InputConvention):
+    """Swap RGB ↔ BGR along the channel axis when the convention is BGR (an involution)."""
+    if convention.order == "RGB":
+        return images
+    return images[:, ::-1] if images.ndim == 4 else images[::-1]
+
+
+def preprocess(images, convention: InputConvention):
+    """RGB [0, 255] CHW/NCHW images → network input (same device, float32)."""
+    xp = get_array_module(images)
+    mean, std = _coefficients(convention, xp, images.ndim)
+    x = _to_order(images, convention)
+    return xp.ascontiguousarray(((x * (convention.scale / 255.0) - mean) / std).astype(xp.float32))
+
+
+def deprocess(x, convention: InputConvention):
+    """Inverse of :func:`preprocess`: network input → RGB [0, 255] (not clipped)."""
+    xp = get_array_module(x)
+    mean, std = _coefficients(convention, xp, x.ndim)
+    images = _to_order((x * std + mean) * (255.0 / convention.scale), convention)
+    return xp.ascontiguousarray(images.astype(xp.float32))
+
+
+def parse_crop(text: str) -> tuple[int, int, int, int]:
+    """``"l,t,r,b"`` → a crop box; raises with the allowed form."""
+    try:
+        box = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4 or box[0] >= box[2] or box[1] >= box[3] or min(box) < 0:
+        raise ValueError(f"--crop {text!r} must be four whole numbers l,t,r,b with l<r and t<b")
+    return box  # type: ignore[return-value]
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read any Pillow image as RGB float32 CHW in [0, 255] (EXIF rotation applied)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image {path}: no such file")
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                background = Image.new("RGB", im.size, (255, 255, 255))
+                background.paste(im.convert("RGBA"), mask=im.convert("RGBA").split()[-1])
+                im = background
+            rgb = np.asarray(im.convert("RGB"), dtype=np.float32)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"image {path}: cannot be read as an image ({exc})") from None
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1))
+
+
+def crop_and_resize(image: np.ndarray, box: tuple[int, int, int, int] | None,
+                    size: tuple[int, int]) -> np.ndarray:
+    """Crop ``box`` (l, t, r, b) out of a CHW image and resize to ``size`` (H, W)."""
+    _, height, width = image.shape
+    if box is not None:
+        left, top, right, bottom = box
+        if right > width or bottom > height:
+            raise ValueError(f"--crop {left},{top},{right},{bottom} does not fit in the "
+                             f"{width}x{height} image")
+        image = image[:, top:bottom, left:right]
+    return resize(image, size)
+
+
+def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a CHW float image with Pillow's bicubic filter, per channel."""
+    height, width = size
+    if image.shape[1:] == (height, width):
+        return image.astype(np.float32, copy=True)
+    channels = [np.asarray(Image.fromarray(np.asarray(c, dtype=np.float32), mode="F")
+                           .resize((width, height), Image.BICUBIC)) for c in image]
+    return np.stack(channels).astype(np.float32)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """CHW float [0, 255] → HWC uint8 (rounded and clipped)."""
+    return np.clip(np.rint(np.asarray(image).transpose(1, 2, 0)), 0, 255).astype(np.uint8)
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write a CHW float image atomically; the format follows the file extension."""
+    path = Path(path)
+    with atomic_path(path, suffix=path.suffix) as tmp:
+        Image.fromarray(to_uint8(image)).save(tmp, format=Image.registered_extensions().get(
+            path.suffix.lower(), "PNG"))
+
+
+def grid(images: Sequence[np.ndarray], *, columns: int | None = None, gap: int = 4) -> np.ndarray:
+    """Tile same-size CHW images in rows of ``columns`` (default: one row), white gaps."""
+    count = len(images)
+    columns = columns or count
+    rows = -(-count // columns)
+    _, height, width = images[0].shape
+    out = np.full((3, rows * height + (rows - 1) * gap, columns * width + (columns - 1) * gap),
+                  255.0, dtype=np.float32)
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        out[:, r * (height + gap):r * (height + gap) + height,
+            c * (width + gap):c * (width + gap) + width] = image
+    return out
+
+
+def write_gif(path: str | os.PathLike, frames: Sequence[np.ndarray], *, duration_ms: int = 400) -> None:
+    """Write CHW float frames as a looping animated GIF, atomically."""
+    path = Path(path)
+    pictures = [Image.fromarray(to_uint8(f)) for f in frames]
+    with atomic_path(path, suffix=".gif") as tmp:
+        pictures[0].save(tmp, format="GIF", save_all=True, append_images=pictures[1:],
+                         duration=duration_ms, loop=0)

@@ -1,0 +1,85 @@
+"""Losses as pure functions of Chainer variables; every one returns one value per image.
+
+* Feature loss (Upchurch et al., CVPR 2017, eq. 3; Mahendran & Vedaldi, CVPR 2015):
+  ``Σ_l w_l · mean_{c,h,w} (φ_l(z) − t_l)²``. The per-layer mean keeps the weights
+  comparable across layers and image sizes.
+* Total variation (Mahendran & Vedaldi 2015, β = 2):
+  ``mean_{h,w} Σ_c s_c² [(z_{h+1,w} − z_{h,w})² + (z_{h,w+1} − z_{h,w})²]``, where
+  ``s_c`` converts the network's input scale back to pixel units (0–255), so one
+  ``tv_weight`` means the same for every weight format.
+* Gram / style loss (Gatys et al., CVPR 2016) lives here too, for ``dfi style``.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+from . import _compat  # noqa: F401
+import chainer
+import chainer.functions as F
+
+
+def feature_loss(feats: Mapping[str, chainer.Variable], targets: Mapping[str, object],
+                 layer_weights: Optional[Mapping[str, float]] = None) -> chainer.Variable:
+    """Weighted per-layer mean squared feature error.
+
+    Args:
+        feats: ``{layer: Variable (N, C, h, w)}``, the current image's features.
+        targets: ``{layer: array (N, C, h, w)}`` on the same device.
+        layer_weights: ``{layer: weight}``; default ``1 / len(feats)`` each.
+
+    Returns:
+        Variable of shape (N,), float32.
+    """
+    total = None
+    for name, feat in feats.items():
+        weight = layer_weights[name] if layer_weights else 1.0 / len(feats)
+        diff = feat - targets[name]
+        per_image = F.mean(F.reshape(diff * diff, (diff.shape[0], -1)), axis=1) * weight
+        total = per_image if total is None else total + per_image
+    return total
+
+
+def total_variation(x: chainer.Variable, channel_scale=None) -> chainer.Variable:
+    """Squared-gradient total variation (β = 2) per image.
+
+    Args:
+        x: Variable (N, 3, H, W).
+        channel_scale: optional array (1, 3, 1, 1): pixel units per input unit, squared
+            into the loss so that the result is in (pixels)².
+
+    Returns:
+        Variable of shape (N,).
+    """
+    dy = x[:, :, 1:, :] - x[:, :, :-1, :]
+    dx = x[:, :, :, 1:] - x[:, :, :, :-1]
+    sq_y, sq_x = dy * dy, dx * dx
+    if channel_scale is not None:
+        scale = channel_scale * channel_scale
+        sq_y = sq_y * F.broadcast_to(scale, sq_y.shape)
+        sq_x = sq_x * F.broadcast_to(scale, sq_x.shape)
+    n = x.shape[0]
+    pixels = x.shape[2] * x.shape[3]
+    return (F.sum(F.reshape(sq_y, (n, -1)), axis=1) + F.sum(F.reshape(sq_x, (n, -1)), axis=1)) / pixels
+
+
+def gram_matrix(feat: chainer.Variable) -> chainer.Variable:
+    """Gram matrix normalised by the number of positions: G = F Fᵀ / (h·w), (N, C, C).
+
+    Dividing by h·w (not by C·h·w or 4N²M²) makes G an average over positions, which
+    keeps style weights valid when the image size changes.
+    """
+    n, c, h, w = feat.shape
+    flat = F.reshape(feat, (n, c, h * w))
+    return F.matmul(flat, flat, transb=True) / (h * w)
+
+
+def style_loss(feats: Mapping[str, chainer.Variable], target_grams: Mapping[str, object],
+               layer_weights: Optional[Mapping[str, float]] = None) -> chainer.Variable:
+    """Σ_l w_l · mean_{i,j} (G_l(z) − G_l(style))², per image (Gatys et al. 2016, eq. 4–5)."""
+    total = None
+    for name, feat in feats.items():
+        weight = layer_weights[name] if layer_weights else 1.0 / len(feats)
+        diff = gram_matrix(feat) - target_grams[name]
+        per_image = F.mean(F.reshape(diff * diff, (diff.shape[0], -1)), axis=1) * weight
+        total = per_image if total is None else total + per_image
+    return total
