@@ -136,6 +136,289 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_data_neighbors)
 
 
+# ---------------------------------------------------------------- shared DFI options
+def _alpha_list(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that runs the network (edit, sweep, style)."""
+    p.add_argument("--weights", default="auto",
+                   help="auto (fetched caffe weights, else untrained), untrained, caffe, "
+                        "normalised, torchvision, or a weights file (.npz/.caffemodel/.pth)")
+    p.add_argument("--device", default="auto", help="auto, cpu, gpu or gpu:N (default auto)")
+    p.add_argument("--iterations", type=_positive_int, default=150,
+                   help="optimiser iteration cap (default 150)")
+    p.add_argument("--tv-weight", type=float, default=1e-3,
+                   help="total-variation weight λ (default 0.001)")
+    p.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs")
+    p.add_argument("--seed", type=int, default=0, help="seed for untrained weights and noise")
+    p.add_argument("--micro-batch", type=int, default=None,
+                   help="images per forward/backward pass (default: 1 on CPU, all on GPU)")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="where fetched weights live (default $DFI_HOME or the user cache)")
+
+
+def _add_dfi_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", metavar="INPUT", help='an image file, or an indexed face "Person Name/N"')
+    p.add_argument("--attribute", action="append", default=None,
+                   help='attribute to add, e.g. smiling or "~mouth_closed,smiling"; repeat to '
+                        "combine several")
+    p.add_argument("--index", type=Path, default=None, help="dataset index (dfi data index)")
+    p.add_argument("--k", type=_positive_int, default=100, help="neighbours per side (default 100)")
+    p.add_argument("--rule", choices=("chainer", "paper"), default="chainer",
+                   help="neighbour rule (see dfi data neighbors)")
+    p.add_argument("--scaling", choices=("none", "beta", "norm"), default="none",
+                   help="attribute vector scaling (default none)")
+    p.add_argument("--layers", default="conv3_1,conv4_1,conv5_1",
+                   help="feature layers (default conv3_1,conv4_1,conv5_1)")
+    p.add_argument("--size", type=_positive_int, default=200, help="working size in pixels (default 200)")
+    p.add_argument("--crop", default="40,20,210,190",
+                   help="l,t,r,b crop of the input (default the LFW crop); 'none' for the whole image")
+    p.add_argument("--vector", type=Path, default=None, help="reuse a saved attribute vector")
+    p.add_argument("--save-vector", type=Path, default=None, help="save the attribute vector (.npz)")
+    p.add_argument("--mask", type=Path, default=None, help="greyscale mask: where the edit applies")
+    p.add_argument("--no-color-match", action="store_true",
+                   help="do not match the edit's colour statistics to the input's")
+    _add_run_options(p)
+
+
+def _dfi_request(args: argparse.Namespace, alphas: list[float]):
+    """Validate everything that can be checked before loading weights."""
+    from data_tools.attributes import parse_person_image
+    from .edit import EditConfig, check_alphas
+    from .image import parse_crop
+    from .reconstruct import ReconstructConfig
+
+    check_alphas(alphas)
+    if args.vector is None and not args.attribute:
+        raise UsageError("give --attribute (with --index) or --vector FILE")
+    if args.vector is not None and args.attribute:
+        raise UsageError("--vector and --attribute exclude each other")
+    if args.vector is not None and not args.vector.is_file():
+        raise FileNotFoundError(f"--vector {args.vector}: no such file")
+    if args.attribute and args.index is None:
+        raise UsageError("--attribute needs --index (build one with 'dfi data index')")
+    if args.index is not None and not args.index.is_file():
+        raise FileNotFoundError(f"--index {args.index}: no such file (build one with 'dfi data index')")
+    if args.mask is not None and not args.mask.is_file():
+        raise FileNotFoundError(f"--mask {args.mask}: no such file")
+    if args.micro_batch is not None and args.micro_batch < 0:
+        raise UsageError(f"--micro-batch {args.micro_batch} must be ≥ 0")
+    out = Path(args.output)
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"):
+        raise UsageError(f"-o {out}: use an image extension (.png, .jpg, …)")
+    if not out.parent.exists() and out.parent != Path(""):
+        out.parent.mkdir(parents=True, exist_ok=True)
+    crop = None if args.crop.strip().lower() == "none" else parse_crop(args.crop)
+    layers = tuple(name.strip() for name in args.layers.split(",") if name.strip())
+    from .vgg import vgg19_layer_names
+    unknown = [name for name in layers if name not in vgg19_layer_names()]
+    if unknown or not layers:
+        raise UsageError(f"--layers {args.layers!r}: unknown layer {unknown[0] if unknown else ''!r}; "
+                         f"valid: {', '.join(vgg19_layer_names())}")
+    rec = ReconstructConfig(iterations=args.iterations, tv_weight=args.tv_weight,
+                            optimizer=args.optimizer)
+    config = EditConfig(layers=layers, k=args.k, size=args.size, crop=crop, scaling=args.scaling,
+                        rule=args.rule, color_match=not args.no_color_match, reconstruct=rec)
+    index = row = None
+    path = Path(args.input)
+    if args.index is not None:
+        from data_tools.index import load_index
+        index = load_index(args.index)
+    if not path.is_file():
+        try:
+            person, number = parse_person_image(args.input)
+        except ValueError:
+            raise FileNotFoundError(f"input {args.input!r}: no such image file") from None
+        if index is None:
+            raise UsageError(f"input {args.input!r} is an indexed face; give --index")
+        row = index.locate(person, number)
+        path = index.image_path(row)
+    elif index is not None:
+        rel = path.resolve().relative_to(index.images_root) if path.resolve().is_relative_to(
+            index.images_root) else None
+        if rel is not None:
+            hits = (index.table["path"] == rel.as_posix()).to_numpy().nonzero()[0]
+            row = int(hits[0]) if len(hits) else None
+    from .edit import load_face
+    face = load_face(path, config, row=row)
+    return config, index, face
+
+
+def _load_net(args: argparse.Namespace):
+    import numpy as np
+
+    from .backend import parse_device
+    from .weights import converted_path, load_vgg19
+
+    device = parse_device(args.device)
+    spec = args.weights
+    if spec == "auto":
+        spec = "caffe" if converted_path("caffe", args.data_dir).is_file() else "untrained"
+    net = load_vgg19(spec, data_dir=args.data_dir, seed=args.seed).to_device(device)
+    micro = args.micro_batch
+    if micro is None:
+        micro = 1 if device.xp is np else 0
+    return net, micro
+
+
+def _progress_bar(total: int, quiet: bool, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, disable=quiet, file=sys.stderr, leave=False,
+                unit="it", dynamic_ncols=True)
+
+
+def _run_dfi(args: argparse.Namespace, alphas: list[float]) -> dict:
+    """Shared body of edit and sweep: returns results on the CPU plus a record."""
+    import time
+    from dataclasses import replace
+
+    from .attributes import combine, load_vector, save_vector
+    from .backend import to_cpu, synchronize
+    from .edit import choose_neighbors, compose, compute_vector, read_mask, sweep
+
+    config, index, face = _dfi_request(args, alphas)
+    mask = read_mask(args.mask, face.full.shape[1:]) if args.mask is not None else None
+    t_start = time.perf_counter()
+    net, micro = _load_net(args)
+    config = replace(config, reconstruct=replace(config.reconstruct, micro_batch=micro))
+    record = {"input": args.input, "weights": net.name, "device": str(net.device),
+              "settings": {"alphas": alphas, "layers": list(config.layers), "k": config.k,
+                           "size": config.size, "crop": config.crop, "scaling": config.scaling,
+                           "rule": config.rule, "iterations": config.reconstruct.iterations,
+                           "tv_weight": config.reconstruct.tv_weight,
+                           "optimizer": config.reconstruct.optimizer, "seed": args.seed}}
+    vectors, neighbors = [], {}
+    if args.vector is not None:
+        vector, meta = load_vector(args.vector)
+        missing = [name for name in config.layers if name not in vector]
+        if missing:
+            raise ValueError(f"--vector {args.vector} lacks layers {', '.join(missing)}")
+        vectors.append({name: vector[name] for name in config.layers})
+        record["vector"] = {"file": str(args.vector), **meta}
+    else:
+        for attribute in args.attribute:
+            sources, targets = choose_neighbors(index, face, attribute, config)
+            neighbors[attribute] = {"sources": sources, "targets": targets}
+            vectors.append(compute_vector(net, index, sources, targets, config))
+        record["neighbors"] = neighbors
+    if args.save_vector is not None:
+        save_vector(args.save_vector, combine(vectors),
+                    {"attributes": args.attribute, "weights": net.name, "layers": list(config.layers),
+                     "size": config.size, "crop": config.crop})
+    synchronize(net.device)
+    t_vector = time.perf_counter()
+    bar = _progress_bar(config.reconstruct.iterations, args.quiet, "reconstructing")
+    last = None
+    try:
+        for last in sweep(net, face, vectors, alphas, config):
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(last.loss.mean()):.4g}", active=int(last.active.sum()))
+    finally:
+        bar.close()
+    synchronize(net.device)
+    t_done = time.perf_counter()
+    images = to_cpu(last.images)
+    results = [compose(face, images[i + 1], images[0], color_match=config.color_match, mask=mask)
+               for i in range(len(alphas))]
+    record["losses"] = [{"alpha": a, "total": float(last.loss[i + 1]),
+                         "feature": float(last.terms["feature"][i + 1]),
+                         "tv": float(last.terms["tv"][i + 1])} for i, a in enumerate(alphas)]
+    record["iterations_run"] = int(last.iteration)
+    record["evaluations"] = int(last.evaluations)
+    record["timings_s"] = {"vector": round(t_vector - t_start, 3),
+                           "reconstruction": round(t_done - t_vector, 3),
+                           "total": round(t_done - t_start, 3)}
+    return {"face": face, "results": results, "record": record, "working": images}
+
+
+def _cmd_edit(args: argparse.Namespace) -> int:
+    from .image import write_image
+
+    out = _run_dfi(args, [args.alpha])
+    write_image(args.output, out["results"][0])
+    print(args.output)
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from data_tools.fsutil import write_text_atomic
+
+    from .image import grid, write_gif, write_image
+
+    out = _run_dfi(args, args.alphas)
+    path = Path(args.output)
+    files = []
+    for alpha, image in zip(args.alphas, out["results"]):
+        single = path.with_name(f"{path.stem}_alpha{alpha:g}{path.suffix}")
+        write_image(single, image)
+        files.append(str(single))
+    frames = [out["face"].full, *out["results"]]
+    write_image(path, grid(frames))
+    gif = path.with_suffix(".gif")
+    write_gif(gif, frames)
+    record = dict(out["record"], outputs={"grid": str(path), "images": files, "gif": str(gif)})
+    write_text_atomic(path.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
+    print(path)
+    return 0
+
+
+def _add_dfi_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("edit", help="edit a face by Deep Feature Interpolation")
+    _add_dfi_options(p)
+    p.add_argument("--alpha", type=float, default=0.4, help="edit strength α (default 0.4)")
+    p.add_argument("-o", "--output", required=True, help="edited image to write (full size)")
+    p.set_defaults(func=_cmd_edit)
+
+    p = sub.add_parser("sweep", help="edit a face for several strengths α at once")
+    _add_dfi_options(p)
+    p.add_argument("--alphas", type=_alpha_list, default=[0.1, 0.2, 0.3, 0.4, 0.5],
+                   help="comma-separated strengths (default 0.1,0.2,0.3,0.4,0.5)")
+    p.add_argument("-o", "--output", required=True,
+                   help="grid image; per-α images, a .gif and a .json are written beside it")
+    p.set_defaults(func=_cmd_sweep)
+
+
+# ---------------------------------------------------------------- dfi weights …
+def _cmd_weights_fetch(args: argparse.Namespace) -> int:
+    from .weights import fetch_weights
+
+    path = fetch_weights(args.name, data_dir=args.data_dir, verify=not args.no_verify,
+                         progress=_progress_factory(args.quiet))
+    print(path)
+    return 0
+
+
+def _cmd_weights_convert(args: argparse.Namespace) -> int:
+    from .weights import convert, save_npz
+
+    params, convention, kind = convert(args.file)
+    if Path(args.output).suffix != ".npz":
+        raise UsageError(f"-o {args.output}: the converted file must end in .npz")
+    save_npz(args.output, params, convention, source=str(args.file))
+    print(f"converted {kind} {args.file} ({convention.order}, mean {convention.mean}) to {args.output}")
+    return 0
+
+
+def _add_weights_commands(sub: argparse._SubParsersAction) -> None:
+    weights = sub.add_parser("weights", help="fetch and convert VGG-19 weights")
+    wsub = weights.add_subparsers(dest="weights_command", metavar="COMMAND", required=True)
+    p = wsub.add_parser("fetch", help="download weights with checksum and convert them")
+    p.add_argument("name", choices=("caffe", "normalised", "torchvision"))
+    p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--no-verify", action="store_true", help="accept a different file (warns)")
+    p.set_defaults(func=_cmd_weights_fetch)
+    p = wsub.add_parser("convert", help="convert .caffemodel / .pth / Chainer npz to dfi's npz")
+    p.add_argument("file", type=Path, metavar="FILE")
+    p.add_argument("-o", "--output", type=Path, required=True, help="npz to write")
+    p.set_defaults(func=_cmd_weights_convert)
+
+
 # ---------------------------------------------------------------- parser, main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -145,6 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_data_commands(sub)
+    _add_dfi_commands(sub)
+    _add_weights_commands(sub)
     return parser
 
 

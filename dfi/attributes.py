@@ -1,0 +1,94 @@
+"""Attribute vectors: w = mean φ(targets) − mean φ(sources), scalings, save / load.
+
+Scalings (``../shared/anchors.md``):
+
+* ``none``: w as it is; the target is φ(x) + α·w (Upchurch et al. 2017).
+* ``beta``: w / mean(w²) over all layers (the official code's ``--scaling beta``).
+* ``norm``: per layer ‖φ_l(x)‖ · w_l / ‖w_l‖ (chainer-dfi), so α is a fraction of the
+  input's own feature norm.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from data_tools.fsutil import atomic_path
+
+from .backend import get_array_module, to_cpu
+
+SCALINGS = ("none", "beta", "norm")
+
+
+def attribute_vector(src_mean: Mapping, tgt_mean: Mapping) -> dict:
+    """``{layer: tgt_mean − src_mean}`` (arrays (1, C, h, w), same device)."""
+    return {name: tgt_mean[name] - src_mean[name] for name in tgt_mean}
+
+
+def combine(vectors: Sequence[Mapping]) -> dict:
+    """Sum of several attribute vectors (several attributes edited at once)."""
+    out = dict(vectors[0])
+    for vector in vectors[1:]:
+        out = {name: out[name] + vector[name] for name in out}
+    return out
+
+
+def scale_vector(vector: Mapping, input_feats: Mapping, mode: str) -> dict:
+    """Apply a scaling mode (see the module docstring); returns a new dict."""
+    if mode == "none":
+        return dict(vector)
+    if mode == "beta":
+        xp = get_array_module(next(iter(vector.values())))
+        total = sum(float((value * value).sum()) for value in vector.values())
+        count = sum(value.size for value in vector.values())
+        mean_sq = total / max(count, 1)
+        if mean_sq == 0:
+            raise ValueError("scaling 'beta' of a zero attribute vector")
+        return {name: value / xp.float32(mean_sq) for name, value in vector.items()}
+    if mode == "norm":
+        out = {}
+        for name, value in vector.items():
+            xp = get_array_module(value)
+            w_norm = float(xp.sqrt((value * value).sum()))
+            x_norm = float(xp.sqrt((input_feats[name][:1] ** 2).sum()))
+            if w_norm == 0:
+                raise ValueError(f"scaling 'norm': the attribute vector is zero at {name}")
+            out[name] = value * xp.float32(x_norm / w_norm)
+        return out
+    raise ValueError(f"--scaling {mode!r} is not one of {', '.join(SCALINGS)}")
+
+
+def target_features(input_feats: Mapping, vector: Mapping, alphas: Sequence[float]) -> dict:
+    """Stack φ(x) + α·w for every α: ``{layer: array (len(alphas), C, h, w)}``."""
+    out = {}
+    for name, base in input_feats.items():
+        xp = get_array_module(base)
+        alpha = xp.asarray(list(alphas), dtype=xp.float32).reshape(-1, 1, 1, 1)
+        out[name] = (base[:1] + alpha * vector[name]).astype(xp.float32)
+    return out
+
+
+def save_vector(path: str | os.PathLike, vector: Mapping, meta: Mapping) -> None:
+    """Write an attribute vector (npz, one array per layer) with a JSON record, atomically."""
+    arrays = {name: to_cpu(value) for name, value in vector.items()}
+    arrays["__meta__"] = np.array(json.dumps(dict(meta)))
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+
+
+def load_vector(path: str | os.PathLike) -> tuple[dict, dict]:
+    """Read a vector written by :func:`save_vector` → (``{layer: array}``, meta)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--vector {path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["__meta__"])) if "__meta__" in data.files else {}
+            vector = {name: data[name] for name in data.files if name != "__meta__"}
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"--vector {path} is not an attribute vector npz ({exc})") from None
+    return vector, meta

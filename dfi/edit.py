@@ -1,0 +1,188 @@
+"""Deep Feature Interpolation (Upchurch et al., CVPR 2017): the editing pipeline.
+
+1. The input face is cropped and resized to the working size.
+2. Source faces (attribute absent) and target faces (attribute present) come from the
+   dataset index: for an indexed face by attribute similarity (``data_tools``), for any
+   other photo by pixel similarity of the working crops (chainer-dfi's idea).
+3. w = mean φ(targets) − mean φ(sources), scaled; targets φ(x) + α·w for every α.
+4. One batched reconstruction for all α plus α = 0; the edit that reaches the output is
+   z_α − z_0 (the reconstruction error of the method cancels), upsampled and added to
+   the full-resolution original inside the crop, optionally through a mask.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+
+from data_tools.index import Index
+from data_tools.neighbors import candidate_pools, find_neighbors
+
+from .attributes import SCALINGS, attribute_vector, combine, scale_vector, target_features
+from .features import extract, mean_features
+from .image import crop_and_resize, read_image, resize
+from .losses import feature_loss
+from .reconstruct import Progress, ReconstructConfig, reconstruct
+from .vgg import VGG19
+
+logger = logging.getLogger(__name__)
+
+LFW_CROP = (40, 20, 210, 190)
+DEFAULT_LAYERS = ("conv3_1", "conv4_1", "conv5_1")
+MAX_ALPHA = 10.0
+
+
+@dataclass(frozen=True)
+class EditConfig:
+    """Settings of one DFI edit or sweep (the CLI's flags, validated here)."""
+
+    layers: tuple[str, ...] = DEFAULT_LAYERS
+    k: int = 100
+    size: int = 200
+    crop: Optional[tuple[int, int, int, int]] = LFW_CROP
+    scaling: str = "none"
+    rule: str = "chainer"
+    exclude_person: bool = False
+    batch_size: int = 8
+    color_match: bool = True
+    reconstruct: ReconstructConfig = field(default_factory=ReconstructConfig)
+
+    def __post_init__(self):
+        if self.k < 1:
+            raise ValueError(f"--k {self.k} must be at least 1")
+        if not 16 <= self.size <= 2048:
+            raise ValueError(f"--size {self.size} must be between 16 and 2048 pixels")
+        if self.scaling not in SCALINGS:
+            raise ValueError(f"--scaling {self.scaling!r} is not one of {', '.join(SCALINGS)}")
+
+
+def check_alphas(alphas: Sequence[float]) -> list[float]:
+    """Validate α values: finite, within ±MAX_ALPHA, at least one."""
+    alphas = [float(a) for a in alphas]
+    if not alphas:
+        raise ValueError("give at least one alpha")
+    for alpha in alphas:
+        if not np.isfinite(alpha) or abs(alpha) > MAX_ALPHA:
+            raise ValueError(f"alpha {alpha} is out of range; use finite values in "
+                             f"[-{MAX_ALPHA:g}, {MAX_ALPHA:g}] (typical 0.1–1)")
+    return alphas
+
+
+@dataclass
+class Face:
+    """An input face: the full image and its working crop (CHW RGB float32, CPU)."""
+
+    full: np.ndarray
+    working: np.ndarray
+    crop: tuple[int, int, int, int]
+    row: Optional[int] = None  # position in the index, when the face is indexed
+
+
+def load_face(path, config: EditConfig, *, row: Optional[int] = None) -> Face:
+    full = read_image(path)
+    _, height, width = full.shape
+    crop = config.crop or (0, 0, width, height)
+    working = crop_and_resize(full, crop, (config.size, config.size))
+    return Face(full, working, crop, row)
+
+
+def _load_working(index: Index, paths: Sequence[str], config: EditConfig) -> np.ndarray:
+    return np.stack([crop_and_resize(read_image(index.images_root / p), config.crop,
+                                     (config.size, config.size)) for p in paths])
+
+
+def choose_neighbors(index: Index, face: Face, attribute: str,
+                     config: EditConfig) -> tuple[list[str], list[str]]:
+    """Relative paths of the K source and K target faces for ``face``."""
+    if face.row is not None:
+        found = find_neighbors(index.table, face.row, attribute, k=config.k, rule=config.rule,
+                               exclude_person=config.exclude_person)
+        return list(found.sources["path"]), list(found.targets["path"])
+    source, target, _ = candidate_pools(index.table, attribute, rule=config.rule)
+    small = (32, 32)
+    probe = resize(face.working, small).reshape(-1)
+    picked = []
+    for mask, side in ((source, "source"), (target, "target")):
+        rows = np.flatnonzero(mask)
+        if rows.size == 0:
+            raise ValueError(f"no {side} faces for {attribute!r} in the index")
+        paths = index.table["path"].to_numpy()[rows]
+        thumbs = np.stack([resize(img, small).reshape(-1)
+                           for img in _load_working(index, paths, config)])
+        order = np.argsort(((thumbs - probe) ** 2).sum(axis=1), kind="stable")[:config.k]
+        picked.append([str(p) for p in paths[order]])
+    return picked[0], picked[1]
+
+
+def _batches(index: Index, paths: Sequence[str], config: EditConfig, device) -> Iterator:
+    for start in range(0, len(paths), config.batch_size):
+        yield device.send(_load_working(index, paths[start:start + config.batch_size], config))
+
+
+def compute_vector(net: VGG19, index: Index, sources: Sequence[str], targets: Sequence[str],
+                   config: EditConfig) -> dict:
+    """Unscaled w = mean φ(targets) − mean φ(sources) on ``net``'s device."""
+    src_mean, _ = mean_features(net, _batches(index, sources, config, net.device), config.layers,
+                                batch_size=config.batch_size)
+    tgt_mean, _ = mean_features(net, _batches(index, targets, config, net.device), config.layers,
+                                batch_size=config.batch_size)
+    return attribute_vector(src_mean, tgt_mean)
+
+
+def sweep(net: VGG19, face: Face, vectors: Sequence[dict], alphas: Sequence[float],
+          config: EditConfig) -> Iterator[Progress]:
+    """Reconstruct the face for every α at once; batch row 0 is α = 0 (the baseline).
+
+    Yields:
+        :class:`Progress` for the batch ``[0, *alphas]``.
+    """
+    alphas = check_alphas(alphas)
+    device = net.device
+    image = device.send(face.working[None])
+    input_feats = extract(net, image, config.layers)
+    vector = scale_vector(combine([{k: device.send(v) for k, v in w.items()} for w in vectors]),
+                          input_feats, config.scaling)
+    targets = target_features(input_feats, vector, [0.0, *alphas])
+    start = device.xp.repeat(image, len(alphas) + 1, axis=0)
+
+    def loss_fn(feats, rows):
+        return feature_loss(feats, {name: value[rows] for name, value in targets.items()})
+
+    yield from reconstruct(net, start, loss_fn, config.layers, config.reconstruct)
+
+
+def match_color(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Give ``image`` the per-channel mean and standard deviation of ``reference``."""
+    mean_i, std_i = image.mean(axis=(1, 2), keepdims=True), image.std(axis=(1, 2), keepdims=True)
+    mean_r, std_r = reference.mean(axis=(1, 2), keepdims=True), reference.std(axis=(1, 2), keepdims=True)
+    return ((image - mean_i) * (std_r / np.maximum(std_i, 1e-6)) + mean_r).astype(np.float32)
+
+
+def compose(face: Face, edited: np.ndarray, baseline: np.ndarray, *,
+            color_match: bool = True, mask: Optional[np.ndarray] = None) -> np.ndarray:
+    """Full-resolution result: original + upsampled (edited − baseline) inside the crop.
+
+    Args:
+        face: the input face.
+        edited, baseline: working-size reconstructions (CHW, CPU) for α and α = 0.
+        color_match: first match ``edited``'s colour statistics to ``baseline``'s.
+        mask: optional (H, W) weights in [0, 1] at the full image size.
+    """
+    if color_match:
+        edited = match_color(edited, baseline)
+    left, top, right, bottom = face.crop
+    delta = resize(edited - baseline, (bottom - top, right - left))
+    out = face.full.copy()
+    if mask is not None:
+        delta = delta * mask[None, top:bottom, left:right]
+    out[:, top:bottom, left:right] += delta
+    return np.clip(out, 0, 255).astype(np.float32)
+
+
+def read_mask(path, shape: tuple[int, int]) -> np.ndarray:
+    """A greyscale mask image as (H, W) weights in [0, 1], resized to ``shape``."""
+    mask = read_image(path).mean(axis=0, keepdims=True) / 255.0
+    return resize(mask, shape)[0].clip(0, 1)

@@ -1,0 +1,149 @@
+"""The reconstruction loop shared by DFI and style: optimise images against a loss.
+
+``reconstruct`` works in the network's input space (so no preprocessing inside the
+loop), keeps pixels within [0, 255] by box bounds, and yields after every iteration;
+callers (the CLI, scripts) decide what to show or write.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Mapping, Optional, Sequence
+
+import numpy as np
+
+from . import _compat  # noqa: F401
+import chainer
+import chainer.functions as F
+
+from .image import deprocess, preprocess
+from .losses import total_variation
+from .optimize import adam, lbfgs
+from .vgg import VGG19
+
+OPTIMIZERS = ("lbfgs", "adam")
+#: ``loss_fn(feats, rows) -> Variable (n,)``: the data term for the rows being evaluated.
+LossFn = Callable[[Mapping[str, chainer.Variable], object], chainer.Variable]
+
+
+@dataclass(frozen=True)
+class ReconstructConfig:
+    """Optimisation settings shared by ``dfi edit``, ``sweep`` and ``style``.
+
+    Attributes:
+        iterations: iteration cap per image.
+        tv_weight: weight λ of the total-variation term (pixel units, see losses).
+        optimizer: ``"lbfgs"`` or ``"adam"``.
+        history: L-BFGS memory.
+        ftol: L-BFGS stops an image when one iteration lowers its loss by less than
+            this fraction.
+        lr: Adam step size, in pixel units (0–255).
+        micro_batch: evaluate at most this many images per forward/backward pass
+            (0 = all); on a CPU small passes are faster, on a GPU large ones.
+    """
+
+    iterations: int = 150
+    tv_weight: float = 1e-3
+    optimizer: str = "lbfgs"
+    history: int = 10
+    ftol: float = 1e-4
+    lr: float = 2.0
+    micro_batch: int = 0
+
+    def __post_init__(self):
+        if self.iterations < 1:
+            raise ValueError(f"--iterations {self.iterations} must be at least 1")
+        if not (self.tv_weight >= 0 and np.isfinite(self.tv_weight)):
+            raise ValueError(f"--tv-weight {self.tv_weight} must be a finite number ≥ 0")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"--optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+        if self.micro_batch < 0:
+            raise ValueError(f"micro_batch {self.micro_batch} must be ≥ 0")
+
+
+@dataclass
+class Progress:
+    """One iteration of :func:`reconstruct`; arrays on the working device."""
+
+    iteration: int
+    images: object            # (N, 3, H, W) RGB [0, 255]
+    loss: object              # (N,) total loss per image
+    terms: dict = field(default_factory=dict)  # {"feature": (N,), "tv": (N,)}, last evaluated
+    active: object = None     # (N,) bool
+    evaluations: int = 0      # image forward+backward passes so far
+
+
+def _bounds(net: VGG19, xp, shape):
+    """Per-element box bounds in input space for pixels in [0, 255]."""
+    lo = preprocess(xp.zeros((1, 3, 1, 1), dtype=xp.float32), net.convention)
+    hi = preprocess(xp.full((1, 3, 1, 1), 255.0, dtype=xp.float32), net.convention)
+    lower, upper = xp.minimum(lo, hi), xp.maximum(lo, hi)
+    full = (1, 3) + tuple(shape[2:])
+    return (xp.broadcast_to(lower, full).reshape(1, -1).copy(),
+            xp.broadcast_to(upper, full).reshape(1, -1).copy())
+
+
+def _pixel_scale(net: VGG19, xp):
+    """Pixels per input unit for each input channel (1, 3, 1, 1)."""
+    std = xp.asarray(net.convention.std, dtype=xp.float32).reshape(1, 3, 1, 1)
+    return std * xp.float32(255.0 / net.convention.scale)
+
+
+def reconstruct(net: VGG19, init_images, loss_fn: LossFn, layers: Sequence[str],
+                config: ReconstructConfig) -> Iterator[Progress]:
+    """Minimise ``loss_fn(φ(z)) + λ·TV(z)`` over images z, starting from ``init_images``.
+
+    Args:
+        net: the feature network, on the images' device.
+        init_images: (N, 3, H, W) RGB [0, 255] float32 start.
+        loss_fn: data term per image (see :data:`LossFn`).
+        layers: the layers ``loss_fn`` reads.
+        config: optimisation settings.
+
+    Yields:
+        :class:`Progress` after every iteration.
+    """
+    layers = net.check_layers(layers)
+    xp = chainer.backend.get_array_module(init_images)
+    shape = init_images.shape
+    x0 = preprocess(init_images, net.convention).reshape(shape[0], -1)
+    lower, upper = _bounds(net, xp, shape)
+    pixel_scale = _pixel_scale(net, xp)
+    terms = {"feature": xp.zeros(shape[0], xp.float32), "tv": xp.zeros(shape[0], xp.float32)}
+    chunk = config.micro_batch or shape[0]
+
+    def objective(x_rows, rows):
+        values, grads = [], []
+        for start in range(0, x_rows.shape[0], chunk):
+            part = rows[start:start + chunk]
+            xv = chainer.Variable(x_rows[start:start + chunk].reshape((-1,) + shape[1:]))
+            with chainer.using_config("train", False):
+                data = loss_fn(net.pick(xv, layers), part)
+                tv = total_variation(xv, pixel_scale)
+                loss = data + config.tv_weight * tv
+                F.sum(loss).backward()
+            terms["feature"][part] = data.array
+            terms["tv"][part] = tv.array
+            values.append(loss.array)
+            grads.append(xv.grad.reshape(xv.shape[0], -1))
+        return xp.concatenate(values), xp.concatenate(grads)
+
+    if config.optimizer == "lbfgs":
+        steps = lbfgs(objective, x0, max_iter=config.iterations, history=config.history,
+                      ftol=config.ftol, lower=lower, upper=upper)
+    else:
+        lr = config.lr / float(xp.max(pixel_scale))
+        steps = adam(objective, x0, max_iter=config.iterations, lr=lr, lower=lower, upper=upper)
+    for step in steps:
+        images = deprocess(step.x.reshape(shape), net.convention)
+        yield Progress(step.iteration, images, step.f.copy(), {k: v.copy() for k, v in terms.items()},
+                       step.active.copy(), step.evaluations)
+        if not bool(step.active.any()):
+            return
+
+
+def final(progress: Iterator[Progress]) -> Optional[Progress]:
+    """Run a reconstruction to the end and return its last progress record."""
+    last = None
+    for last in progress:
+        pass
+    return last
