@@ -419,9 +419,49 @@ def _add_weights_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_weights_convert)
 
 
+# ---------------------------------------------------------------- dfi demo
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from data_tools.download import default_data_dir
+
+    from .demo import plan_demo
+    from .weights import converted_path
+
+    data_dir = args.data_dir or default_data_dir()
+    plan = plan_demo(args.out, data_dir, have_real_weights=converted_path("caffe", data_dir).is_file())
+    print(f"demo: {plan.description}", file=sys.stderr)
+    extra = ["--device", args.device, "--data-dir", str(data_dir)]
+    if args.iterations is not None:
+        extra += ["--iterations", str(args.iterations)]
+    sweep_args = build_parser().parse_args(
+        (["--quiet"] if args.quiet else []) + ["sweep", *plan.argv, *extra])
+    _cmd_sweep(sweep_args)
+    print(f"demo: the grid (original first, then each alpha) is {Path(sweep_args.output).resolve()}",
+          file=sys.stderr)
+    return 0
+
+
+def _add_demo_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="run the main job: a smile sweep on real or synthetic LFW")
+    p.add_argument("--out", type=Path, default=Path("dfi_demo"),
+                   help="output folder (default ./dfi_demo)")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="where real LFW / weights are looked for (default $DFI_HOME or user cache)")
+    p.add_argument("--device", default="auto", help="auto, cpu, gpu or gpu:N")
+    p.add_argument("--iterations", type=_positive_int, default=None,
+                   help="override the demo's iteration count")
+    p.set_defaults(func=_cmd_demo)
+
+
 # ---------------------------------------------------------------- parser, main
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (``dfi: error: …``; ``-h`` still shows usage)."""
+
+    def error(self, message: str):
+        self.exit(2, f"dfi: error: {self.prog}: {message} (see '{self.prog} -h')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="dfi", description="Deep Feature Interpolation face editing and style-loss "
                                 "reconstruction with VGG-19 (Chainer).")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -430,6 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_commands(sub)
     _add_dfi_commands(sub)
     _add_weights_commands(sub)
+    _add_demo_command(sub)
     return parser
 
 
@@ -451,7 +492,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="dfi: %(message)s")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("default")
             warnings.showwarning = _show_warning
             return args.func(args)
     except KeyboardInterrupt:

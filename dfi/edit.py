@@ -174,12 +174,27 @@ def compose(face: Face, edited: np.ndarray, baseline: np.ndarray, *,
     if color_match:
         edited = match_color(edited, baseline)
     left, top, right, bottom = face.crop
-    delta = resize(edited - baseline, (bottom - top, right - left))
+    delta = resize(edited - baseline, (bottom - top, right - left)) * feather((bottom - top, right - left))
     out = face.full.copy()
     if mask is not None:
         delta = delta * mask[None, top:bottom, left:right]
     out[:, top:bottom, left:right] += delta
     return np.clip(out, 0, 255).astype(np.float32)
+
+
+def feather(shape: tuple[int, int], *, fraction: float = 0.12) -> np.ndarray:
+    """(H, W) weights that rise smoothly from 0 at the border to 1 inside.
+
+    The ramp is a raised cosine over ``fraction`` of each side, so an edit added inside
+    a crop leaves no visible seam at the crop's edges.
+    """
+    def ramp(n: int) -> np.ndarray:
+        width = max(1, int(round(n * fraction)))
+        pos = np.minimum(np.arange(n), np.arange(n)[::-1]).astype(np.float32)
+        return np.where(pos >= width, 1.0, 0.5 - 0.5 * np.cos(np.pi * pos / width)).astype(np.float32)
+
+    height, width = shape
+    return np.outer(ramp(height), ramp(width))
 
 
 def read_mask(path, shape: tuple[int, int]) -> np.ndarray:
