@@ -65,7 +65,7 @@ def plan_demo(out_dir: Path, data_dir: Path, *, have_real_weights: bool) -> Demo
                           synth_root / "index.csv")
     face = _pick_face(index)
     argv = (face, "--index", str(index), "--attribute", "smiling", "--weights", "untrained",
-            "--k", "30", "--size", "96", "--iterations", "100", "--tv-weight", "0.02",
-            "--layers", "conv2_1,conv3_1,conv4_1", "--scaling", "norm",
-            "--alphas", "0.25,0.5,0.75,1.0", "-o", str(out_dir / "smile_sweep.png"))
+            "--k", "30", "--size", "96", "--iterations", "100", "--tv-weight", "0.05",
+            "--layers", "conv2_1,conv3_1,conv4_1", "--alphas", "1,2,3",
+            "-o", str(out_dir / "smile_sweep.png"))
     return DemoPlan(argv, f"synthetic LFW and the untrained VGG-19 at 96 px: adding a smile to {face}")

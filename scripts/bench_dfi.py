@@ -1,0 +1,218 @@
+"""Benchmarks for issue 3 (results go to BENCHMARKS.md with machine, command and date).
+
+    python scripts/bench_dfi.py peak              # float32 GEMM throughput: the machine's practical peak
+    python scripts/bench_dfi.py passes            # fwd+bwd GFLOP/s at 200², batch 1 and 5; chainer-dfi pass
+    python scripts/bench_dfi.py sweep [--size S]  # default 5-α sweep: wall time and peak memory
+    python scripts/bench_dfi.py sizes             # time and memory of one fwd+bwd, 100² → 400²
+    python scripts/bench_dfi.py quality --size S  # final feature loss, default settings vs 1,000 iterations
+
+Each prints one JSON line. Memory is the peak RSS of a fresh subprocess per measurement.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import dfi._compat  # noqa: F401
+import chainer
+import chainer.functions as F
+import chainer.links as L
+
+from dfi.backend import parse_device, synchronize
+from dfi.vgg import VGG19_BLOCKS, untrained_vgg19
+
+GFLOP_FWD_200 = 28.8  # VGG-19 forward to conv5_1 at 200² (../shared/anchors.md)
+LAYERS = ["conv3_1", "conv4_1", "conv5_1"]
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats
+
+
+def bench_peak(args) -> dict:
+    a = np.random.default_rng(0).random((4096, 4096), dtype=np.float32)
+    seconds = _time(lambda: a @ a, 3)
+    return {"bench": "peak", "sgemm_gflops": round(2 * 4096 ** 3 / seconds / 1e9, 1)}
+
+
+def _dfi_pass(net, batch: int, size: int, micro: int, device):
+    x = device.send(np.random.default_rng(0).random((batch, 3, size, size), dtype=np.float32) * 100)
+
+    def run():
+        for start in range(0, batch, micro):
+            v = chainer.Variable(x[start:start + micro])
+            feats = net.pick(v, LAYERS)
+            F.sum(sum(F.sum(f * f) for f in feats.values())).backward()
+        synchronize(device)
+    return run
+
+
+class _ChainerDfiVGG(chainer.Chain):
+    """chainer-dfi's network: Convolution2D links (weights are parameters) to conv5_4."""
+
+    def __init__(self):
+        super().__init__()
+        with self.init_scope():
+            in_ch = 3
+            for block, convs, channels in VGG19_BLOCKS:
+                for i in range(1, convs + 1):
+                    setattr(self, f"conv{block}_{i}", L.Convolution2D(in_ch, channels, 3, pad=1))
+                    in_ch = channels
+
+    def __call__(self, x):
+        h, outs = x, []
+        for block, convs, _ in VGG19_BLOCKS:
+            for i in range(1, convs + 1):
+                h = F.relu(getattr(self, f"conv{block}_{i}")(h))
+                if i == 1 and block >= 3:
+                    outs.append(h)
+            if block < 5:
+                h = F.max_pooling_2d(h, 2, stride=2)
+        return outs
+
+
+def bench_passes(args) -> dict:
+    device = parse_device(args.device)
+    net = untrained_vgg19().to_device(device)
+    gflop = 2 * GFLOP_FWD_200 * (args.size / 200) ** 2  # forward + input-gradient backward
+    out = {"bench": "passes", "size": args.size, "device": str(device)}
+    for batch, micro in ((1, 1), (5, 1), (5, 5)):
+        seconds = _time(_dfi_pass(net, batch, args.size, micro, device), args.repeats)
+        out[f"batch{batch}_micro{micro}_s"] = round(seconds, 3)
+        out[f"batch{batch}_micro{micro}_gflops"] = round(gflop * batch / seconds, 1)
+    old = _ChainerDfiVGG()
+    old.to_device(device)
+    x = chainer.Variable(device.send(np.random.default_rng(0).random((1, 3, args.size, args.size),
+                                                                     dtype=np.float32) * 100))
+
+    def chainer_dfi_pass():
+        old.cleargrads()
+        x.cleargrad()
+        F.sum(sum(F.sum(f * f) for f in old(x))).backward()  # parameter gradients too
+        synchronize(device)
+    out["chainer_dfi_pass_s"] = round(_time(chainer_dfi_pass, args.repeats), 3)
+    return out
+
+
+def _synthetic_index(root: Path, people: int) -> Path:
+    from data_tools.index import build_index, save_index
+    from data_tools.synth import make_synthetic_lfw
+
+    result = make_synthetic_lfw(root, n_people=people, seed=0)
+    save_index(build_index(result.images_dir, result.attributes_file), root / "index.csv")
+    return root / "index.csv"
+
+
+def _run_sweep(index_file: Path, size: int, iterations: int, ftol: float, device_spec: str,
+               k: int, micro: int) -> dict:
+    from data_tools.index import load_index
+    from dfi.edit import EditConfig, choose_neighbors, compute_vector, load_face, sweep
+    from dfi.reconstruct import ReconstructConfig, final
+
+    device = parse_device(device_spec)
+    net = untrained_vgg19().to_device(device)
+    index = load_index(index_file)
+    table = index.table
+    row = int(np.flatnonzero((table["Smiling"] < -0.5).to_numpy())[0])
+    config = EditConfig(k=k, size=size, reconstruct=ReconstructConfig(
+        iterations=iterations, ftol=ftol, micro_batch=micro))
+    face = load_face(index.image_path(row), config, row=row)
+    start = time.perf_counter()
+    vector = compute_vector(net, index, *choose_neighbors(index, face, "smiling", config), config)
+    synchronize(device)
+    t_vector = time.perf_counter()
+    last = final(sweep(net, face, [vector], [0.1, 0.2, 0.3, 0.4, 0.5], config))
+    synchronize(device)
+    t_done = time.perf_counter()
+    return {"vector_s": round(t_vector - start, 2), "reconstruction_s": round(t_done - t_vector, 2),
+            "total_s": round(t_done - start, 2), "iterations": int(last.iteration),
+            "evaluations": int(last.evaluations),
+            "feature_loss": [float(v) for v in chainer.backend.CpuDevice().send(last.terms["feature"])],
+            "peak_rss_mb": round(_peak_rss_mb(), 1)}
+
+
+def _subprocess(args_list: list[str]) -> dict:
+    done = subprocess.run([sys.executable, __file__, *args_list], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench_sweep(args) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        index_file = _synthetic_index(Path(tmp), args.people)
+        micro = args.micro if args.micro is not None else (1 if args.device in ("cpu", "auto") and
+                                                          parse_device(args.device).xp is np else 0)
+        result = _subprocess(["_sweep", str(index_file), str(args.size), str(args.iterations),
+                              str(args.ftol), args.device, str(args.k), str(micro)])
+    return {"bench": "sweep", "size": args.size, "k": args.k, "device": args.device,
+            "weights": "untrained", **result}
+
+
+def bench_sizes(args) -> dict:
+    out = {"bench": "sizes", "device": args.device}
+    for size in (100, 200, 300, 400):
+        out[str(size)] = _subprocess(["_one_pass", str(size), args.device])
+    return out
+
+
+def bench_quality(args) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        index_file = _synthetic_index(Path(tmp), args.people)
+        micro = "1" if parse_device(args.device).xp is np else "0"
+        default = _subprocess(["_sweep", str(index_file), str(args.size), str(args.iterations),
+                               str(args.ftol), args.device, str(args.k), micro])
+        long = _subprocess(["_sweep", str(index_file), str(args.size), "1000", "0", args.device,
+                            str(args.k), micro])
+    ratio = [d / l for d, l in zip(default["feature_loss"][1:], long["feature_loss"][1:])]
+    return {"bench": "quality", "size": args.size, "default": default, "long_1000": long,
+            "loss_ratio_per_alpha": [round(r, 4) for r in ratio]}
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["_sweep"]:  # internal: one sweep in a fresh process
+        index_file, size, iterations, ftol, device, k, micro = sys.argv[2:9]
+        print(json.dumps(_run_sweep(Path(index_file), int(size), int(iterations), float(ftol),
+                                    device, int(k), int(micro))))
+        return
+    if sys.argv[1:2] == ["_one_pass"]:
+        size, device_spec = int(sys.argv[2]), sys.argv[3]
+        device = parse_device(device_spec)
+        net = untrained_vgg19().to_device(device)
+        seconds = _time(_dfi_pass(net, 1, size, 1, device), 2)
+        print(json.dumps({"fwd_bwd_s": round(seconds, 3), "peak_rss_mb": round(_peak_rss_mb(), 1)}))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bench", choices=("peak", "passes", "sweep", "sizes", "quality"))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--size", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--iterations", type=int, default=150)
+    parser.add_argument("--ftol", type=float, default=1e-4)
+    parser.add_argument("--k", type=int, default=100)
+    parser.add_argument("--people", type=int, default=120)
+    parser.add_argument("--micro", type=int, default=None)
+    args = parser.parse_args()
+    result = globals()[f"bench_{args.bench}"](args)
+    result.update(machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
+                  python=platform.python_version(), date=time.strftime("%Y-%m-%d"))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
