@@ -22,7 +22,7 @@ from data_tools.index import Index
 from data_tools.neighbors import candidate_pools, find_neighbors
 
 from .attributes import SCALINGS, attribute_vector, combine, scale_vector, target_features
-from .features import extract, mean_features
+from .features import FeatureCache, extract, mean_features
 from .image import crop_and_resize, read_image, resize
 from .losses import feature_loss
 from .reconstruct import Progress, ReconstructConfig, reconstruct
@@ -122,9 +122,39 @@ def _batches(index: Index, paths: Sequence[str], config: EditConfig, device) -> 
         yield device.send(_load_working(index, paths[start:start + config.batch_size], config))
 
 
+def _cached_mean(net: VGG19, index: Index, paths: Sequence[str], config: EditConfig,
+                 cache: FeatureCache) -> dict:
+    device = net.device
+    sums, missing = None, []
+    for rel in paths:
+        feats = cache.get(index.images_root / rel)
+        if feats is None:
+            missing.append(rel)
+            continue
+        feats = {name: device.send(value) for name, value in feats.items()}
+        sums = feats if sums is None else {n: sums[n] + feats[n] for n in config.layers}
+    for start in range(0, len(missing), config.batch_size):
+        chunk = missing[start:start + config.batch_size]
+        feats = extract(net, device.send(_load_working(index, chunk, config)), config.layers,
+                        batch_size=config.batch_size)
+        for i, rel in enumerate(chunk):
+            cache.put(index.images_root / rel, {n: v[i:i + 1] for n, v in feats.items()})
+        part = {n: v.sum(axis=0, keepdims=True) for n, v in feats.items()}
+        sums = part if sums is None else {n: sums[n] + part[n] for n in config.layers}
+    if sums is None:
+        raise ValueError("mean of no images: the image list is empty")
+    return {name: value / len(paths) for name, value in sums.items()}
+
+
 def compute_vector(net: VGG19, index: Index, sources: Sequence[str], targets: Sequence[str],
-                   config: EditConfig) -> dict:
-    """Unscaled w = mean φ(targets) − mean φ(sources) on ``net``'s device."""
+                   config: EditConfig, *, cache: Optional[FeatureCache] = None) -> dict:
+    """Unscaled w = mean φ(targets) − mean φ(sources) on ``net``'s device.
+
+    With ``cache``, each neighbour's features are read from / written to disk.
+    """
+    if cache is not None:
+        return attribute_vector(_cached_mean(net, index, sources, config, cache),
+                                _cached_mean(net, index, targets, config, cache))
     src_mean, _ = mean_features(net, _batches(index, sources, config, net.device), config.layers,
                                 batch_size=config.batch_size)
     tgt_mean, _ = mean_features(net, _batches(index, targets, config, net.device), config.layers,

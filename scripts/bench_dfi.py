@@ -5,6 +5,7 @@
     python scripts/bench_dfi.py sweep [--size S]  # default 5-α sweep: wall time and peak memory
     python scripts/bench_dfi.py sizes             # time and memory of one fwd+bwd, 100² → 400²
     python scripts/bench_dfi.py quality --size S  # final feature loss, default settings vs 1,000 iterations
+    python scripts/bench_dfi.py convert           # convert a full-size (575 MB) V1 caffemodel to npz
 
 Each prints one JSON line. Memory is the peak RSS of a fresh subprocess per measurement.
 """
@@ -88,6 +89,21 @@ class _ChainerDfiVGG(chainer.Chain):
         return outs
 
 
+def _chainer_dfi_pass_seconds(size: int, device, repeats: int) -> float:
+    """One chainer-dfi iteration: batch 1, forward+backward to conv5_4 with parameter grads."""
+    old = _ChainerDfiVGG()
+    old.to_device(device)
+    x = chainer.Variable(device.send(np.random.default_rng(0).random((1, 3, size, size),
+                                                                     dtype=np.float32) * 100))
+
+    def chainer_dfi_pass():
+        old.cleargrads()
+        x.cleargrad()
+        F.sum(sum(F.sum(f * f) for f in old(x))).backward()
+        synchronize(device)
+    return _time(chainer_dfi_pass, repeats)
+
+
 def bench_passes(args) -> dict:
     device = parse_device(args.device)
     net = untrained_vgg19().to_device(device)
@@ -97,17 +113,7 @@ def bench_passes(args) -> dict:
         seconds = _time(_dfi_pass(net, batch, args.size, micro, device), args.repeats)
         out[f"batch{batch}_micro{micro}_s"] = round(seconds, 3)
         out[f"batch{batch}_micro{micro}_gflops"] = round(gflop * batch / seconds, 1)
-    old = _ChainerDfiVGG()
-    old.to_device(device)
-    x = chainer.Variable(device.send(np.random.default_rng(0).random((1, 3, args.size, args.size),
-                                                                     dtype=np.float32) * 100))
-
-    def chainer_dfi_pass():
-        old.cleargrads()
-        x.cleargrad()
-        F.sum(sum(F.sum(f * f) for f in old(x))).backward()  # parameter gradients too
-        synchronize(device)
-    out["chainer_dfi_pass_s"] = round(_time(chainer_dfi_pass, args.repeats), 3)
+    out["chainer_dfi_pass_s"] = round(_chainer_dfi_pass_seconds(args.size, device, args.repeats), 3)
     return out
 
 
@@ -160,8 +166,14 @@ def bench_sweep(args) -> dict:
                                                           parse_device(args.device).xp is np else 0)
         result = _subprocess(["_sweep", str(index_file), str(args.size), str(args.iterations),
                               str(args.ftol), args.device, str(args.k), str(micro)])
+    # the chainer-dfi schedule, measured in the same run: 5,600 batch-1 passes with
+    # parameter gradients (600 for the residual + 1,000 per alpha), extrapolated from a few
+    pass_s = _chainer_dfi_pass_seconds(args.size, parse_device(args.device), args.repeats)
+    schedule_s = 5600 * pass_s
     return {"bench": "sweep", "size": args.size, "k": args.k, "device": args.device,
-            "weights": "untrained", **result}
+            "weights": "untrained", **result, "chainer_dfi_pass_s": round(pass_s, 3),
+            "chainer_dfi_schedule_s": round(schedule_s, 1),
+            "ratio_to_chainer_dfi": round(result["total_s"] / schedule_s, 4)}
 
 
 def bench_sizes(args) -> dict:
@@ -184,6 +196,51 @@ def bench_quality(args) -> dict:
             "loss_ratio_per_alpha": [round(r, 4) for r in ratio]}
 
 
+def _write_full_caffemodel(path: Path) -> None:
+    """A caffemodel with the real VGG-19 layer names, shapes and V1 format (random values)."""
+    from dfi.vgg import vgg19_shapes
+
+    def varint(value: int) -> bytes:
+        out = bytearray()
+        while True:
+            byte, value = value & 0x7F, value >> 7
+            out.append(byte | (0x80 if value else 0))
+            if not value:
+                return bytes(out)
+
+    def field(number: int, payload: bytes) -> bytes:
+        return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+    def blob(shape: tuple[int, ...], rng) -> bytes:
+        dims = (1,) * (4 - len(shape)) + shape
+        head = b"".join(varint((i + 1) << 3) + varint(d) for i, d in enumerate(dims))
+        return head + field(5, rng.random(int(np.prod(shape)), dtype=np.float32).tobytes())
+
+    rng = np.random.default_rng(0)
+    shapes = {**vgg19_shapes(), "fc6": (4096, 25088), "fc7": (4096, 4096), "fc8": (1000, 4096)}
+    with open(path, "wb") as handle:
+        handle.write(field(1, b"VGG_ILSVRC_19_layers"))
+        for name, shape in shapes.items():
+            kind = 4 if name.startswith("conv") else 14
+            body = field(4, name.encode()) + varint(5 << 3) + varint(kind)
+            body += field(6, blob(shape, rng)) + field(6, blob((shape[0],), rng))
+            handle.write(field(2, body))
+
+
+def bench_convert(args) -> dict:
+    from dfi.weights import convert, save_npz
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "VGG_ILSVRC_19_layers.caffemodel"
+        _write_full_caffemodel(path)
+        start = time.perf_counter()
+        params, convention, _ = convert(path)
+        save_npz(Path(tmp) / "vgg19-caffe.npz", params, convention)
+        seconds = time.perf_counter() - start
+        size = path.stat().st_size
+    return {"bench": "convert", "caffemodel_bytes": size, "convert_and_save_s": round(seconds, 2)}
+
+
 def main() -> None:
     if sys.argv[1:2] == ["_sweep"]:  # internal: one sweep in a fresh process
         index_file, size, iterations, ftol, device, k, micro = sys.argv[2:9]
@@ -198,7 +255,7 @@ def main() -> None:
         print(json.dumps({"fwd_bwd_s": round(seconds, 3), "peak_rss_mb": round(_peak_rss_mb(), 1)}))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("bench", choices=("peak", "passes", "sweep", "sizes", "quality"))
+    parser.add_argument("bench", choices=("peak", "passes", "sweep", "sizes", "quality", "convert"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--size", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)

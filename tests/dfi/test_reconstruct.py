@@ -75,3 +75,24 @@ def test_vector_scalings_and_io(tmp_path):
     loaded, meta = load_vector(tmp_path / "w.npz")
     assert meta == {"attributes": ["Smiling"]}
     np.testing.assert_array_equal(loaded["b"], w["b"])
+
+
+def test_feature_cache_matches_direct_computation(synth_lfw, tiny_net, tmp_path):
+    from data_tools.index import load_index
+    from dfi.edit import EditConfig, compute_vector
+    from dfi.features import FeatureCache
+
+    index = load_index(synth_lfw[1])
+    config = EditConfig(layers=("conv2_1", "conv3_1"), size=32, batch_size=3)
+    paths = list(index.table["path"][:6])
+    direct = compute_vector(tiny_net, index, paths[:3], paths[3:], config)
+    cache = FeatureCache(tmp_path / "cache", net_name="tiny", layers=config.layers, size=32, crop=config.crop)
+    first = compute_vector(tiny_net, index, paths[:3], paths[3:], config, cache=cache)
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 6
+    second = compute_vector(tiny_net, index, paths[:3], paths[3:], config, cache=cache)
+    for name in config.layers:
+        np.testing.assert_allclose(first[name], direct[name], rtol=1e-5, atol=1e-4)
+        scale = np.abs(direct[name]).max()
+        np.testing.assert_allclose(second[name], direct[name], atol=2e-3 * scale)  # float16 on disk
+    other = FeatureCache(tmp_path / "cache", net_name="tiny", layers=config.layers, size=48, crop=config.crop)
+    assert other.get(index.images_root / paths[0]) is None  # another size misses
