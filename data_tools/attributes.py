@@ -10,7 +10,7 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -214,9 +214,3 @@ def parse_person_image(spec: str) -> tuple[str, int]:
     if not sep or not person or not number.strip().isdigit():
         raise ValueError(f"input {spec!r} is not of the form 'Person Name/N' (N an image number)")
     return person.replace("_", " ").strip(), int(number)
-
-
-def select_rows(table: pd.DataFrame, names: Iterable[str]) -> list[str]:
-    """Resolve several user attribute names against ``table``'s columns."""
-    available = attribute_columns(table)
-    return [resolve_attribute(name, available) for name in names]

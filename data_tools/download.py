@@ -171,8 +171,20 @@ def fetch(name: str, *, data_dir: Optional[Path] = None, source: Optional[str] =
             mirrors = (Mirror(source, dataset.mirrors[0].known_hash),)
         download_file(dataset.name, mirrors, target, verify=verify, progress=progress)
     if dataset.archive_top is None:
+        _check_table(target)
         return target
     return extract_tgz(target, data_dir, dataset.archive_top)
+
+
+def _check_table(path: Path) -> None:
+    """Parse a downloaded attribute file; a file that breaks its format is deleted."""
+    from .attributes import FormatError, read_attributes
+
+    try:
+        read_attributes(path)
+    except FormatError as exc:
+        path.unlink(missing_ok=True)
+        raise DownloadError(f"{path.name} does not follow its format and was deleted: {exc}") from None
 
 
 def download_file(label: str, mirrors: tuple[Mirror, ...], target: Path, *, verify: bool = True,

@@ -137,7 +137,7 @@ def _run_sweep(index_file: Path, size: int, iterations: int, ftol: float, device
     index = load_index(index_file)
     table = index.table
     row = int(np.flatnonzero((table["Smiling"] < -0.5).to_numpy())[0])
-    config = EditConfig(k=k, size=size, reconstruct=ReconstructConfig(
+    config = EditConfig(k=k, size=size, batch_size=micro or 8, reconstruct=ReconstructConfig(
         iterations=iterations, ftol=ftol, micro_batch=micro))
     face = load_face(index.image_path(row), config, row=row)
     start = time.perf_counter()

@@ -146,3 +146,15 @@ def test_real_registry_matches_shared_formats():
     assert download.get_dataset("lfw-funneled").archive_top == "lfw_funneled"
     with pytest.raises(KeyError, match="unknown dataset 'lfw2'; known: celeba-attributes"):
         download.get_dataset("lfw2")
+
+
+def test_attribute_file_is_format_checked(monkeypatch, http_server, tmp_path):
+    base, files, *_ = http_server
+    files["/lfw_attributes.txt"] = b"<html>Service moved</html>\n"
+    entry = Dataset("lfw-attributes", "lfw_attributes.txt", (Mirror(base + "/lfw_attributes.txt", None),))
+    monkeypatch.setitem(download.DATASETS, "lfw-attributes", entry)
+    with pytest.raises(DownloadError, match="does not follow its format and was deleted"):
+        download.fetch("lfw-attributes", data_dir=tmp_path)
+    assert not (tmp_path / "lfw_attributes.txt").exists()
+    files["/lfw_attributes.txt"] = b"# c\n#\tperson\timagenum\tMale\nA B\t1\t0.5\n"
+    assert download.fetch("lfw-attributes", data_dir=tmp_path).is_file()
