@@ -258,3 +258,50 @@ def make_synthetic_lfw(out_dir: str | os.PathLike, *, n_people: int = 100,
                          comment=f"synthetic lfw_attributes.txt written by dfi (seed={seed})")
     return SynthResult(images_dir, archive, attributes_file, table,
                        tuple(table.loc[~keep, "path"]))
+
+
+STYLE_KINDS = ("strokes", "waves", "mosaic")
+
+
+def make_style_image(size: tuple[int, int] = (256, 256), *, kind: str = "strokes",
+                     seed: int = 0) -> Image.Image:
+    """A synthetic "painting" for style-transfer demos and tests (RGB, ``size`` = (W, H)).
+
+    ``strokes``: short thick brush strokes in a warm palette; ``waves``: bands of cool
+    colours with a wavy edge; ``mosaic``: irregular tiles with dark grout. Each has a
+    clear texture and palette, so a transfer is visible.
+    """
+    if kind not in STYLE_KINDS:
+        raise ValueError(f"style kind {kind!r} is not one of {', '.join(STYLE_KINDS)}")
+    rng = np.random.default_rng(seed)
+    width, height = size
+    palettes = {"strokes": [(214, 96, 40), (240, 190, 60), (120, 40, 30), (250, 230, 170), (60, 90, 140)],
+                "waves": [(20, 60, 120), (40, 140, 170), (230, 240, 250), (10, 30, 60), (90, 180, 160)],
+                "mosaic": [(180, 50, 60), (230, 200, 80), (60, 120, 80), (40, 70, 150), (220, 220, 210)]}
+    palette = palettes[kind]
+    image = Image.new("RGB", size, palette[-1] if kind != "mosaic" else (30, 25, 20))
+    draw = ImageDraw.Draw(image)
+    area = width * height
+    if kind == "strokes":
+        for _ in range(area // 150):
+            x, y = rng.uniform(0, width), rng.uniform(0, height)
+            angle, length = rng.uniform(0, np.pi), rng.uniform(6, 18) * max(size) / 256
+            dx, dy = np.cos(angle) * length, np.sin(angle) * length
+            draw.line((x - dx, y - dy, x + dx, y + dy), fill=palette[rng.integers(len(palette))],
+                      width=max(2, int(rng.uniform(3, 7) * max(size) / 256)))
+    elif kind == "waves":
+        period = max(size) / 10
+        ys = np.arange(height)[:, None]
+        xs = np.arange(width)[None, :]
+        band = ((ys + period * 0.4 * np.sin(xs / period * 2.2 + rng.uniform(0, 6))) // period).astype(int)
+        colours = np.asarray(palette, dtype=np.uint8)[band % len(palette)]
+        image = Image.fromarray(colours)
+    else:
+        tile = max(6, max(size) // 16)
+        for top in range(0, height, tile):
+            for left in range(0, width, tile):
+                jitter = rng.integers(-tile // 4, tile // 4 + 1, 4)
+                box = (left + 1 + jitter[0] // 2, top + 1 + jitter[1] // 2,
+                       left + tile - 2 + jitter[2] // 2, top + tile - 2 + jitter[3] // 2)
+                draw.rectangle(box, fill=palette[rng.integers(len(palette))])
+    return image.filter(ImageFilter.SMOOTH)

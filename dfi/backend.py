@@ -1,6 +1,7 @@
 """Devices: parse ``--device`` and move arrays. The only module that imports CuPy."""
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -61,3 +62,36 @@ def synchronize(device: chainer.backend.Device) -> None:
     """Wait for queued GPU work (for timing); nothing on the CPU."""
     if device.xp is not np:
         device.device.synchronize()
+
+
+def _cpu_available() -> int:
+    """Bytes this process could still allocate: MemAvailable, capped by a cgroup limit."""
+    available = None
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if available is None:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    try:
+        with open("/sys/fs/cgroup/memory.max") as limit, open("/sys/fs/cgroup/memory.current") as used:
+            text = limit.read().strip()
+            if text != "max":
+                available = min(available, int(text) - int(used.read()))
+    except (OSError, ValueError):
+        pass
+    return max(0, available)
+
+
+def available_memory(device: chainer.backend.Device) -> int:
+    """Free bytes on ``device``: host memory for the CPU, free + pooled memory on a GPU."""
+    if device.xp is np:
+        return _cpu_available()
+    import cupy
+
+    with device:
+        free, _ = cupy.cuda.runtime.memGetInfo()
+        return int(free) + int(cupy.get_default_memory_pool().free_bytes())

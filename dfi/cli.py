@@ -1,4 +1,4 @@
-"""Command line: ``dfi data …``, ``dfi edit``, ``dfi sweep``, ``dfi weights …``, ``dfi demo``.
+"""Command line: ``dfi data …``, ``edit``, ``sweep``, ``style``, ``invert``, ``weights …``, ``demo``.
 
 Every command validates paths and flag combinations before it loads weights or data.
 ``main`` returns 0 on success, 1 on a failure and 2 on bad usage, with one line on
@@ -144,16 +144,17 @@ def _alpha_list(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
 
 
-def _add_run_options(p: argparse.ArgumentParser) -> None:
+def _add_run_options(p: argparse.ArgumentParser, *, iterations: int = 150,
+                     tv_weight: float = 1e-3) -> None:
     """Options shared by every command that runs the network (edit, sweep, style)."""
     p.add_argument("--weights", default="auto",
                    help="auto (fetched caffe weights, else untrained), untrained, caffe, "
                         "normalised, torchvision, or a weights file (.npz/.caffemodel/.pth)")
     p.add_argument("--device", default="auto", help="auto, cpu, gpu or gpu:N (default auto)")
-    p.add_argument("--iterations", type=_positive_int, default=150,
-                   help="optimiser iteration cap (default 150)")
-    p.add_argument("--tv-weight", type=float, default=1e-3,
-                   help="total-variation weight λ (default 0.001)")
+    p.add_argument("--iterations", type=_positive_int, default=iterations,
+                   help=f"optimiser iteration cap (default {iterations})")
+    p.add_argument("--tv-weight", type=float, default=tv_weight,
+                   help=f"total-variation weight λ, pixel units (default {tv_weight:g})")
     p.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs")
     p.add_argument("--seed", type=int, default=0, help="seed for untrained weights and noise")
     p.add_argument("--micro-batch", type=int, default=None,
@@ -188,6 +189,18 @@ def _add_dfi_options(p: argparse.ArgumentParser) -> None:
     _add_run_options(p)
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def _check_output(path) -> Path:
+    """An image path to write: known extension; its folder is created."""
+    out = Path(path)
+    if out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise UsageError(f"-o {out}: use an image extension ({', '.join(IMAGE_SUFFIXES)})")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def _dfi_request(args: argparse.Namespace, alphas: list[float]):
     """Validate everything that can be checked before loading weights."""
     from data_tools.attributes import parse_person_image
@@ -210,11 +223,7 @@ def _dfi_request(args: argparse.Namespace, alphas: list[float]):
         raise FileNotFoundError(f"--mask {args.mask}: no such file")
     if args.micro_batch is not None and args.micro_batch < 0:
         raise UsageError(f"--micro-batch {args.micro_batch} must be ≥ 0")
-    out = Path(args.output)
-    if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"):
-        raise UsageError(f"-o {out}: use an image extension (.png, .jpg, …)")
-    if not out.parent.exists() and out.parent != Path(""):
-        out.parent.mkdir(parents=True, exist_ok=True)
+    _check_output(args.output)
     crop = None if args.crop.strip().lower() == "none" else parse_crop(args.crop)
     layers = tuple(name.strip() for name in args.layers.split(",") if name.strip())
     from .vgg import vgg19_layer_names
@@ -261,7 +270,8 @@ def _load_net(args: argparse.Namespace):
     spec = args.weights
     if spec == "auto":
         spec = "caffe" if converted_path("caffe", args.data_dir).is_file() else "untrained"
-    net = load_vgg19(spec, data_dir=args.data_dir, seed=args.seed).to_device(device)
+    net = load_vgg19(spec, data_dir=args.data_dir, seed=args.seed,
+                     pooling=getattr(args, "pooling", "max")).to_device(device)
     micro = args.micro_batch
     if micro is None:
         micro = 1 if device.xp is np else 0
@@ -393,6 +403,171 @@ def _add_dfi_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_sweep)
 
 
+# ---------------------------------------------------------------- dfi style, dfi invert
+def _style_request(args: argparse.Namespace, *, invert: bool = False):
+    """Validate flags and read the images before loading weights."""
+    from .image import read_image
+    from .reconstruct import ReconstructConfig
+    from .style import StyleConfig, parse_layer_weights
+
+    _check_output(args.output)
+    if args.micro_batch is not None and args.micro_batch < 0:
+        raise UsageError(f"--micro-batch {args.micro_batch} must be ≥ 0")
+    if args.save_every is not None and args.save_every < 1:
+        raise UsageError(f"--save-every {args.save_every} must be at least 1")
+    scales = tuple(args.scales) if args.scales else (args.size,)
+    if args.scales and args.size_given and args.scales[-1] != args.size:
+        raise UsageError(f"--size {args.size} and --scales {','.join(map(str, args.scales))} disagree; "
+                         "the last scale is the output size")
+    rec = ReconstructConfig(iterations=args.iterations, tv_weight=args.tv_weight,
+                            optimizer=args.optimizer, ftol=args.ftol)
+    if invert:
+        config = StyleConfig(content_layers=parse_layer_weights(args.layer, "--layer"),
+                             style_weight=0.0, scales=scales, init="noise", seed=args.seed,
+                             reconstruct=rec)
+        return config, read_image(args.image), []
+    images = [read_image(path) for path in args.images]
+    if args.texture:
+        content, styles = None, images
+    elif len(images) < 2:
+        raise UsageError("give a CONTENT and at least one STYLE image (or --texture STYLE …)")
+    else:
+        content, styles = images[0], images[1:]
+    if args.style_blend and len(args.style_blend) != len(styles):
+        raise UsageError(f"--style-blend has {len(args.style_blend)} weights for {len(styles)} "
+                         "style image(s)")
+    init = args.init or ("noise" if args.texture else "content")
+    config = StyleConfig(
+        content_layers=parse_layer_weights(args.content_layers, "--content-layers"),
+        style_layers=parse_layer_weights(args.style_layers, "--style-layers"),
+        content_weight=0.0 if args.texture else args.content_weight, style_weight=args.style_weight,
+        style_blend=tuple(args.style_blend) if args.style_blend else None,
+        style_scale=args.style_scale, scales=scales, init=init, preserve_color=args.preserve_color,
+        seed=args.seed, reconstruct=rec)
+    if args.texture and config.preserve_color != "none":
+        raise UsageError(f"--preserve-color {config.preserve_color} needs a content image; "
+                         "--texture has none")
+    if init == "content" and content is None:
+        raise UsageError("--init content needs a content image; use noise or style with --texture")
+    return config, content, styles
+
+
+def _run_style(args: argparse.Namespace, config, content, styles) -> int:
+    import time
+    from dataclasses import replace
+
+    from .backend import to_cpu
+    from .image import write_image
+    from .style import check_memory, finish, stylize
+
+    net, micro = _load_net(args)
+    config = replace(config, reconstruct=replace(config.reconstruct, micro_batch=micro))
+    check_memory(net, content, styles, config, micro_batch=1)
+    out = Path(args.output)
+    bar = _progress_bar(config.reconstruct.iterations * len(config.scales), args.quiet, "stylising")
+    start, last, stage = time.perf_counter(), None, 0
+    try:
+        for last in stylize(net, content, styles, config):
+            if last.stage != stage:  # a stage that stopped early: skip its remaining ticks
+                bar.n, stage = last.stage * config.reconstruct.iterations, last.stage
+            bar.update(1)
+            bar.set_postfix({name: f"{float(v[0]):.3g}" for name, v in last.progress.terms.items()},
+                            refresh=False)
+            if args.save_every and last.progress.iteration % args.save_every == 0:
+                snapshot = finish(to_cpu(last.progress.images[0]), content, config)
+                write_image(out.with_name(f"{out.stem}_{last.shape[1]}px_{last.progress.iteration:04d}"
+                                          f"{out.suffix}"), snapshot)
+    finally:
+        bar.close()
+    write_image(out, finish(to_cpu(last.progress.images[0]), content, config))
+    terms = ", ".join(f"{name} {float(v[0]):.4g}" for name, v in last.progress.terms.items())
+    if not args.quiet:
+        print(f"dfi: {len(config.scales)} stage(s) in {time.perf_counter() - start:.1f} s; {terms}",
+              file=sys.stderr)
+    print(out)
+    return 0
+
+
+def _cmd_style(args: argparse.Namespace) -> int:
+    config, content, styles = _style_request(args)
+    return _run_style(args, config, content, styles)
+
+
+def _cmd_invert(args: argparse.Namespace) -> int:
+    config, content, styles = _style_request(args, invert=True)
+    return _run_style(args, config, content, styles)
+
+
+class _SizeAction(argparse.Action):
+    """Records that --size was given (it must then agree with --scales)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.size_given = True
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of sizes in pixels")
+    return values
+
+
+def _add_reconstruction_options(p: argparse.ArgumentParser) -> None:
+    """Options of style and invert: output, size, stages, snapshots, stopping."""
+    p.add_argument("-o", "--output", required=True, help="image to write")
+    p.add_argument("--size", type=_positive_int, default=256, action=_SizeAction,
+                   help="long side of the output in pixels (default 256)")
+    p.add_argument("--scales", type=_int_list, default=None,
+                   help="coarse-to-fine long sides, e.g. 256,512,1024 (the last is the output size)")
+    p.add_argument("--save-every", type=int, default=None, metavar="N",
+                   help="also write the image every N iterations (OUT_<size>px_<iteration>.png)")
+    p.add_argument("--ftol", type=float, default=1e-5,
+                   help="L-BFGS stops when an iteration improves the loss by less than this "
+                        "fraction (default 1e-5; 0 runs all iterations)")
+    p.add_argument("--pooling", choices=("max", "average"), default="max",
+                   help="VGG pooling (Gatys et al. use average for synthesis; default max)")
+    p.set_defaults(size_given=False)
+    _add_run_options(p, iterations=300, tv_weight=1e-6)
+
+
+def _add_style_commands(sub: argparse._SubParsersAction) -> None:
+    from .color import PRESERVE_COLOR
+    from .style import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, INITS
+
+    p = sub.add_parser("style", help="style transfer (Gatys et al.) or texture synthesis")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="CONTENT STYLE [STYLE …]; with --texture only STYLE images")
+    p.add_argument("--texture", action="store_true", help="texture synthesis: no content image")
+    p.add_argument("--content-weight", type=float, default=1.0, help="content weight (default 1)")
+    p.add_argument("--style-weight", type=float, default=10.0,
+                   help="style weight; the same value gives the same look at any size (default 10)")
+    p.add_argument("--content-layers", default=DEFAULT_CONTENT_LAYERS,
+                   help=f"layer[:weight],… (default {DEFAULT_CONTENT_LAYERS})")
+    p.add_argument("--style-layers", default=DEFAULT_STYLE_LAYERS,
+                   help=f"layer[:weight],… (default {DEFAULT_STYLE_LAYERS})")
+    p.add_argument("--style-blend", type=_alpha_list, default=None,
+                   help="one weight per style image, e.g. 0.7,0.3 (default equal)")
+    p.add_argument("--style-scale", type=float, default=1.0,
+                   help="style image size relative to the output (default 1)")
+    p.add_argument("--init", choices=INITS, default=None,
+                   help="start from the content (default), noise (default with --texture) or style")
+    p.add_argument("--preserve-color", choices=PRESERVE_COLOR, default="none",
+                   help="keep the content's colours: luminance-only transfer, histogram "
+                        "matching of the style, or yuv swap after (default none)")
+    _add_reconstruction_options(p)
+    p.set_defaults(func=_cmd_style)
+
+    p = sub.add_parser("invert", help="feature inversion: rebuild an image from one layer")
+    p.add_argument("image", type=Path, metavar="IMAGE")
+    p.add_argument("--layer", default="conv4_2", help="layer[:weight],… to invert (default conv4_2)")
+    _add_reconstruction_options(p)
+    p.set_defaults(func=_cmd_invert)
+
+
 # ---------------------------------------------------------------- dfi weights …
 def _cmd_weights_fetch(args: argparse.Namespace) -> int:
     from .weights import fetch_weights
@@ -478,6 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_data_commands(sub)
     _add_dfi_commands(sub)
+    _add_style_commands(sub)
     _add_weights_commands(sub)
     _add_demo_command(sub)
     return parser

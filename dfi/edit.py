@@ -22,6 +22,7 @@ from data_tools.index import Index
 from data_tools.neighbors import candidate_pools, find_neighbors
 
 from .attributes import SCALINGS, attribute_vector, combine, scale_vector, target_features
+from .color import match_color
 from .features import FeatureCache, extract, mean_features
 from .image import crop_and_resize, read_image, resize
 from .losses import feature_loss
@@ -182,13 +183,6 @@ def sweep(net: VGG19, face: Face, vectors: Sequence[dict], alphas: Sequence[floa
         return feature_loss(feats, {name: value[rows] for name, value in targets.items()})
 
     yield from reconstruct(net, start, loss_fn, config.layers, config.reconstruct)
-
-
-def match_color(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Give ``image`` the per-channel mean and standard deviation of ``reference``."""
-    mean_i, std_i = image.mean(axis=(1, 2), keepdims=True), image.std(axis=(1, 2), keepdims=True)
-    mean_r, std_r = reference.mean(axis=(1, 2), keepdims=True), reference.std(axis=(1, 2), keepdims=True)
-    return ((image - mean_i) * (std_r / np.maximum(std_i, 1e-6)) + mean_r).astype(np.float32)
 
 
 def compose(face: Face, edited: np.ndarray, baseline: np.ndarray, *,

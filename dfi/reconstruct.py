@@ -7,7 +7,7 @@ callers (the CLI, scripts) decide what to show or write.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Mapping, Optional, Sequence
+from typing import Callable, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -21,8 +21,10 @@ from .optimize import adam, lbfgs
 from .vgg import VGG19
 
 OPTIMIZERS = ("lbfgs", "adam")
-#: ``loss_fn(feats, rows) -> Variable (n,)``: the data term for the rows being evaluated.
-LossFn = Callable[[Mapping[str, chainer.Variable], object], chainer.Variable]
+#: ``loss_fn(feats, rows) -> Variable (n,)`` or ``{term: Variable (n,)}``: the data term(s)
+#: for the rows being evaluated; a plain Variable is recorded as the term ``"feature"``.
+LossFn = Callable[[Mapping[str, chainer.Variable], object],
+                  Union[chainer.Variable, Mapping[str, chainer.Variable]]]
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ class Progress:
     iteration: int
     images: object            # (N, 3, H, W) RGB [0, 255]
     loss: object              # (N,) total loss per image
-    terms: dict = field(default_factory=dict)  # {"feature": (N,), "tv": (N,)}, last evaluated
+    terms: dict = field(default_factory=dict)  # {"feature": (N,), "tv": (N,)…}, last evaluated
     active: object = None     # (N,) bool
     evaluations: int = 0      # image forward+backward passes so far
 
@@ -108,7 +110,7 @@ def reconstruct(net: VGG19, init_images, loss_fn: LossFn, layers: Sequence[str],
     x0 = preprocess(init_images, net.convention).reshape(shape[0], -1)
     lower, upper = _bounds(net, xp, shape)
     pixel_scale = _pixel_scale(net, xp)
-    terms = {"feature": xp.zeros(shape[0], xp.float32), "tv": xp.zeros(shape[0], xp.float32)}
+    terms: dict = {}  # {term: (N,)} unweighted by tv_weight, from the last evaluation
     chunk = config.micro_batch or shape[0]
 
     def objective(x_rows, rows):
@@ -118,11 +120,13 @@ def reconstruct(net: VGG19, init_images, loss_fn: LossFn, layers: Sequence[str],
             xv = chainer.Variable(x_rows[start:start + chunk].reshape((-1,) + shape[1:]))
             with chainer.using_config("train", False):
                 data = loss_fn(net.pick(xv, layers), part)
-                tv = total_variation(xv, pixel_scale)
-                loss = data + config.tv_weight * tv
+                parts = dict(data) if isinstance(data, Mapping) else {"feature": data}
+                parts["tv"] = total_variation(xv, pixel_scale)
+                loss = sum(value for name, value in parts.items() if name != "tv")
+                loss = loss + config.tv_weight * parts["tv"]
                 F.sum(loss).backward()
-            terms["feature"][part] = data.array
-            terms["tv"][part] = tv.array
+            for name, value in parts.items():
+                terms.setdefault(name, xp.zeros(shape[0], xp.float32))[part] = value.array
             values.append(loss.array)
             grads.append(xv.grad.reshape(xv.shape[0], -1))
         return xp.concatenate(values), xp.concatenate(grads)
