@@ -518,6 +518,9 @@ def _int_list(text: str) -> list[int]:
 
 def _add_reconstruction_options(p: argparse.ArgumentParser) -> None:
     """Options of style and invert: output, size, stages, snapshots, stopping."""
+    from .style import StyleConfig
+
+    defaults = StyleConfig().reconstruct
     p.add_argument("-o", "--output", required=True, help="image to write")
     p.add_argument("--size", type=_positive_int, default=256, action=_SizeAction,
                    help="long side of the output in pixels (default 256)")
@@ -525,26 +528,29 @@ def _add_reconstruction_options(p: argparse.ArgumentParser) -> None:
                    help="coarse-to-fine long sides, e.g. 256,512,1024 (the last is the output size)")
     p.add_argument("--save-every", type=int, default=None, metavar="N",
                    help="also write the image every N iterations (OUT_<size>px_<iteration>.png)")
-    p.add_argument("--ftol", type=float, default=1e-5,
+    p.add_argument("--ftol", type=float, default=defaults.ftol,
                    help="L-BFGS stops when an iteration improves the loss by less than this "
-                        "fraction (default 1e-5; 0 runs all iterations)")
+                        f"fraction (default {defaults.ftol:g}; 0 runs all iterations)")
     p.add_argument("--pooling", choices=("max", "average"), default="max",
                    help="VGG pooling (Gatys et al. use average for synthesis; default max)")
     p.set_defaults(size_given=False)
-    _add_run_options(p, iterations=300, tv_weight=1e-6)
+    _add_run_options(p, iterations=defaults.iterations, tv_weight=defaults.tv_weight)
 
 
 def _add_style_commands(sub: argparse._SubParsersAction) -> None:
     from .color import PRESERVE_COLOR
-    from .style import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, INITS
+    from .style import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, INITS, StyleConfig
 
+    defaults = StyleConfig()
     p = sub.add_parser("style", help="style transfer (Gatys et al.) or texture synthesis")
     p.add_argument("images", nargs="+", metavar="IMAGE",
                    help="CONTENT STYLE [STYLE …]; with --texture only STYLE images")
     p.add_argument("--texture", action="store_true", help="texture synthesis: no content image")
-    p.add_argument("--content-weight", type=float, default=1.0, help="content weight (default 1)")
-    p.add_argument("--style-weight", type=float, default=10.0,
-                   help="style weight; the same value gives the same look at any size (default 10)")
+    p.add_argument("--content-weight", type=float, default=defaults.content_weight,
+                   help=f"content weight (default {defaults.content_weight:g})")
+    p.add_argument("--style-weight", type=float, default=defaults.style_weight,
+                   help="style weight; the same value gives the same balance at any size "
+                        f"(default {defaults.style_weight:g})")
     p.add_argument("--content-layers", default=DEFAULT_CONTENT_LAYERS,
                    help=f"layer[:weight],… (default {DEFAULT_CONTENT_LAYERS})")
     p.add_argument("--style-layers", default=DEFAULT_STYLE_LAYERS,

@@ -25,17 +25,20 @@ class DemoPlan:
     description: str
 
 
-def _pick_face(index_path: Path) -> str:
-    """A clearly non-smiling face without eyewear, as ``"Person Name/N"``."""
+def pick_face(index_path: Path, without: str = "Smiling") -> str:
+    """A face clearly without the attribute column ``without`` and without eyewear,
+    as ``"Person Name/N"`` (the median such face by that score)."""
     table = load_index(index_path).table
-    candidates = table[(table["Smiling"] < -0.5)]
+    if without not in table:
+        raise ValueError(f"{index_path}: no attribute column {without!r}")
+    candidates = table[(table[without] < -0.5)]
     for column in ("Frowning", "Sunglasses", "Eyeglasses"):
-        if column in table:
+        if column in table and column != without:
             narrower = candidates[candidates[column] < -0.5]
             candidates = narrower if len(narrower) else candidates
     if candidates.empty:
-        raise ValueError(f"{index_path}: no non-smiling face to edit")
-    row = candidates.sort_values("Smiling").iloc[len(candidates) // 2]
+        raise ValueError(f"{index_path}: no face without {without!r} to edit")
+    row = candidates.sort_values(without).iloc[len(candidates) // 2]
     return f"{row['person']}/{int(row['imagenum'])}"
 
 
@@ -51,7 +54,7 @@ def plan_demo(out_dir: Path, data_dir: Path, *, have_real_weights: bool) -> Demo
     real_images, real_attrs = data_dir / "lfw-deepfunneled", data_dir / "lfw_attributes.txt"
     if real_images.is_dir() and real_attrs.is_file() and have_real_weights:
         index = _ensure_index(real_images, real_attrs, data_dir / "lfw_index.csv")
-        face = _pick_face(index)
+        face = pick_face(index)
         argv = (face, "--index", str(index), "--attribute", "smiling", "--weights", "caffe",
                 "--alphas", "0.1,0.2,0.3,0.4,0.5", "--scaling", "norm",
                 "-o", str(out_dir / "smile_sweep.png"))
@@ -63,7 +66,7 @@ def plan_demo(out_dir: Path, data_dir: Path, *, have_real_weights: bool) -> Demo
         make_synthetic_lfw(synth_root, n_people=80, seed=0)
     index = _ensure_index(synth_root / "lfw-deepfunneled", synth_root / "lfw_attributes.txt",
                           synth_root / "index.csv")
-    face = _pick_face(index)
+    face = pick_face(index)
     argv = (face, "--index", str(index), "--attribute", "smiling", "--weights", "untrained",
             "--k", "30", "--size", "96", "--iterations", "100", "--tv-weight", "0.05",
             "--layers", "conv2_1,conv3_1,conv4_1", "--alphas", "1,2,3",

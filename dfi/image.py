@@ -131,11 +131,16 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(image).transpose(1, 2, 0)), 0, 255).astype(np.uint8)
 
 
+def to_pil(image: np.ndarray) -> Image.Image:
+    """A CHW float image as a Pillow image (notebooks display these inline)."""
+    return Image.fromarray(to_uint8(image))
+
+
 def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     """Write a CHW float image atomically; the format follows the file extension."""
     path = Path(path)
     with atomic_path(path, suffix=path.suffix) as tmp:
-        Image.fromarray(to_uint8(image)).save(tmp, format=Image.registered_extensions().get(
+        to_pil(image).save(tmp, format=Image.registered_extensions().get(
             path.suffix.lower(), "PNG"))
 
 
@@ -157,7 +162,7 @@ def grid(images: Sequence[np.ndarray], *, columns: int | None = None, gap: int =
 def write_gif(path: str | os.PathLike, frames: Sequence[np.ndarray], *, duration_ms: int = 400) -> None:
     """Write CHW float frames as a looping animated GIF, atomically."""
     path = Path(path)
-    pictures = [Image.fromarray(to_uint8(f)) for f in frames]
+    pictures = [to_pil(f) for f in frames]
     with atomic_path(path, suffix=".gif") as tmp:
         pictures[0].save(tmp, format="GIF", save_all=True, append_images=pictures[1:],
                          duration=duration_ms, loop=0)

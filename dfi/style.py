@@ -85,7 +85,7 @@ class StyleConfig:
     style_layers: Mapping[str, float] = field(
         default_factory=lambda: parse_layer_weights(DEFAULT_STYLE_LAYERS, "--style-layers"))
     content_weight: float = 1.0
-    style_weight: float = 10.0
+    style_weight: float = 1.0
     style_blend: Optional[tuple[float, ...]] = None
     style_scale: float = 1.0
     scales: tuple[int, ...] = (256,)
@@ -93,7 +93,7 @@ class StyleConfig:
     preserve_color: str = "none"
     seed: int = 0
     reconstruct: ReconstructConfig = field(
-        default_factory=lambda: ReconstructConfig(iterations=300, tv_weight=1e-6, ftol=1e-5))
+        default_factory=lambda: ReconstructConfig(iterations=300, tv_weight=1e-4, ftol=1e-5))
 
     def __post_init__(self):
         for name, value in (("--content-weight", self.content_weight),

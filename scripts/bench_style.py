@@ -55,7 +55,7 @@ def _one_run(size: int, optimizer: str, iterations: int, device_spec: str) -> di
     with tempfile.TemporaryDirectory() as tmp:
         content, style = _pictures(Path(tmp), size)
     config = StyleConfig(scales=(size,), reconstruct=ReconstructConfig(
-        iterations=iterations, optimizer=optimizer, ftol=0.0, tv_weight=1e-6))
+        iterations=iterations, optimizer=optimizer, ftol=0.0, tv_weight=StyleConfig().reconstruct.tv_weight))
     estimate = check_memory(net, content, [style], config)
     curve, start = [], time.perf_counter()
     last = None
