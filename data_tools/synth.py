@@ -48,6 +48,7 @@ class SynthResult:
     attributes_file: Path
     table: pd.DataFrame  # every drawn image with its scores (rows dropped from the file too)
     dropped: tuple[str, ...]  # image paths left out of lfw_attributes.txt on purpose
+    landmarks: dict  # image path → (3, 2) true left eye, right eye, mouth centres (x, y)
 
 
 def _people(rng: np.random.Generator, n_people: int) -> list[str]:
@@ -163,6 +164,12 @@ def _draw_face(rng: np.random.Generator, who: dict, look: dict) -> Image.Image:
     return image
 
 
+def true_landmarks(look: dict) -> np.ndarray:
+    """Where a drawn face has its left eye, right eye and mouth centre (x, y) in the frame."""
+    centre = np.array(FACE_CENTRE) + (look["dx"], look["dy"])
+    return centre + look["scale"] * np.array([LEFT_EYE, RIGHT_EYE, MOUTH])
+
+
 def _look(rng: np.random.Generator) -> dict:
     harsh = rng.random() < 0.15
     return {
@@ -227,7 +234,7 @@ def make_synthetic_lfw(out_dir: str | os.PathLike, *, n_people: int = 100,
         raise FileExistsError(f"{images_dir} already exists; choose another folder or remove it")
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    rows, values = [], []
+    rows, values, landmarks = [], [], {}
     tmp = Path(tempfile.mkdtemp(prefix=".synth-", dir=out_dir))
     try:
         for person in _people(rng, n_people):
@@ -238,6 +245,7 @@ def make_synthetic_lfw(out_dir: str | os.PathLike, *, n_people: int = 100,
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 _draw_face(rng, who, look).save(tmp / rel, quality=92)
                 rows.append((person, number, rel))
+                landmarks[rel] = true_landmarks(look)
                 values.append(_scores(rng, who, look))
         table = pd.DataFrame(np.round(np.asarray(values), 6), columns=list(LFW_ATTRIBUTE_NAMES))
         table.insert(0, "person", [r[0] for r in rows])
@@ -251,13 +259,13 @@ def make_synthetic_lfw(out_dir: str | os.PathLike, *, n_people: int = 100,
         tar.add(images_dir, arcname="lfw-deepfunneled")
     # Real files: rows grouped by person, people not sorted, a few images without a row.
     keep = rng.random(len(table)) >= drop_fraction
-    order = rng.permutation(table["person"].unique())
+    order = rng.permutation(table.loc[keep, "person"].unique())  # (a person may lose every row)
     listed = table[keep].set_index("person").loc[order].reset_index()
     attributes_file = out_dir / "lfw_attributes.txt"
     write_lfw_attributes(attributes_file, listed,
                          comment=f"synthetic lfw_attributes.txt written by dfi (seed={seed})")
     return SynthResult(images_dir, archive, attributes_file, table,
-                       tuple(table.loc[~keep, "path"]))
+                       tuple(table.loc[~keep, "path"]), landmarks)
 
 
 STYLE_KINDS = ("strokes", "waves", "mosaic")

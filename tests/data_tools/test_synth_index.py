@@ -109,3 +109,15 @@ def test_synth_cli(tmp_path, cli):
     assert code == 1 and "already exists" in err
     code, _, err = cli("data", "synth", tmp_path / "t", "--people", "0")
     assert code == 2 and "must be at least 1" in err
+
+
+def test_synth_survives_a_person_losing_every_row_and_reports_true_landmarks(tmp_path):
+    # seed 3 with 20 people drops the only image of one person from the attribute file
+    result = make_synthetic_lfw(tmp_path, n_people=20, seed=3)
+    listed = set(read_lfw_attributes(result.attributes_file)["person"])
+    counts = result.table["path"].str.split("/").str[0].value_counts()
+    gone = {p.split("/")[0] for p in result.dropped if counts[p.split("/")[0]] == 1}
+    assert gone and not {name.replace("_", " ") for name in gone} & listed
+    assert set(result.landmarks) == set(result.table["path"])
+    left, right, mouth = next(iter(result.landmarks.values()))
+    assert 30 < right[0] - left[0] < 50 and 30 < mouth[1] - left[1] < 50
