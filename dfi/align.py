@@ -7,14 +7,21 @@ and translation that best maps them onto :data:`LFW_TEMPLATE` (least squares, Um
 usual crop and edit run; :func:`paste_back` warps the edited frame back into the photo
 through a feathered mask, so pixels outside the mask are exactly the photo's.
 
-Pure NumPy on CHW float images; resampling with Pillow (bicubic).
+:func:`align_face` runs the whole path on a photo: detect (:mod:`dfi.detect`), pick a
+face, fit, warp. Pure NumPy on CHW float images; resampling with Pillow (bicubic).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from data_tools.synth import FACE_CENTRE, LEFT_EYE, MOUTH, RIGHT_EYE, SIZE
+
+from .detect import Detection, NoFaceError, detect_faces
+from .image import resize, to_pil
 
 #: where the faces of the 250×250 frame have their left eye, right eye and mouth centre
 #: (x, y), taken from the synthetic LFW's geometry (placed like deep-funneled LFW).
@@ -67,19 +74,44 @@ def _warp(image: np.ndarray, out_to_in: np.ndarray, size: tuple[int, int]) -> np
         (width, height), Image.AFFINE, data, resample=Image.BICUBIC, fillcolor=0.0)) for c in image])
 
 
+def _scale(matrix: np.ndarray) -> float:
+    return float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+
+
+def _preimage_box(to_frame: np.ndarray, size: tuple[int, int], margin: int = 3) -> tuple[int, int, int, int]:
+    """Integer box (l, t, r, b) of photo pixels that the frame of ``size`` sees, plus a margin."""
+    height, width = size
+    corners = apply(invert(to_frame), [[-1, -1], [width, -1], [-1, height], [width, height]])
+    (left, top), (right, bottom) = np.floor(corners.min(axis=0)), np.ceil(corners.max(axis=0))
+    return int(left) - margin, int(top) - margin, int(right) + margin + 1, int(bottom) + margin + 1
+
+
 def warp_to_frame(photo: np.ndarray, matrix: np.ndarray, size: tuple[int, int] = FRAME) -> np.ndarray:
     """The photo seen in the LFW frame: output pixel q shows photo pixel M⁻¹·q.
 
     ``matrix`` maps photo coordinates to frame coordinates (from
     :func:`similarity_transform`). Areas outside the photo are filled by repeating its
-    border, so the network sees no black bars.
+    border, so the network sees no black bars. A photo larger than the frame is first
+    shrunk with an antialiasing filter (an affine warp alone would alias), and only the
+    part the frame sees is resampled, so memory stays small for large photos.
     """
+    scale = _scale(matrix)
+    if scale < 0.8:
+        height, width = photo.shape[1:]
+        new = (max(1, round(height * scale)), max(1, round(width * scale)))
+        fy, fx = height / new[0], width / new[1]
+        small_to_photo = np.array([[fx, 0, (fx - 1) / 2], [0, fy, (fy - 1) / 2], [0, 0, 1]])
+        photo, matrix = resize(photo, new), (np.vstack([matrix, [0, 0, 1]]) @ small_to_photo)[:2]
     height, width = photo.shape[1:]
-    pad = max(height, width)
-    padded = np.pad(photo, ((0, 0), (pad, pad), (pad, pad)), mode="edge")
-    to_padded = np.array([[1.0, 0, pad], [0, 1.0, pad]])
-    composed = np.vstack([to_padded, [0, 0, 1]]) @ np.vstack([invert(matrix), [0, 0, 1]])
-    return np.clip(_warp(padded, composed[:2], size), 0, 255).astype(np.float32)
+    left, top, right, bottom = _preimage_box(matrix, size)
+    inner = photo[:, max(top, 0):max(min(bottom, height), 1), max(left, 0):max(min(right, width), 1)]
+    padding = ((0, 0), (max(0, min(-top, bottom)), max(0, min(bottom - height, bottom - top))),
+               (max(0, min(-left, right)), max(0, min(right - width, right - left))))
+    region = np.pad(inner, padding, mode="edge")
+    origin = (max(left, 0) - padding[2][0], max(top, 0) - padding[1][0])
+    region_to_photo = np.array([[1.0, 0, origin[0]], [0, 1.0, origin[1]], [0, 0, 1]])
+    composed = invert((np.vstack([matrix, [0, 0, 1]]) @ region_to_photo)[:2])
+    return np.clip(_warp(region, composed, size), 0, 255).astype(np.float32)
 
 
 def face_mask(size: tuple[int, int] = FRAME, *, box=(40, 20, 210, 190), fraction: float = 0.15) -> np.ndarray:
@@ -93,20 +125,106 @@ def face_mask(size: tuple[int, int] = FRAME, *, box=(40, 20, 210, 190), fraction
     return mask
 
 
-def paste_back(photo: np.ndarray, frame_image: np.ndarray, matrix: np.ndarray,
-               mask: np.ndarray) -> np.ndarray:
-    """Put an (edited) frame image back into the photo.
+def paste_back(photo: np.ndarray, edited: np.ndarray, original: np.ndarray, matrix: np.ndarray,
+               mask: Optional[np.ndarray] = None) -> np.ndarray:
+    """Add an edit made in the frame back onto the full-resolution photo.
+
+    The change ``mask · (edited − original)`` is warped back into the photo and added,
+    so the photo keeps its own resolution and detail; where the warped mask is 0 the
+    photo is returned exactly as it was.
 
     Args:
         photo: CHW original.
-        frame_image: CHW image in the frame (``warp_to_frame`` output, edited).
+        edited, original: CHW frame images after and before the edit.
         matrix: photo → frame, as given to :func:`warp_to_frame`.
-        mask: (H, W) weights in the frame; where it is 0 the photo is left exactly as is.
+        mask: (H, W) weights in the frame (default :func:`face_mask`).
     """
-    size = photo.shape[1:]
-    back = _warp(frame_image, matrix, size)
-    weight = _warp(mask[None], matrix, size)[0].clip(0, 1)
+    mask = face_mask(edited.shape[1:]) if mask is None else mask
     out = photo.astype(np.float32, copy=True)
-    inside = weight > 0
-    out[:, inside] = photo[:, inside] * (1 - weight[inside]) + back[:, inside] * weight[inside]
+    height, width = photo.shape[1:]
+    left, top, right, bottom = _preimage_box(matrix, mask.shape)
+    left, top, right, bottom = max(left, 0), max(top, 0), min(right, width), min(bottom, height)
+    if left >= right or top >= bottom:
+        return out
+    region_to_frame = (np.vstack([matrix, [0, 0, 1]]) @ np.array([[1.0, 0, left], [0, 1.0, top], [0, 0, 1]]))[:2]
+    size = (bottom - top, right - left)
+    # bicubic resampling of zeros is exactly zero: outside the mask nothing is added
+    out[:, top:bottom, left:right] += _warp((edited - original) * mask, region_to_frame, size)
     return np.clip(out, 0, 255).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """A face of a photo placed in the LFW frame."""
+
+    matrix: np.ndarray  # photo → frame, 2×3
+    frame: np.ndarray  # CHW, FRAME-sized view of the photo
+    detection: Detection  # the chosen face (box, 68 points)
+    detections: tuple[Detection, ...]  # every face found, largest first
+    number: int  # which of them (1 = largest)
+
+    def record(self) -> dict:
+        """JSON-ready summary (sweep records)."""
+        return {"face": self.number, "faces_found": len(self.detections),
+                "box": list(self.detection.box),
+                "landmarks": np.round(self.detection.landmarks, 2).tolist(),
+                "matrix": np.round(self.matrix, 6).tolist()}
+
+
+def align_face(photo: np.ndarray, *, face: int = 1, template: np.ndarray = LFW_TEMPLATE,
+               detections: Optional[Sequence[Detection]] = None, name: str = "the photo") -> Alignment:
+    """Detect the faces of ``photo``, pick the ``face``-th largest and warp it into the frame.
+
+    Raises:
+        NoFaceError: no face found (the message suggests cropping by hand).
+        ValueError: ``face`` is not one of the faces found.
+    """
+    found = tuple(detect_faces(photo) if detections is None else detections)
+    height, width = photo.shape[1:]
+    if not found:
+        raise NoFaceError(f"no face found in {name} ({width}x{height}); place the face by hand "
+                          "with --crop l,t,r,b (it is then used as is)")
+    if not 1 <= face <= len(found):
+        raise ValueError(f"--face {face}: {name} has {len(found)} face(s); choose 1–{len(found)} "
+                         "(1 = the largest; --show-landmarks FILE shows their numbers)")
+    chosen = found[face - 1]
+    matrix = similarity_transform(chosen.landmarks, template)
+    return Alignment(matrix, warp_to_frame(photo, matrix), chosen, found, face)
+
+
+def measure_template(images, *, limit: int = 500) -> tuple[np.ndarray, int]:
+    """Median eye and mouth centres (3, 2) of the largest face in each of ``images``
+    (CHW arrays, an iterable), the template of a dataset in the detector's own terms;
+    also returns how many of the first ``limit`` images had a face."""
+    points = []
+    for count, image in enumerate(images):
+        if count >= limit:
+            break
+        found = detect_faces(image)
+        if found:
+            points.append(found[0].landmarks)
+    if not points:
+        raise NoFaceError("no face found in any of the images")
+    return np.median(np.array(points), axis=0), len(points)
+
+
+def draw_landmarks(photo: np.ndarray, alignment: Alignment, *,
+                   box: tuple[int, int, int, int] = (40, 20, 210, 190)) -> np.ndarray:
+    """A debug picture: every face's box and number, the chosen face's 68 points, its
+    eye and mouth centres, and the outline of what the edit sees (``box`` in the frame)."""
+    picture = to_pil(photo)
+    draw = ImageDraw.Draw(picture)
+    radius = max(1.0, max(picture.size) / 400)
+    for number, detection in enumerate(alignment.detections, 1):
+        colour = (255, 220, 0) if number == alignment.number else (160, 160, 160)
+        draw.rectangle(detection.box, outline=colour, width=max(1, round(radius)))
+        draw.text((detection.box[0] + 2, detection.box[1] + 2), str(number), fill=colour)
+    for x, y in alignment.detection.points:
+        draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=(0, 255, 0))
+    for x, y in alignment.detection.landmarks:
+        draw.ellipse([x - 3 * radius, y - 3 * radius, x + 3 * radius, y + 3 * radius], outline=(255, 0, 0),
+                     width=max(1, round(radius)))
+    left, top, right, bottom = box
+    outline = apply(invert(alignment.matrix), [[left, top], [right, top], [right, bottom], [left, bottom]])
+    draw.polygon([tuple(p) for p in outline], outline=(0, 160, 255))
+    return np.asarray(picture, dtype=np.float32).transpose(2, 0, 1).copy()

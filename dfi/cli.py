@@ -177,8 +177,16 @@ def _add_dfi_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", default="conv3_1,conv4_1,conv5_1",
                    help="feature layers (default conv3_1,conv4_1,conv5_1)")
     p.add_argument("--size", type=_positive_int, default=200, help="working size in pixels (default 200)")
-    p.add_argument("--crop", default="40,20,210,190",
-                   help="l,t,r,b crop of the input (default the LFW crop); 'none' for the whole image")
+    p.add_argument("--crop", default=None,
+                   help="l,t,r,b box of the input image to edit, used as is (no face detection); "
+                        "'none' for the whole image")
+    p.add_argument("--no-align", action="store_true",
+                   help="take the input as an LFW-framed face (the LFW crop 40,20,210,190) "
+                        "instead of detecting and aligning its face")
+    p.add_argument("--face", type=_positive_int, default=None,
+                   help="which detected face to edit, 1 = the largest (default 1)")
+    p.add_argument("--show-landmarks", type=Path, default=None, metavar="FILE",
+                   help="save the photo with the detected faces, their numbers and landmarks")
     p.add_argument("--vector", type=Path, default=None, help="reuse a saved attribute vector")
     p.add_argument("--save-vector", type=Path, default=None, help="save the attribute vector (.npz)")
     p.add_argument("--mask", type=Path, default=None, help="greyscale mask: where the edit applies")
@@ -224,7 +232,11 @@ def _dfi_request(args: argparse.Namespace, alphas: list[float]):
     if args.micro_batch is not None and args.micro_batch < 0:
         raise UsageError(f"--micro-batch {args.micro_batch} must be ≥ 0")
     _check_output(args.output)
-    crop = None if args.crop.strip().lower() == "none" else parse_crop(args.crop)
+    if args.show_landmarks is not None:
+        _check_output(args.show_landmarks)
+    crop = None
+    if args.crop is not None:
+        crop = "none" if args.crop.strip().lower() == "none" else parse_crop(args.crop)
     layers = tuple(name.strip() for name in args.layers.split(",") if name.strip())
     from .vgg import vgg19_layer_names
     unknown = [name for name in layers if name not in vgg19_layer_names()]
@@ -233,7 +245,7 @@ def _dfi_request(args: argparse.Namespace, alphas: list[float]):
                          f"valid: {', '.join(vgg19_layer_names())}")
     rec = ReconstructConfig(iterations=args.iterations, tv_weight=args.tv_weight,
                             optimizer=args.optimizer)
-    config = EditConfig(layers=layers, k=args.k, size=args.size, crop=crop, scaling=args.scaling,
+    config = EditConfig(layers=layers, k=args.k, size=args.size, scaling=args.scaling,
                         rule=args.rule, color_match=not args.no_color_match, reconstruct=rec)
     index = row = None
     path = Path(args.input)
@@ -255,8 +267,18 @@ def _dfi_request(args: argparse.Namespace, alphas: list[float]):
         if rel is not None:
             hits = (index.table["path"] == rel.as_posix()).to_numpy().nonzero()[0]
             row = int(hits[0]) if len(hits) else None
+    # a photo that is not a dataset face is aligned to the LFW frame unless told otherwise
+    align = row is None and crop is None and not args.no_align
+    if not align and (args.face is not None or args.show_landmarks is not None):
+        why = "indexed faces are in the LFW frame already" if row is not None else \
+            "--crop/--no-align skip face detection"
+        raise UsageError(f"--face and --show-landmarks need face alignment ({why})")
     from .edit import load_face
-    face = load_face(path, config, row=row)
+    face = load_face(path, config, row=row, crop="align" if align else crop, face=args.face or 1)
+    if args.show_landmarks is not None:
+        from .align import draw_landmarks
+        from .image import write_image
+        write_image(args.show_landmarks, draw_landmarks(face.full, face.alignment))
     return config, index, face
 
 
@@ -303,7 +325,7 @@ def _run_dfi(args: argparse.Namespace, alphas: list[float]) -> dict:
                      reconstruct=replace(config.reconstruct, micro_batch=micro))
     record = {"input": args.input, "weights": net.name, "device": str(net.device),
               "settings": {"alphas": alphas, "layers": list(config.layers), "k": config.k,
-                           "size": config.size, "crop": config.crop, "scaling": config.scaling,
+                           "size": config.size, "crop": face.crop, "scaling": config.scaling,
                            "rule": config.rule, "iterations": config.reconstruct.iterations,
                            "tv_weight": config.reconstruct.tv_weight,
                            "optimizer": config.reconstruct.optimizer, "seed": args.seed}}
@@ -348,6 +370,8 @@ def _run_dfi(args: argparse.Namespace, alphas: list[float]) -> dict:
     record["losses"] = [{"alpha": a, "total": float(last.loss[i + 1]),
                          "feature": float(last.terms["feature"][i + 1]),
                          "tv": float(last.terms["tv"][i + 1])} for i, a in enumerate(alphas)]
+    if face.alignment is not None:
+        record["alignment"] = face.alignment.record()
     record["iterations_run"] = int(last.iteration)
     record["evaluations"] = int(last.evaluations)
     record["timings_s"] = {"vector": round(t_vector - t_start, 3),

@@ -1,26 +1,29 @@
 """Deep Feature Interpolation (Upchurch et al., CVPR 2017): the editing pipeline.
 
-1. The input face is cropped and resized to the working size.
+1. The input face is cropped and resized to the working size; a photo that is not in the
+   LFW frame is first aligned to it (:mod:`dfi.align`: detect, fit, warp).
 2. Source faces (attribute absent) and target faces (attribute present) come from the
    dataset index: for an indexed face by attribute similarity (``data_tools``), for any
    other photo by pixel similarity of the working crops (chainer-dfi's idea).
 3. w = mean φ(targets) − mean φ(sources), scaled; targets φ(x) + α·w for every α.
 4. One batched reconstruction for all α plus α = 0; the edit that reaches the output is
    z_α − z_0 (the reconstruction error of the method cancels), upsampled and added to
-   the full-resolution original inside the crop, optionally through a mask.
+   the full-resolution original inside the crop (for an aligned photo, warped back into
+   it), optionally through a mask.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 
 from data_tools.index import Index
 from data_tools.neighbors import candidate_pools, find_neighbors
 
+from .align import Alignment, align_face, paste_back
 from .attributes import SCALINGS, attribute_vector, combine, scale_vector, target_features
 from .color import match_color
 from .features import FeatureCache, extract, mean_features
@@ -43,7 +46,7 @@ class EditConfig:
     layers: tuple[str, ...] = DEFAULT_LAYERS
     k: int = 100
     size: int = 200
-    crop: Optional[tuple[int, int, int, int]] = LFW_CROP
+    crop: tuple[int, int, int, int] = LFW_CROP  # of the dataset's faces (and of aligned photos)
     scaling: str = "none"
     rule: str = "chainer"
     exclude_person: bool = False
@@ -74,20 +77,36 @@ def check_alphas(alphas: Sequence[float]) -> list[float]:
 
 @dataclass
 class Face:
-    """An input face: the full image and its working crop (CHW RGB float32, CPU)."""
+    """An input face: the full image and its working crop (CHW RGB float32, CPU).
+
+    ``crop`` is a box of ``full``, or, when ``alignment`` is set, a box of the aligned
+    frame (``alignment.frame``).
+    """
 
     full: np.ndarray
     working: np.ndarray
     crop: tuple[int, int, int, int]
     row: Optional[int] = None  # position in the index, when the face is indexed
+    alignment: Optional[Alignment] = None
 
 
-def load_face(path, config: EditConfig, *, row: Optional[int] = None) -> Face:
+def load_face(path, config: EditConfig, *, row: Optional[int] = None,
+              crop: Union[tuple[int, int, int, int], str, None] = None, face: int = 1) -> Face:
+    """Read an input face.
+
+    Args:
+        crop: a box (l, t, r, b) of the image, ``"none"`` for the whole image, or ``"align"``
+            to detect the ``face``-th largest face and align it to the LFW frame. Default:
+            ``config.crop`` (the image is already in the dataset's frame).
+    """
     full = read_image(path)
     _, height, width = full.shape
-    crop = config.crop or (0, 0, width, height)
-    working = crop_and_resize(full, crop, (config.size, config.size))
-    return Face(full, working, crop, row)
+    size = (config.size, config.size)
+    if crop == "align":
+        alignment = align_face(full, face=face, name=str(path))
+        return Face(full, crop_and_resize(alignment.frame, config.crop, size), config.crop, row, alignment)
+    box = (0, 0, width, height) if crop == "none" else config.crop if crop is None else crop
+    return Face(full, crop_and_resize(full, box, size), box, row)
 
 
 def _load_working(index: Index, paths: Sequence[str], config: EditConfig) -> np.ndarray:
@@ -187,7 +206,8 @@ def sweep(net: VGG19, face: Face, vectors: Sequence[dict], alphas: Sequence[floa
 
 def compose(face: Face, edited: np.ndarray, baseline: np.ndarray, *,
             color_match: bool = True, mask: Optional[np.ndarray] = None) -> np.ndarray:
-    """Full-resolution result: original + upsampled (edited − baseline) inside the crop.
+    """Full-resolution result: original + upsampled (edited − baseline) inside the crop
+    (for an aligned face: inside the frame's crop, warped back into the photo).
 
     Args:
         face: the input face.
@@ -199,6 +219,15 @@ def compose(face: Face, edited: np.ndarray, baseline: np.ndarray, *,
         edited = match_color(edited, baseline)
     left, top, right, bottom = face.crop
     delta = resize(edited - baseline, (bottom - top, right - left)) * feather((bottom - top, right - left))
+    if face.alignment is not None:
+        frame = face.alignment.frame
+        change = np.zeros_like(frame)
+        change[:, top:bottom, left:right] = delta
+        out = paste_back(face.full, frame + change, frame, face.alignment.matrix,
+                         np.ones(frame.shape[1:], np.float32))
+        if mask is not None:
+            out = face.full + (out - face.full) * mask[None]
+        return np.clip(out, 0, 255).astype(np.float32)
     out = face.full.copy()
     if mask is not None:
         delta = delta * mask[None, top:bottom, left:right]

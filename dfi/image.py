@@ -137,11 +137,12 @@ def to_pil(image: np.ndarray) -> Image.Image:
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Write a CHW float image atomically; the format follows the file extension."""
+    """Write a CHW float image atomically; the format follows the file extension
+    (JPEG at quality 95, so re-encoding barely touches the unedited pixels)."""
     path = Path(path)
+    kind = Image.registered_extensions().get(path.suffix.lower(), "PNG")
     with atomic_path(path, suffix=path.suffix) as tmp:
-        to_pil(image).save(tmp, format=Image.registered_extensions().get(
-            path.suffix.lower(), "PNG"))
+        to_pil(image).save(tmp, format=kind, **({"quality": 95} if kind == "JPEG" else {}))
 
 
 def grid(images: Sequence[np.ndarray], *, columns: int | None = None, gap: int = 4) -> np.ndarray:

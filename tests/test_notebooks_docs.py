@@ -55,7 +55,7 @@ def test_gallery_script_renders_every_picture(tmp_path):
     gallery = _script("gallery")
     assert gallery.main(["--quick", "--out", str(tmp_path)]) == 0
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["inversion.png", "senior_sweep.png", "smile_sweep.png", "style_modes.png",
-                     "texture.png"]
+    assert names == ["inversion.png", "photo_edit.png", "senior_sweep.png", "smile_sweep.png",
+                     "style_modes.png", "texture.png"]
     with Image.open(tmp_path / "style_modes.png") as im:
         assert im.size == (6 * 32 + 5 * 4, 32)  # content, style and four colour modes

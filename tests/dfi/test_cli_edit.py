@@ -49,7 +49,7 @@ def test_edit_from_file_and_vector_reuse(face, tmp_path, cli):
     assert code == 0, err
     assert vector.is_file()
     code, _, err = cli("--quiet", "edit", path, "--vector", vector, *FAST, "--alpha", "0.8",
-                       "-o", tmp_path / "b.jpg")
+                       "--no-align", "-o", tmp_path / "b.jpg")
     assert code == 0, err
     original = np.asarray(Image.open(path), dtype=float)
     edited = np.asarray(Image.open(tmp_path / "b.jpg"), dtype=float)
@@ -110,3 +110,68 @@ def test_demo_runs_offline(tmp_path, cli, monkeypatch):
     record = json.loads((tmp_path / "demo" / "smile_sweep.json").read_text())
     assert record["weights"] == "untrained" and record["iterations_run"] <= 2
     assert "synthetic LFW" in err and "smile_sweep.png" in err
+
+
+@pytest.fixture(scope="module")
+def photo(synth_lfw, tmp_path_factory):
+    """A 600×400 PNG photo with a non-smiling synthetic face, enlarged and off-centre."""
+    from dfi.detect import MIN_SCORE, detect_faces
+    from dfi.image import read_image, write_image
+    from tests.dfi.test_align import _place
+
+    result, index_file = synth_lfw
+    table = load_index(index_file).table
+    for rel in table.loc[table["Smiling"] < -0.5, "path"]:
+        image = read_image(result.images_dir / rel)
+        placed = _place(image, np.array([[1.3, 0, 280], [0, 1.3, 40]]), (400, 600))
+        if any(d.score >= MIN_SCORE for d in detect_faces(placed)):
+            path = tmp_path_factory.mktemp("photo") / "photo.png"
+            write_image(path, placed)
+            return path, index_file
+    pytest.fail("no synthetic face was detected")
+
+
+def test_edit_any_photo_aligns_and_changes_only_the_face(photo, tmp_path, cli):
+    from dfi.align import apply, invert
+
+    path, index_file = photo
+    out = tmp_path / "grid.png"
+    code, _, err = cli("--quiet", "sweep", path, "--index", index_file, "--attribute", "smiling",
+                       "--alphas", "3", *FAST, "--show-landmarks", tmp_path / "landmarks.jpg", "-o", out)
+    assert code == 0, err
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["alignment"]["face"] == 1 and record["alignment"]["faces_found"] == 1
+    original = np.asarray(Image.open(path), dtype=float)
+    edited = np.asarray(Image.open(tmp_path / "grid_alpha3.png"), dtype=float)
+    assert edited.shape == original.shape == (400, 600, 3)
+    # what changes lies inside the LFW crop (40,20,210,190) of the frame, mapped into the photo
+    corners = apply(invert(np.array(record["alignment"]["matrix"])), [[40, 20], [210, 190]])
+    (left, top), (right, bottom) = np.floor(corners.min(0)) - 2, np.ceil(corners.max(0)) + 2
+    changed = np.abs(edited - original).sum(axis=2) > 0
+    rows, cols = np.nonzero(changed)
+    assert changed.any() and left <= cols.min() and cols.max() <= right and top <= rows.min() \
+        and rows.max() <= bottom
+    assert 260 < left and bottom < 400  # (the face was placed at x ≥ 280)
+    with Image.open(tmp_path / "landmarks.jpg") as im:
+        assert im.size == (600, 400)
+
+
+def test_photo_options_and_errors(photo, tmp_path, cli):
+    from data_tools.synth import make_style_image
+
+    path, index_file = photo
+    common = ["--index", index_file, "--attribute", "smiling", *FAST]
+    # a hand-placed crop of a photo that is not 250×250 (the neighbours keep the LFW crop)
+    code, _, err = cli("--quiet", "edit", path, *common, "--crop", "250,20,560,330", "-o", tmp_path / "c.png")
+    assert code == 0, err
+    faceless = tmp_path / "painting.png"
+    make_style_image((320, 240), kind="waves").save(faceless)
+    for argv, match in [([faceless], "no face found in "), ([path, "--face", "2"], "--face 2: "),
+                        ([path, "--no-align", "--face", "1"], "--face and --show-landmarks need face alignment"),
+                        ([path, "--show-landmarks", tmp_path / "x.txt"], "-o "),
+                        ]:
+        code, _, err = cli("--quiet", "edit", *argv, *common, "-o", tmp_path / "o.png")
+        assert code in (1, 2) and match in err and err.count("\n") == 1, err
+    code, _, err = cli("--quiet", "edit", faceless, *common, "-o", tmp_path / "o.png")
+    assert "--crop l,t,r,b" in err
+    assert not (tmp_path / "o.png").exists()
