@@ -27,6 +27,10 @@ from .image import resize, to_pil
 #: (x, y), taken from the synthetic LFW's geometry (placed like deep-funneled LFW).
 LFW_TEMPLATE = np.array([[FACE_CENTRE[0] + x, FACE_CENTRE[1] + y] for x, y in (LEFT_EYE, RIGHT_EYE, MOUTH)])
 FRAME = (SIZE, SIZE)
+#: the part of the frame DFI works on (l, t, r, b): the LFW crop, as chainer-dfi uses it
+LFW_CROP = (40, 20, 210, 190)
+#: share of each side of the crop over which an edit fades out
+FEATHER = 0.12
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -114,11 +118,24 @@ def warp_to_frame(photo: np.ndarray, matrix: np.ndarray, size: tuple[int, int] =
     return np.clip(_warp(region, composed, size), 0, 255).astype(np.float32)
 
 
-def face_mask(size: tuple[int, int] = FRAME, *, box=(40, 20, 210, 190), fraction: float = 0.15) -> np.ndarray:
+def feather(shape: tuple[int, int], *, fraction: float = FEATHER) -> np.ndarray:
+    """(H, W) weights that rise smoothly from 0 at the border to 1 inside.
+
+    The ramp is a raised cosine over ``fraction`` of each side, so an edit added inside
+    a crop leaves no visible seam at the crop's edges.
+    """
+    def ramp(n: int) -> np.ndarray:
+        width = max(1, int(round(n * fraction)))
+        pos = np.minimum(np.arange(n), np.arange(n)[::-1]).astype(np.float32)
+        return np.where(pos >= width, 1.0, 0.5 - 0.5 * np.cos(np.pi * pos / width)).astype(np.float32)
+
+    height, width = shape
+    return np.outer(ramp(height), ramp(width))
+
+
+def face_mask(size: tuple[int, int] = FRAME, *, box=LFW_CROP, fraction: float = FEATHER) -> np.ndarray:
     """(H, W) weights in the frame: 1 inside ``box`` (the LFW crop), falling to 0 at its
     edges with a raised-cosine ramp over ``fraction`` of each side."""
-    from .edit import feather
-
     mask = np.zeros(size, np.float32)
     left, top, right, bottom = box
     mask[top:bottom, left:right] = feather((bottom - top, right - left), fraction=fraction)
@@ -209,7 +226,7 @@ def measure_template(images, *, limit: int = 500) -> tuple[np.ndarray, int]:
 
 
 def draw_landmarks(photo: np.ndarray, alignment: Alignment, *,
-                   box: tuple[int, int, int, int] = (40, 20, 210, 190)) -> np.ndarray:
+                   box: tuple[int, int, int, int] = LFW_CROP) -> np.ndarray:
     """A debug picture: every face's box and number, the chosen face's 68 points, its
     eye and mouth centres, and the outline of what the edit sees (``box`` in the frame)."""
     picture = to_pil(photo)

@@ -23,7 +23,7 @@ import numpy as np
 from data_tools.index import Index
 from data_tools.neighbors import candidate_pools, find_neighbors
 
-from .align import Alignment, align_face, paste_back
+from .align import LFW_CROP, Alignment, align_face, face_mask, feather, paste_back
 from .attributes import SCALINGS, attribute_vector, combine, scale_vector, target_features
 from .color import match_color
 from .features import FeatureCache, extract, mean_features
@@ -34,7 +34,6 @@ from .vgg import VGG19
 
 logger = logging.getLogger(__name__)
 
-LFW_CROP = (40, 20, 210, 190)
 DEFAULT_LAYERS = ("conv3_1", "conv4_1", "conv5_1")
 MAX_ALPHA = 10.0
 
@@ -218,36 +217,22 @@ def compose(face: Face, edited: np.ndarray, baseline: np.ndarray, *,
     if color_match:
         edited = match_color(edited, baseline)
     left, top, right, bottom = face.crop
-    delta = resize(edited - baseline, (bottom - top, right - left)) * feather((bottom - top, right - left))
-    if face.alignment is not None:
+    change = resize(edited - baseline, (bottom - top, right - left))
+    if face.alignment is None:
+        weight = feather((bottom - top, right - left))
+        if mask is not None:
+            weight = weight * mask[top:bottom, left:right]
+        out = face.full.copy()
+        out[:, top:bottom, left:right] += change * weight
+    else:
         frame = face.alignment.frame
-        change = np.zeros_like(frame)
-        change[:, top:bottom, left:right] = delta
-        out = paste_back(face.full, frame + change, frame, face.alignment.matrix,
-                         np.ones(frame.shape[1:], np.float32))
+        edited_frame = frame.copy()
+        edited_frame[:, top:bottom, left:right] += change
+        out = paste_back(face.full, edited_frame, frame, face.alignment.matrix,
+                         face_mask(frame.shape[1:], box=face.crop))
         if mask is not None:
             out = face.full + (out - face.full) * mask[None]
-        return np.clip(out, 0, 255).astype(np.float32)
-    out = face.full.copy()
-    if mask is not None:
-        delta = delta * mask[None, top:bottom, left:right]
-    out[:, top:bottom, left:right] += delta
     return np.clip(out, 0, 255).astype(np.float32)
-
-
-def feather(shape: tuple[int, int], *, fraction: float = 0.12) -> np.ndarray:
-    """(H, W) weights that rise smoothly from 0 at the border to 1 inside.
-
-    The ramp is a raised cosine over ``fraction`` of each side, so an edit added inside
-    a crop leaves no visible seam at the crop's edges.
-    """
-    def ramp(n: int) -> np.ndarray:
-        width = max(1, int(round(n * fraction)))
-        pos = np.minimum(np.arange(n), np.arange(n)[::-1]).astype(np.float32)
-        return np.where(pos >= width, 1.0, 0.5 - 0.5 * np.cos(np.pi * pos / width)).astype(np.float32)
-
-    height, width = shape
-    return np.outer(ramp(height), ramp(width))
 
 
 def read_mask(path, shape: tuple[int, int]) -> np.ndarray:
