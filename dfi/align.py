@@ -53,8 +53,21 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 def invert(matrix: np.ndarray) -> np.ndarray:
     """The inverse of a 2×3 affine matrix."""
-    full = np.vstack([matrix, [0.0, 0.0, 1.0]])
-    return np.linalg.inv(full)[:2]
+    return np.linalg.inv(_full(matrix))[:2]
+
+
+def _full(matrix: np.ndarray) -> np.ndarray:
+    """2×3 affine → 3×3 homogeneous."""
+    return np.vstack([matrix, [0.0, 0.0, 1.0]])
+
+
+def _chain(first: np.ndarray, then: np.ndarray) -> np.ndarray:
+    """The 2×3 affine map that applies ``first``, then ``then``."""
+    return (_full(then) @ _full(first))[:2]
+
+
+def _translation(x: float, y: float) -> np.ndarray:
+    return np.array([[1.0, 0, x], [0, 1.0, y]])
 
 
 def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -72,7 +85,7 @@ def _warp(image: np.ndarray, out_to_in: np.ndarray, size: tuple[int, int]) -> np
     height, width = size
     shift = np.array([[1, 0, -0.5], [0, 1, -0.5], [0, 0, 1]])
     unshift = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]])
-    full = unshift @ np.vstack([out_to_in, [0, 0, 1]]) @ shift
+    full = unshift @ _full(out_to_in) @ shift
     data = tuple(full[:2].reshape(-1))
     return np.stack([np.asarray(Image.fromarray(np.asarray(c, np.float32), mode="F").transform(
         (width, height), Image.AFFINE, data, resample=Image.BICUBIC, fillcolor=0.0)) for c in image])
@@ -104,18 +117,17 @@ def warp_to_frame(photo: np.ndarray, matrix: np.ndarray, size: tuple[int, int] =
         height, width = photo.shape[1:]
         new = (max(1, round(height * scale)), max(1, round(width * scale)))
         fy, fx = height / new[0], width / new[1]
-        small_to_photo = np.array([[fx, 0, (fx - 1) / 2], [0, fy, (fy - 1) / 2], [0, 0, 1]])
-        photo, matrix = resize(photo, new), (np.vstack([matrix, [0, 0, 1]]) @ small_to_photo)[:2]
+        small_to_photo = np.array([[fx, 0, (fx - 1) / 2], [0, fy, (fy - 1) / 2]])
+        photo, matrix = resize(photo, new), _chain(small_to_photo, matrix)
     height, width = photo.shape[1:]
     left, top, right, bottom = _preimage_box(matrix, size)
-    inner = photo[:, max(top, 0):max(min(bottom, height), 1), max(left, 0):max(min(right, width), 1)]
-    padding = ((0, 0), (max(0, min(-top, bottom)), max(0, min(bottom - height, bottom - top))),
-               (max(0, min(-left, right)), max(0, min(right - width, right - left))))
-    region = np.pad(inner, padding, mode="edge")
-    origin = (max(left, 0) - padding[2][0], max(top, 0) - padding[1][0])
-    region_to_photo = np.array([[1.0, 0, origin[0]], [0, 1.0, origin[1]], [0, 0, 1]])
-    composed = invert((np.vstack([matrix, [0, 0, 1]]) @ region_to_photo)[:2])
-    return np.clip(_warp(region, composed, size), 0, 255).astype(np.float32)
+    # the photo's part inside that box (at least one pixel), then edge padding up to the box
+    x0, y0 = min(max(left, 0), width - 1), min(max(top, 0), height - 1)
+    x1, y1 = max(min(right, width), x0 + 1), max(min(bottom, height), y0 + 1)
+    pad_x, pad_y = (max(0, x0 - left), max(0, right - x1)), (max(0, y0 - top), max(0, bottom - y1))
+    region = np.pad(photo[:, y0:y1, x0:x1], ((0, 0), pad_y, pad_x), mode="edge")
+    region_to_frame = _chain(_translation(x0 - pad_x[0], y0 - pad_y[0]), matrix)
+    return np.clip(_warp(region, invert(region_to_frame), size), 0, 255).astype(np.float32)
 
 
 def feather(shape: tuple[int, int], *, fraction: float = FEATHER) -> np.ndarray:
@@ -163,7 +175,7 @@ def paste_back(photo: np.ndarray, edited: np.ndarray, original: np.ndarray, matr
     left, top, right, bottom = max(left, 0), max(top, 0), min(right, width), min(bottom, height)
     if left >= right or top >= bottom:
         return out
-    region_to_frame = (np.vstack([matrix, [0, 0, 1]]) @ np.array([[1.0, 0, left], [0, 1.0, top], [0, 0, 1]]))[:2]
+    region_to_frame = _chain(_translation(left, top), matrix)
     size = (bottom - top, right - left)
     # bicubic resampling of zeros is exactly zero: outside the mask nothing is added
     out[:, top:bottom, left:right] += _warp((edited - original) * mask, region_to_frame, size)

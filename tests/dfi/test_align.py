@@ -63,6 +63,9 @@ def test_round_trip_leaves_the_photo_unchanged_outside_the_mask():
     inside = weight > 0.99
     diff = (out - photo)[:, inside]
     assert abs(np.median(diff) - 30) < 0.5 and np.percentile(diff, 5) > 25  # (a few clip at 255)
+    # where the frame sees past the photo's edges, the border is repeated (no black bars)
+    far = warp_to_frame(photo, np.array([[1.0, 0, 600], [0, 1.0, 600]]))  # frame ⊂ above-left
+    assert np.allclose(far, photo[:, :1, :1], atol=1e-3)
     # a large photo is shrunk before warping (no aliasing) and gives the same frame
     big = np.stack([np.kron(c, np.ones((4, 4), np.float32)) for c in photo])
     big_matrix = similarity_transform(landmarks * 4 + 1.5, LFW_TEMPLATE)
