@@ -23,14 +23,20 @@ class UsageError(ValueError):
     """A flag value or combination the command cannot accept (exit code 2)."""
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
+def _whole_number(minimum: int):
+    """An argparse type: a whole number ≥ ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} must be at least {minimum}")
+        return value
+    return parse
+
+
+_positive_int = _whole_number(1)
 
 
 def _progress_factory(quiet: bool) -> Optional[Callable]:
@@ -157,7 +163,7 @@ def _add_run_options(p: argparse.ArgumentParser, *, iterations: int = 150,
                    help=f"total-variation weight λ, pixel units (default {tv_weight:g})")
     p.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs")
     p.add_argument("--seed", type=int, default=0, help="seed for untrained weights and noise")
-    p.add_argument("--micro-batch", type=int, default=None,
+    p.add_argument("--micro-batch", type=_whole_number(0), default=None,
                    help="images per forward/backward pass (default: 1 on CPU, all on GPU)")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="where fetched weights live (default $DFI_HOME or the user cache)")
@@ -229,8 +235,6 @@ def _dfi_request(args: argparse.Namespace, alphas: list[float]):
         raise FileNotFoundError(f"--index {args.index}: no such file (build one with 'dfi data index')")
     if args.mask is not None and not args.mask.is_file():
         raise FileNotFoundError(f"--mask {args.mask}: no such file")
-    if args.micro_batch is not None and args.micro_batch < 0:
-        raise UsageError(f"--micro-batch {args.micro_batch} must be ≥ 0")
     _check_output(args.output)
     if args.show_landmarks is not None:
         _check_output(args.show_landmarks)
@@ -435,10 +439,6 @@ def _style_request(args: argparse.Namespace, *, invert: bool = False):
     from .style import StyleConfig, parse_layer_weights
 
     _check_output(args.output)
-    if args.micro_batch is not None and args.micro_batch < 0:
-        raise UsageError(f"--micro-batch {args.micro_batch} must be ≥ 0")
-    if args.save_every is not None and args.save_every < 1:
-        raise UsageError(f"--save-every {args.save_every} must be at least 1")
     scales = tuple(args.scales) if args.scales else (args.size,)
     if args.scales and args.size_given and args.scales[-1] != args.size:
         raise UsageError(f"--size {args.size} and --scales {','.join(map(str, args.scales))} disagree; "
@@ -550,7 +550,7 @@ def _add_reconstruction_options(p: argparse.ArgumentParser) -> None:
                    help="long side of the output in pixels (default 256)")
     p.add_argument("--scales", type=_int_list, default=None,
                    help="coarse-to-fine long sides, e.g. 256,512,1024 (the last is the output size)")
-    p.add_argument("--save-every", type=int, default=None, metavar="N",
+    p.add_argument("--save-every", type=_positive_int, default=None, metavar="N",
                    help="also write the image every N iterations (OUT_<size>px_<iteration>.png)")
     p.add_argument("--ftol", type=float, default=defaults.ftol,
                    help="L-BFGS stops when an iteration improves the loss by less than this "

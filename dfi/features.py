@@ -13,6 +13,7 @@ import chainer
 
 from data_tools.fsutil import atomic_path
 
+from .backend import to_cpu
 from .image import preprocess
 from .vgg import VGG19
 
@@ -88,7 +89,7 @@ class FeatureCache:
 
     def put(self, image_path: Path, feats: dict) -> None:
         """Store one image's features (arrays (1, C, h, w) on any device), atomically."""
-        arrays = {name: chainer.backend.CpuDevice().send(feats[name])[0].astype(np.float16)
+        arrays = {name: to_cpu(feats[name])[0].astype(np.float16)
                   for name in self.layers}
         with atomic_path(self._file(image_path), suffix=".npz") as tmp:
             with open(tmp, "wb") as handle:

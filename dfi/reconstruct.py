@@ -7,7 +7,7 @@ callers (the CLI, scripts) decide what to show or write.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Callable, Iterator, Mapping, Optional, Sequence, TypeVar, Union
 
 import numpy as np
 
@@ -19,6 +19,8 @@ from .image import deprocess, preprocess
 from .losses import total_variation
 from .optimize import adam, lbfgs
 from .vgg import VGG19
+
+T = TypeVar("T")
 
 OPTIMIZERS = ("lbfgs", "adam")
 #: ``loss_fn(feats, rows) -> Variable (n,)`` or ``{term: Variable (n,)}``: the data term(s)
@@ -145,8 +147,9 @@ def reconstruct(net: VGG19, init_images, loss_fn: LossFn, layers: Sequence[str],
             return
 
 
-def final(progress: Iterator[Progress]) -> Optional[Progress]:
-    """Run a reconstruction to the end and return its last progress record."""
+def final(progress: Iterator[T]) -> Optional[T]:
+    """Run a reconstruction (or a staged one, :func:`dfi.style.stylize`) to the end and
+    return its last progress record."""
     last = None
     for last in progress:
         pass

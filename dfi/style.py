@@ -25,13 +25,13 @@ import numpy as np
 from . import _compat  # noqa: F401
 import chainer
 
-from .backend import available_memory
+from .backend import available_memory, to_cpu
 from .color import PRESERVE_COLOR, combine_luminance, grey, match_histogram, match_luminance
 from .features import extract
 from .image import resize
 from .losses import feature_loss, gram_matrix, style_loss
 from .memory import estimate_bytes, format_bytes, largest_fitting, resident_bytes
-from .reconstruct import Progress, ReconstructConfig, reconstruct
+from .reconstruct import Progress, ReconstructConfig, final, reconstruct
 from .vgg import VGG19, vgg19_layer_names
 
 DEFAULT_CONTENT_LAYERS = "conv4_2"
@@ -271,7 +271,7 @@ def stylize(net: VGG19, content: Optional[np.ndarray], styles: Sequence[np.ndarr
         for last in reconstruct(net, start, make_loss(content_t, grams, config), layers,
                                 config.reconstruct):
             yield StyleProgress(stage, shape, last)
-        image = chainer.backend.CpuDevice().send(last.images[0])
+        image = to_cpu(last.images[0])
 
 
 def check_memory(net: VGG19, content: Optional[np.ndarray], styles: Sequence[np.ndarray],
@@ -302,11 +302,8 @@ def check_memory(net: VGG19, content: Optional[np.ndarray], styles: Sequence[np.
 def style_transfer(net: VGG19, content: Optional[np.ndarray], styles: Sequence[np.ndarray],
                    config: StyleConfig = StyleConfig()) -> np.ndarray:
     """Run :func:`stylize` to the end and apply colour preservation; CHW on the CPU."""
-    last = None
-    for last in stylize(net, content, styles, config):
-        pass
-    image = chainer.backend.CpuDevice().send(last.progress.images[0])
-    return finish(image, content, config)
+    last = final(stylize(net, content, styles, config))
+    return finish(to_cpu(last.progress.images[0]), content, config)
 
 
 def synthesize_texture(net: VGG19, styles: Sequence[np.ndarray],
