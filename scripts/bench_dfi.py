@@ -28,8 +28,8 @@ import chainer
 import chainer.functions as F
 import chainer.links as L
 
-from dfi.backend import parse_device, synchronize
-from dfi.vgg import VGG19_BLOCKS, untrained_vgg19
+from dfi.core.backend import parse_device, synchronize
+from dfi.nets.vgg import VGG19_BLOCKS, untrained_vgg19
 
 GFLOP_FWD_200 = 28.8  # VGG-19 forward to conv5_1 at 200² (../shared/anchors.md)
 LAYERS = ["conv3_1", "conv4_1", "conv5_1"]
@@ -129,8 +129,8 @@ def _synthetic_index(root: Path, people: int) -> Path:
 def _run_sweep(index_file: Path, size: int, iterations: int, ftol: float, device_spec: str,
                k: int, micro: int) -> dict:
     from data_tools.index import load_index
-    from dfi.edit import EditConfig, choose_neighbors, compute_vector, load_face, sweep
-    from dfi.reconstruct import ReconstructConfig, final
+    from dfi.edit.pipeline import EditConfig, choose_neighbors, compute_vector, load_face, sweep
+    from dfi.core.reconstruct import ReconstructConfig, final
 
     device = parse_device(device_spec)
     net = untrained_vgg19().to_device(device)
@@ -198,7 +198,7 @@ def bench_quality(args) -> dict:
 
 def _write_full_caffemodel(path: Path) -> None:
     """A caffemodel with the real VGG-19 layer names, shapes and V1 format (random values)."""
-    from dfi.vgg import vgg19_shapes
+    from dfi.nets.vgg import vgg19_shapes
 
     def varint(value: int) -> bytes:
         out = bytearray()
@@ -228,7 +228,7 @@ def _write_full_caffemodel(path: Path) -> None:
 
 
 def bench_convert(args) -> dict:
-    from dfi.weights import convert, save_npz
+    from dfi.nets.weights import convert, save_npz
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "VGG_ILSVRC_19_layers.caffemodel"

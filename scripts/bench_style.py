@@ -27,12 +27,12 @@ import dfi._compat  # noqa: F401
 import chainer
 
 from data_tools.synth import make_style_image, make_synthetic_lfw
-from dfi.backend import parse_device, synchronize, to_cpu
-from dfi.image import read_image
-from dfi.memory import estimate_bytes, resident_bytes
-from dfi.reconstruct import ReconstructConfig
-from dfi.style import StyleConfig, check_memory, fit_long_side, stylize
-from dfi.vgg import untrained_vgg19
+from dfi.core.backend import parse_device, synchronize, to_cpu
+from dfi.core.image import read_image
+from dfi.core.memory import estimate_bytes, resident_bytes
+from dfi.core.reconstruct import ReconstructConfig
+from dfi.style.gatys import StyleConfig, check_memory, fit_long_side, stylize
+from dfi.nets.vgg import untrained_vgg19
 
 
 def _pictures(root: Path, size: int):

@@ -26,12 +26,12 @@ import numpy as np
 from data_tools.index import build_index, save_index
 from data_tools.synth import make_style_image, make_synthetic_lfw
 from dfi.cli import main as dfi_main
-from dfi.color import PRESERVE_COLOR
-from dfi.demo import pick_face
-from dfi.image import grid, read_image, resize, write_image
-from dfi.reconstruct import ReconstructConfig
-from dfi.style import StyleConfig, fit_long_side, invert_features, style_transfer, synthesize_texture
-from dfi.vgg import untrained_vgg19
+from dfi.core.color import PRESERVE_COLOR
+from dfi.edit.demo import pick_face
+from dfi.core.image import grid, read_image, resize, write_image
+from dfi.core.reconstruct import ReconstructConfig
+from dfi.style.gatys import StyleConfig, fit_long_side, invert_features, style_transfer, synthesize_texture
+from dfi.nets.vgg import untrained_vgg19
 
 
 def _index(work: Path, quick: bool) -> Path:

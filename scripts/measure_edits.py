@@ -4,7 +4,7 @@
     python scripts/measure_edits.py --attribute senior --input-filter "Youth>0.5"
 
 Generates the synthetic LFW (seeded) in a temporary folder, fits the probe on every other
-face, runs ``dfi.edit.sweep`` with the demo's settings (untrained VGG-19, 96 px) and
+face, runs ``dfi.edit.pipeline.sweep`` with the demo's settings (untrained VGG-19, 96 px) and
 prints P(attribute) for the original and each α, plus the grid it wrote.
 """
 from __future__ import annotations
@@ -19,11 +19,11 @@ import numpy as np
 import dfi._compat  # noqa: F401
 from data_tools.index import build_index, save_index, load_index
 from data_tools.synth import make_synthetic_lfw
-from dfi.edit import EditConfig, choose_neighbors, compose, compute_vector, load_face, sweep
-from dfi.evaluate import fit_probe
-from dfi.image import crop_and_resize, grid, write_image
-from dfi.reconstruct import ReconstructConfig, final
-from dfi.vgg import untrained_vgg19
+from dfi.edit.pipeline import EditConfig, choose_neighbors, compose, compute_vector, load_face, sweep
+from dfi.edit.evaluate import fit_probe
+from dfi.core.image import crop_and_resize, grid, write_image
+from dfi.core.reconstruct import ReconstructConfig, final
+from dfi.nets.vgg import untrained_vgg19
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
     python scripts/measure_template.py IMAGES_DIR [--limit 500]
 
 Prints the median left-eye, right-eye and mouth centres (x, y) of the first ``--limit``
-images under IMAGES_DIR (e.g. ``lfw-deepfunneled/``) next to ``dfi.align.LFW_TEMPLATE``,
+images under IMAGES_DIR (e.g. ``lfw-deepfunneled/``) next to ``dfi.face.align.LFW_TEMPLATE``,
 the template alignment uses. Run it on real LFW to check (or replace) the template.
 """
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dfi.align import LFW_TEMPLATE, measure_template
-from dfi.image import read_image
+from dfi.face.align import LFW_TEMPLATE, measure_template
+from dfi.core.image import read_image
 
 
 def main(argv=None) -> int:

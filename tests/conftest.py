@@ -110,7 +110,7 @@ def _cupy_or_skip():
 @pytest.fixture(params=["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
 def device(request):
     """Run a check body once on the CPU and once on a GPU (skipped without one)."""
-    from dfi.backend import parse_device
+    from dfi.core.backend import parse_device
 
     if request.param == "gpu":
         _cupy_or_skip()
@@ -120,6 +120,6 @@ def device(request):
 @pytest.fixture(scope="session")
 def tiny_net():
     """A narrow VGG-19 (same layers and pick API, 1/8 of the channels), seeded."""
-    from dfi.vgg import untrained_vgg19
+    from dfi.nets.vgg import untrained_vgg19
 
     return untrained_vgg19(width=0.125, seed=0)

@@ -1,7 +1,7 @@
 """Deep Feature Interpolation (Upchurch et al., CVPR 2017): the editing pipeline.
 
 1. The input face is cropped and resized to the working size; a photo that is not in the
-   LFW frame is first aligned to it (:mod:`dfi.align`: detect, fit, warp).
+   LFW frame is first aligned to it (:mod:`dfi.face.align`: detect, fit, warp).
 2. Source faces (attribute absent) and target faces (attribute present) come from the
    dataset index: for an indexed face by attribute similarity (``data_tools``), for any
    other photo by pixel similarity of the working crops (chainer-dfi's idea).
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
@@ -23,14 +22,15 @@ import numpy as np
 from data_tools.index import Index
 from data_tools.neighbors import candidate_pools, find_neighbors
 
-from .align import LFW_CROP, Alignment, align_face, face_mask, feather, paste_back
+from ..core.color import match_color
+from ..core.image import crop_and_resize, read_image, resize
+from ..core.losses import feature_loss
+from ..core.reconstruct import Progress, ReconstructConfig, reconstruct
+from ..face.align import LFW_CROP, Alignment, align_face, face_mask, feather, paste_back
+from ..nets.features import extract, mean_features
+from ..nets.vgg import VGG19
 from .attributes import SCALINGS, attribute_vector, combine, scale_vector, target_features
-from .color import match_color
-from .features import FeatureCache, extract, mean_features
-from .image import crop_and_resize, read_image, resize
-from .losses import feature_loss
-from .reconstruct import Progress, ReconstructConfig, reconstruct
-from .vgg import VGG19
+from .cache import FeatureCache
 
 logger = logging.getLogger(__name__)
 

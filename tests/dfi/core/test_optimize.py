@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from scipy import optimize as sciopt
 
-from dfi.backend import to_cpu
-from dfi.optimize import adam, lbfgs, run
+from dfi.core.backend import to_cpu
+from dfi.core.optimize import adam, lbfgs, run
 
 
 def _rosen(x):

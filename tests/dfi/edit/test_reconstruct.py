@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from dfi.attributes import load_vector, save_vector, scale_vector, target_features
-from dfi.backend import to_cpu
-from dfi.features import extract, mean_features
-from dfi.losses import feature_loss
-from dfi.reconstruct import ReconstructConfig, final, reconstruct
+from dfi.edit.attributes import load_vector, save_vector, scale_vector, target_features
+from dfi.core.backend import to_cpu
+from dfi.nets.features import extract, mean_features
+from dfi.core.losses import feature_loss
+from dfi.core.reconstruct import ReconstructConfig, final, reconstruct
 
 
 def _reconstruction_error(net, device, optimizer="lbfgs", iterations=300):
@@ -79,8 +79,8 @@ def test_vector_scalings_and_io(tmp_path):
 
 def test_feature_cache_matches_direct_computation(synth_lfw, tiny_net, tmp_path):
     from data_tools.index import load_index
-    from dfi.edit import EditConfig, compute_vector
-    from dfi.features import FeatureCache
+    from dfi.edit.pipeline import EditConfig, compute_vector
+    from dfi.edit.cache import FeatureCache
 
     index = load_index(synth_lfw[1])
     config = EditConfig(layers=("conv2_1", "conv3_1"), size=32, batch_size=3)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Mapping, Optional
 
-from . import _compat  # noqa: F401
+from .. import _compat  # noqa: F401
 import chainer
 import chainer.functions as F
 

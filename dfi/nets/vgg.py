@@ -14,11 +14,11 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from . import _compat  # noqa: F401
+from .. import _compat  # noqa: F401
 import chainer
 import chainer.functions as F
 
-from .image import CAFFE, InputConvention
+from ..core.image import CAFFE, InputConvention
 
 #: (block, convolutions per block, output channels) of VGG-19.
 VGG19_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 4, 256), (4, 4, 512), (5, 4, 512))
@@ -58,7 +58,7 @@ class VGG19:
 
     Args:
         params: ``{"conv1_1": (W, b), …}``, W OIHW float32; the 16 convolutions.
-        convention: how inputs are encoded (see :mod:`dfi.image`).
+        convention: how inputs are encoded (see :mod:`dfi.core.image`).
         pooling: ``"max"`` (standard) or ``"average"`` (Gatys et al. for synthesis).
         name: a label for logs and records (``"caffe"``, ``"untrained"``, a path).
     """

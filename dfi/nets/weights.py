@@ -32,7 +32,7 @@ import numpy as np
 from data_tools.download import Mirror, default_data_dir, download_file
 from data_tools.fsutil import atomic_path
 
-from .image import CAFFE, TORCHVISION, InputConvention
+from ..core.image import CAFFE, TORCHVISION, InputConvention
 from .vgg import VGG19, untrained_vgg19, vgg19_shapes
 
 logger = logging.getLogger(__name__)

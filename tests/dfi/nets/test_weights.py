@@ -13,9 +13,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from dfi.image import CAFFE, TORCHVISION
-from dfi.vgg import he_init, vgg19_shapes
-from dfi.weights import (WeightsFormatError, convert, load_vgg19, params_from_caffe,
+from dfi.core.image import CAFFE, TORCHVISION
+from dfi.nets.vgg import he_init, vgg19_shapes
+from dfi.nets.weights import (WeightsFormatError, convert, load_vgg19, params_from_caffe,
                          read_caffemodel, read_torch_state_dict, save_npz, sniff_format)
 
 

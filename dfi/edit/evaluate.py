@@ -18,7 +18,7 @@ from sklearn.preprocessing import StandardScaler
 from data_tools.index import Index
 from data_tools.neighbors import candidate_pools
 
-from .image import crop_and_resize, read_image, resize
+from ..core.image import crop_and_resize, read_image, resize
 
 THUMB = (32, 32)
 

@@ -5,9 +5,9 @@ import dfi._compat  # noqa: F401
 import chainer
 from chainer import gradient_check
 
-from dfi.image import CAFFE, TORCHVISION, deprocess, preprocess
-from dfi.losses import feature_loss, gram_matrix, style_loss, total_variation
-from dfi.vgg import VGG19, untrained_vgg19, vgg19_layer_names
+from dfi.core.image import CAFFE, TORCHVISION, deprocess, preprocess
+from dfi.core.losses import feature_loss, gram_matrix, style_loss, total_variation
+from dfi.nets.vgg import VGG19, untrained_vgg19, vgg19_layer_names
 
 
 def test_feature_loss_matches_numpy(device):

@@ -18,14 +18,14 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-from .vgg import VGG19
+from .reconstruct import FeatureNet
 
 FLOAT = 4
 #: image-sized vectors the optimisers hold besides the L-BFGS history
 OPTIMIZER_VECTORS = {"lbfgs": 16, "adam": 8}
 
 
-def _layer_maps(net: VGG19, shape: tuple[int, int], layers: Sequence[str]):
+def _layer_maps(net: FeatureNet, shape: tuple[int, int], layers: Sequence[str]):
     """(name, channels, h, w, in_channels) of every layer up to the deepest asked for."""
     deepest = max(net.layer_names.index(n) for n in layers)
     height, width = shape
@@ -40,7 +40,7 @@ def _layer_maps(net: VGG19, shape: tuple[int, int], layers: Sequence[str]):
     return out
 
 
-def estimate_bytes(net: VGG19, shape: tuple[int, int], layers: Sequence[str], *, batch: int = 1,
+def estimate_bytes(net: FeatureNet, shape: tuple[int, int], layers: Sequence[str], *, batch: int = 1,
                    on_gpu: bool = False, optimizer: str = "lbfgs", history: int = 10,
                    baseline: int = 0) -> int:
     """Estimated peak bytes of a reconstruction of ``batch`` images of ``shape`` (H, W).

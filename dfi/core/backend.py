@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-from . import _compat  # noqa: F401  (before chainer)
+from .. import _compat  # noqa: F401  (before chainer)
 import chainer
 
 

@@ -7,20 +7,32 @@ callers (the CLI, scripts) decide what to show or write.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Mapping, Optional, Sequence, TypeVar, Union
+from typing import Callable, Iterator, Mapping, Optional, Protocol, Sequence, TypeVar, Union
 
 import numpy as np
 
-from . import _compat  # noqa: F401
+from .. import _compat  # noqa: F401
 import chainer
 import chainer.functions as F
 
-from .image import deprocess, preprocess
+from .image import InputConvention, deprocess, preprocess
 from .losses import total_variation
 from .optimize import adam, lbfgs
-from .vgg import VGG19
 
 T = TypeVar("T")
+
+
+class FeatureNet(Protocol):
+    """What the loop needs of a feature network (:class:`dfi.nets.vgg.VGG19` is one):
+    its input convention, a layer check and ``pick``. The core never imports a network."""
+
+    convention: InputConvention
+    layer_names: Sequence[str]
+
+    def check_layers(self, layers) -> list[str]: ...
+
+    def pick(self, x, layers) -> Mapping[str, chainer.Variable]: ...
+
 
 OPTIMIZERS = ("lbfgs", "adam")
 #: ``loss_fn(feats, rows) -> Variable (n,)`` or ``{term: Variable (n,)}``: the data term(s)
@@ -76,7 +88,7 @@ class Progress:
     evaluations: int = 0      # image forward+backward passes so far
 
 
-def _bounds(net: VGG19, xp, shape):
+def _bounds(net: FeatureNet, xp, shape):
     """Per-element box bounds in input space for pixels in [0, 255]."""
     lo = preprocess(xp.zeros((1, 3, 1, 1), dtype=xp.float32), net.convention)
     hi = preprocess(xp.full((1, 3, 1, 1), 255.0, dtype=xp.float32), net.convention)
@@ -86,13 +98,13 @@ def _bounds(net: VGG19, xp, shape):
             xp.broadcast_to(upper, full).reshape(1, -1).copy())
 
 
-def _pixel_scale(net: VGG19, xp):
+def _pixel_scale(net: FeatureNet, xp):
     """Pixels per input unit for each input channel (1, 3, 1, 1)."""
     std = xp.asarray(net.convention.std, dtype=xp.float32).reshape(1, 3, 1, 1)
     return std * xp.float32(255.0 / net.convention.scale)
 
 
-def reconstruct(net: VGG19, init_images, loss_fn: LossFn, layers: Sequence[str],
+def reconstruct(net: FeatureNet, init_images, loss_fn: LossFn, layers: Sequence[str],
                 config: ReconstructConfig) -> Iterator[Progress]:
     """Minimise ``loss_fn(φ(z)) + λ·TV(z)`` over images z, starting from ``init_images``.
 
@@ -148,7 +160,7 @@ def reconstruct(net: VGG19, init_images, loss_fn: LossFn, layers: Sequence[str],
 
 
 def final(progress: Iterator[T]) -> Optional[T]:
-    """Run a reconstruction (or a staged one, :func:`dfi.style.stylize`) to the end and
+    """Run a reconstruction (or a staged one, :func:`dfi.style.gatys.stylize`) to the end and
     return its last progress record."""
     last = None
     for last in progress:

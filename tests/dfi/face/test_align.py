@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dfi.align import (LFW_TEMPLATE, _warp, align_face, apply, draw_landmarks, face_mask, invert,
+from dfi.face.align import (LFW_TEMPLATE, _warp, align_face, apply, draw_landmarks, face_mask, invert,
                        paste_back, similarity_transform, warp_to_frame)
-from dfi.detect import NoFaceError, detect_faces
-from dfi.image import read_image, resize
+from dfi.face.detect import NoFaceError, detect_faces
+from dfi.core.image import read_image, resize
 
 
 def _similarity(angle, scale, tx, ty):
@@ -42,7 +42,7 @@ def test_warp_pixel_conventions_are_exact():
 
 
 def test_round_trip_leaves_the_photo_unchanged_outside_the_mask():
-    from dfi.image import resize
+    from dfi.core.image import resize
     rng = np.random.default_rng(1)
     photo = np.clip(resize(rng.normal(128, 40, (3, 15, 21)).astype(np.float32), (300, 420)), 0, 255)
     landmarks = apply(_similarity(-0.2, 1.1, 0, 0), LFW_TEMPLATE - 125) + [260, 140]
@@ -195,7 +195,7 @@ def test_faceless_tiny_grey_rgba_and_exif_rotated_inputs(synth_faces, tmp_path):
 
 
 def test_template_measured_on_the_synthetic_lfw_matches_the_default(synth_lfw):
-    from dfi.align import measure_template
+    from dfi.face.align import measure_template
 
     result, _ = synth_lfw
     paths = sorted(result.images_dir.rglob("*.jpg"))

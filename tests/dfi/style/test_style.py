@@ -4,11 +4,11 @@ import pytest
 from PIL import Image
 
 from data_tools.synth import make_style_image
-from dfi import color
-from dfi.image import read_image, resize
-from dfi.memory import estimate_bytes, largest_fitting
-from dfi.reconstruct import ReconstructConfig
-from dfi.style import (StyleConfig, _targets, check_memory, invert_features, make_loss,
+from dfi.core import color
+from dfi.core.image import read_image, resize
+from dfi.core.memory import estimate_bytes, largest_fitting
+from dfi.core.reconstruct import ReconstructConfig
+from dfi.style.gatys import (StyleConfig, _targets, check_memory, invert_features, make_loss,
                        parse_layer_weights, stylize, style_transfer)
 
 
@@ -97,8 +97,8 @@ def _style_term(net, content, style, size):
     """The normalised loss terms at one size, and Gatys et al.'s un-normalised
     Σ (F Fᵀ − S Sᵀ)² at conv1_1 for comparison."""
     import chainer
-    from dfi.image import preprocess
-    from dfi.losses import gram_matrix
+    from dfi.core.image import preprocess
+    from dfi.core.losses import gram_matrix
 
     config = StyleConfig(scales=(size,))
     content_t, grams = _targets(net, resize(content, (size, size)), [style], np.ones(1), config, size)
@@ -186,9 +186,9 @@ def test_memory_estimate_grows_with_pixels_and_refuses(tiny_net, monkeypatch):
     assert estimate_bytes(tiny_net, (200, 200), ["conv1_1"]) < large
     assert largest_fitting(lambda n: n * n <= 1000, 1, 100) == 31
     assert largest_fitting(lambda n: False, 1, 100) == 0
-    import dfi.style
-    monkeypatch.setattr(dfi.style, "available_memory", lambda device: 50 * 2**20)
-    monkeypatch.setattr(dfi.style, "resident_bytes", lambda: 0)
+    import dfi.style.gatys
+    monkeypatch.setattr(dfi.style.gatys, "available_memory", lambda device: 50 * 2**20)
+    monkeypatch.setattr(dfi.style.gatys, "resident_bytes", lambda: 0)
     with pytest.raises(MemoryError, match=r"size 1024 px needs about .* the largest size that fits is about \d+ px"):
         check_memory(tiny_net, _smooth_image(), [_style()], StyleConfig(scales=(1024,)))
     assert check_memory(tiny_net, _smooth_image(), [_style()], StyleConfig(scales=(32,))) > 0
@@ -258,9 +258,9 @@ def test_cli_style_bad_inputs(pictures, tmp_path, cli, argv, code, words):
 
 
 def test_cli_style_refuses_what_does_not_fit(pictures, tmp_path, cli, monkeypatch):
-    import dfi.style
+    import dfi.style.gatys
     content, styles = pictures
-    monkeypatch.setattr(dfi.style, "available_memory", lambda device: 1)
+    monkeypatch.setattr(dfi.style.gatys, "available_memory", lambda device: 1)
     out = tmp_path / "big.png"
     code, _, err = cli("--quiet", "style", content, styles[0], *FAST, "-o", out)
     assert code == 1 and "needs about" in err and "no size fits" in err

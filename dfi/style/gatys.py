@@ -22,17 +22,17 @@ from typing import Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
-from . import _compat  # noqa: F401
+from .. import _compat  # noqa: F401
 import chainer
 
-from .backend import available_memory, to_cpu
-from .color import PRESERVE_COLOR, combine_luminance, grey, match_histogram, match_luminance
-from .features import extract
-from .image import resize
-from .losses import feature_loss, gram_matrix, style_loss
-from .memory import estimate_bytes, format_bytes, largest_fitting, resident_bytes
-from .reconstruct import Progress, ReconstructConfig, final, reconstruct
-from .vgg import VGG19, vgg19_layer_names
+from ..core.backend import available_memory, to_cpu
+from ..core.color import PRESERVE_COLOR, combine_luminance, grey, match_histogram, match_luminance
+from ..core.image import resize
+from ..core.losses import feature_loss, gram_matrix, style_loss
+from ..core.memory import estimate_bytes, format_bytes, largest_fitting, resident_bytes
+from ..core.reconstruct import Progress, ReconstructConfig, final, reconstruct
+from ..nets.features import extract
+from ..nets.vgg import VGG19, vgg19_layer_names
 
 DEFAULT_CONTENT_LAYERS = "conv4_2"
 DEFAULT_STYLE_LAYERS = "conv1_1,conv2_1,conv3_1,conv4_1,conv5_1"
@@ -75,7 +75,7 @@ class StyleConfig:
         style_scale: style images are resized to this times the output's long side.
         scales: long side of the output at each coarse-to-fine stage (last = output).
         init: ``content``, ``noise`` or ``style`` (the first style, resized).
-        preserve_color: one of :data:`dfi.color.PRESERVE_COLOR`.
+        preserve_color: one of :data:`dfi.core.color.PRESERVE_COLOR`.
         seed: seed of the noise init.
         reconstruct: optimiser settings (iterations are per stage).
     """

@@ -115,9 +115,9 @@ def test_demo_runs_offline(tmp_path, cli, monkeypatch):
 @pytest.fixture(scope="module")
 def photo(synth_lfw, tmp_path_factory):
     """A 600×400 PNG photo with a non-smiling synthetic face, enlarged and off-centre."""
-    from dfi.detect import MIN_SCORE, detect_faces
-    from dfi.image import read_image, write_image
-    from tests.dfi.test_align import _place
+    from dfi.face.detect import MIN_SCORE, detect_faces
+    from dfi.core.image import read_image, write_image
+    from tests.dfi.face.test_align import _place
 
     result, index_file = synth_lfw
     table = load_index(index_file).table
@@ -132,7 +132,7 @@ def photo(synth_lfw, tmp_path_factory):
 
 
 def test_edit_any_photo_aligns_and_changes_only_the_face(photo, tmp_path, cli):
-    from dfi.align import apply, invert
+    from dfi.face.align import apply, invert
 
     path, index_file = photo
     out = tmp_path / "grid.png"

@@ -7,7 +7,7 @@ and translation that best maps them onto :data:`LFW_TEMPLATE` (least squares, Um
 usual crop and edit run; :func:`paste_back` warps the edited frame back into the photo
 through a feathered mask, so pixels outside the mask are exactly the photo's.
 
-:func:`align_face` runs the whole path on a photo: detect (:mod:`dfi.detect`), pick a
+:func:`align_face` runs the whole path on a photo: detect (:mod:`dfi.face.detect`), pick a
 face, fit, warp. Pure NumPy on CHW float images; resampling with Pillow (bicubic).
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ from PIL import Image, ImageDraw
 
 from data_tools.synth import FACE_CENTRE, LEFT_EYE, MOUTH, RIGHT_EYE, SIZE
 
+from ..core.image import resize, to_pil
 from .detect import Detection, NoFaceError, detect_faces
-from .image import resize, to_pil
 
 #: where the faces of the 250×250 frame have their left eye, right eye and mouth centre
 #: (x, y), taken from the synthetic LFW's geometry (placed like deep-funneled LFW).

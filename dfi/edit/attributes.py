@@ -18,7 +18,7 @@ import numpy as np
 
 from data_tools.fsutil import atomic_path
 
-from .backend import get_array_module, to_cpu
+from ..core.backend import get_array_module, to_cpu
 
 SCALINGS = ("none", "beta", "norm")
 

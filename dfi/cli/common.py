@@ -1,0 +1,113 @@
+"""Shared pieces of the command line: option groups and types, output checks, progress
+bars and network loading. Every command module imports from here; this imports no
+command module."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+
+class UsageError(ValueError):
+    """A flag value or combination the command cannot accept (exit code 2)."""
+
+
+def whole_number(minimum: int):
+    """An argparse type: a whole number ≥ ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} must be at least {minimum}")
+        return value
+    return parse
+
+
+positive_int = whole_number(1)
+
+
+def progress_factory(quiet: bool) -> Optional[Callable]:
+    if quiet:
+        return None
+    from tqdm import tqdm
+
+    def make(total, initial, label):
+        return tqdm(total=total, initial=initial, unit="B", unit_scale=True, desc=label,
+                    file=sys.stderr, leave=False)
+    return make
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of sizes in pixels")
+    return values
+
+
+def alpha_list(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+
+
+def add_run_options(p: argparse.ArgumentParser, *, iterations: int = 150,
+                     tv_weight: float = 1e-3) -> None:
+    """Options shared by every command that runs the network (edit, sweep, style)."""
+    p.add_argument("--weights", default="auto",
+                   help="auto (fetched caffe weights, else untrained), untrained, caffe, "
+                        "normalised, torchvision, or a weights file (.npz/.caffemodel/.pth)")
+    p.add_argument("--device", default="auto", help="auto, cpu, gpu or gpu:N (default auto)")
+    p.add_argument("--iterations", type=positive_int, default=iterations,
+                   help=f"optimiser iteration cap (default {iterations})")
+    p.add_argument("--tv-weight", type=float, default=tv_weight,
+                   help=f"total-variation weight λ, pixel units (default {tv_weight:g})")
+    p.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs")
+    p.add_argument("--seed", type=int, default=0, help="seed for untrained weights and noise")
+    p.add_argument("--micro-batch", type=whole_number(0), default=None,
+                   help="images per forward/backward pass (default: 1 on CPU, all on GPU)")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="where fetched weights live (default $DFI_HOME or the user cache)")
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def check_output(path) -> Path:
+    """An image path to write: known extension; its folder is created."""
+    out = Path(path)
+    if out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise UsageError(f"-o {out}: use an image extension ({', '.join(IMAGE_SUFFIXES)})")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def load_net(args: argparse.Namespace):
+    import numpy as np
+
+    from ..core.backend import parse_device
+    from ..nets.weights import converted_path, load_vgg19
+
+    device = parse_device(args.device)
+    spec = args.weights
+    if spec == "auto":
+        spec = "caffe" if converted_path("caffe", args.data_dir).is_file() else "untrained"
+    net = load_vgg19(spec, data_dir=args.data_dir, seed=args.seed,
+                     pooling=getattr(args, "pooling", "max")).to_device(device)
+    micro = args.micro_batch
+    if micro is None:
+        micro = 1 if device.xp is np else 0
+    return net, micro
+
+
+def progress_bar(total: int, quiet: bool, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, disable=quiet, file=sys.stderr, leave=False,
+                unit="it", dynamic_ncols=True)

@@ -1,0 +1,101 @@
+"""``dfi data synth | download | index | neighbors``: prepare and query face datasets."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from data_tools import download as _download
+
+from .common import positive_int, progress_factory
+
+
+def _cmd_data_synth(args: argparse.Namespace) -> int:
+    from data_tools.synth import make_synthetic_lfw
+
+    result = make_synthetic_lfw(args.dir, n_people=args.people, seed=args.seed)
+    print(f"wrote {len(result.table)} images of {result.table['person'].nunique()} people to "
+          f"{result.images_dir}, {result.archive.name} and {result.attributes_file.name}")
+    return 0
+
+
+def _cmd_data_download(args: argparse.Namespace) -> int:
+    dataset = _download.get_dataset(args.name)
+    path = _download.fetch(dataset.name, data_dir=args.data_dir, source=args.source,
+                           verify=not args.no_verify, progress=progress_factory(args.quiet))
+    print(path)
+    return 0
+
+
+def _cmd_data_index(args: argparse.Namespace) -> int:
+    from data_tools.index import build_index, save_index
+
+    index = build_index(args.images, args.attributes)
+    save_index(index, args.output)
+    meta = index.meta
+    print(f"indexed {meta['rows']} images of {meta['people']} people into {args.output}; "
+          f"{meta['rows_without_image']} rows without an image, "
+          f"{meta['images_without_row']} images without a row")
+    return 0
+
+
+def _cmd_data_neighbors(args: argparse.Namespace) -> int:
+    from data_tools.attributes import parse_person_image
+    from data_tools.index import load_index
+    from data_tools.neighbors import find_neighbors
+
+    person, number = parse_person_image(args.input)
+    index = load_index(args.index)
+    row = index.locate(person, number)
+    found = find_neighbors(index.table, row, args.attribute, k=args.k, rule=args.rule,
+                           exclude_person=args.exclude_person)
+    if args.json:
+        print(json.dumps({"input": {"person": person, "imagenum": number,
+                                    "path": str(index.table["path"].iloc[row])},
+                          **found.to_json()}, indent=2))
+    else:
+        for title, table in (("sources", found.sources), ("targets", found.targets)):
+            print(f"{title} ({len(table)}, attribute {'off' if title == 'sources' else 'on'}):")
+            print(table.to_string(index=False))
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="download, index and query face datasets")
+    data_sub = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
+
+    p = data_sub.add_parser("synth", help="generate a synthetic LFW look-alike offline")
+    p.add_argument("dir", type=Path, metavar="DIR")
+    p.add_argument("--people", type=positive_int, default=100, help="number of people (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.set_defaults(func=_cmd_data_synth)
+
+    names = sorted([*_download.DATASETS, *_download.ALIASES])
+    p = data_sub.add_parser("download", help="download and verify a dataset file")
+    p.add_argument("name", metavar="NAME", choices=names, help=f"one of: {', '.join(names)}")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="target folder (default $DFI_HOME or the user cache folder)")
+    p.add_argument("--from", dest="source", metavar="PATH_OR_URL", default=None,
+                   help="import a file you already have, or download from this URL")
+    p.add_argument("--no-verify", action="store_true",
+                   help="accept a file whose checksum differs from the known one (warns)")
+    p.set_defaults(func=_cmd_data_download)
+
+    p = data_sub.add_parser("index", help="build the attribute index of an image folder")
+    p.add_argument("--images", type=Path, required=True, help="image folder (e.g. lfw-deepfunneled)")
+    p.add_argument("--attributes", type=Path, required=True,
+                   help="lfw_attributes.txt or list_attr_celeba.txt")
+    p.add_argument("-o", "--output", type=Path, required=True, help="index file to write (.csv)")
+    p.set_defaults(func=_cmd_data_index)
+
+    p = data_sub.add_parser("neighbors", help="source and target faces for an attribute")
+    p.add_argument("--index", type=Path, required=True)
+    p.add_argument("--input", required=True, help='an indexed face, "Person Name/N"')
+    p.add_argument("--attribute", required=True, help='e.g. smiling, "~mouth_closed,smiling"')
+    p.add_argument("-k", "--k", type=positive_int, default=100, help="faces per side (default 100)")
+    p.add_argument("--rule", choices=("chainer", "paper"), default="chainer",
+                   help="chainer: thresholds ±0.5 + Euclidean; paper: binarised + Hamming")
+    p.add_argument("--exclude-person", action="store_true",
+                   help="leave out the input person's other images too")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.set_defaults(func=_cmd_data_neighbors)

@@ -1,0 +1,234 @@
+"""``dfi edit`` and ``dfi sweep``: Deep Feature Interpolation from the command line."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .common import (UsageError, add_run_options, alpha_list, check_output, load_net,
+                     positive_int, progress_bar)
+
+
+def _add_dfi_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", metavar="INPUT", help='an image file, or an indexed face "Person Name/N"')
+    p.add_argument("--attribute", action="append", default=None,
+                   help='attribute to add, e.g. smiling or "~mouth_closed,smiling"; repeat to '
+                        "combine several")
+    p.add_argument("--index", type=Path, default=None, help="dataset index (dfi data index)")
+    p.add_argument("--k", type=positive_int, default=100, help="neighbours per side (default 100)")
+    p.add_argument("--rule", choices=("chainer", "paper"), default="chainer",
+                   help="neighbour rule (see dfi data neighbors)")
+    p.add_argument("--scaling", choices=("none", "beta", "norm"), default="none",
+                   help="attribute vector scaling (default none)")
+    p.add_argument("--layers", default="conv3_1,conv4_1,conv5_1",
+                   help="feature layers (default conv3_1,conv4_1,conv5_1)")
+    p.add_argument("--size", type=positive_int, default=200, help="working size in pixels (default 200)")
+    p.add_argument("--crop", default=None,
+                   help="l,t,r,b box of the input image to edit, used as is (no face detection); "
+                        "'none' for the whole image")
+    p.add_argument("--no-align", action="store_true",
+                   help="take the input as an LFW-framed face (the LFW crop 40,20,210,190) "
+                        "instead of detecting and aligning its face")
+    p.add_argument("--face", type=positive_int, default=None,
+                   help="which detected face to edit, 1 = the largest (default 1)")
+    p.add_argument("--show-landmarks", type=Path, default=None, metavar="FILE",
+                   help="save the photo with the detected faces, their numbers and landmarks")
+    p.add_argument("--vector", type=Path, default=None, help="reuse a saved attribute vector")
+    p.add_argument("--save-vector", type=Path, default=None, help="save the attribute vector (.npz)")
+    p.add_argument("--mask", type=Path, default=None, help="greyscale mask: where the edit applies")
+    p.add_argument("--feature-cache", type=Path, default=None,
+                   help="folder caching the neighbours' features between runs (about 2 MB per face at 200 px)")
+    p.add_argument("--no-color-match", action="store_true",
+                   help="do not match the edit's colour statistics to the input's")
+    add_run_options(p)
+
+
+def _dfi_request(args: argparse.Namespace, alphas: list[float]):
+    """Validate everything that can be checked before loading weights."""
+    from data_tools.attributes import parse_person_image
+    from ..edit.pipeline import EditConfig, check_alphas
+    from ..core.image import parse_crop
+    from ..core.reconstruct import ReconstructConfig
+
+    check_alphas(alphas)
+    if args.vector is None and not args.attribute:
+        raise UsageError("give --attribute (with --index) or --vector FILE")
+    if args.vector is not None and args.attribute:
+        raise UsageError("--vector and --attribute exclude each other")
+    if args.vector is not None and not args.vector.is_file():
+        raise FileNotFoundError(f"--vector {args.vector}: no such file")
+    if args.attribute and args.index is None:
+        raise UsageError("--attribute needs --index (build one with 'dfi data index')")
+    if args.index is not None and not args.index.is_file():
+        raise FileNotFoundError(f"--index {args.index}: no such file (build one with 'dfi data index')")
+    if args.mask is not None and not args.mask.is_file():
+        raise FileNotFoundError(f"--mask {args.mask}: no such file")
+    check_output(args.output)
+    if args.show_landmarks is not None:
+        check_output(args.show_landmarks)
+    crop = None
+    if args.crop is not None:
+        crop = "none" if args.crop.strip().lower() == "none" else parse_crop(args.crop)
+    layers = tuple(name.strip() for name in args.layers.split(",") if name.strip())
+    from ..nets.vgg import vgg19_layer_names
+    unknown = [name for name in layers if name not in vgg19_layer_names()]
+    if unknown or not layers:
+        raise UsageError(f"--layers {args.layers!r}: unknown layer {unknown[0] if unknown else ''!r}; "
+                         f"valid: {', '.join(vgg19_layer_names())}")
+    rec = ReconstructConfig(iterations=args.iterations, tv_weight=args.tv_weight,
+                            optimizer=args.optimizer)
+    config = EditConfig(layers=layers, k=args.k, size=args.size, scaling=args.scaling,
+                        rule=args.rule, color_match=not args.no_color_match, reconstruct=rec)
+    index = row = None
+    path = Path(args.input)
+    if args.index is not None:
+        from data_tools.index import load_index
+        index = load_index(args.index)
+    if not path.is_file():
+        try:
+            person, number = parse_person_image(args.input)
+        except ValueError:
+            raise FileNotFoundError(f"input {args.input!r}: no such image file") from None
+        if index is None:
+            raise UsageError(f"input {args.input!r} is an indexed face; give --index")
+        row = index.locate(person, number)
+        path = index.image_path(row)
+    elif index is not None:
+        rel = path.resolve().relative_to(index.images_root) if path.resolve().is_relative_to(
+            index.images_root) else None
+        if rel is not None:
+            hits = (index.table["path"] == rel.as_posix()).to_numpy().nonzero()[0]
+            row = int(hits[0]) if len(hits) else None
+    # a photo that is not a dataset face is aligned to the LFW frame unless told otherwise
+    align = row is None and crop is None and not args.no_align
+    if not align and (args.face is not None or args.show_landmarks is not None):
+        why = "indexed faces are in the LFW frame already" if row is not None else \
+            "--crop/--no-align skip face detection"
+        raise UsageError(f"--face and --show-landmarks need face alignment ({why})")
+    from ..edit.pipeline import load_face
+    face = load_face(path, config, row=row, crop="align" if align else crop, face=args.face or 1)
+    if args.show_landmarks is not None:
+        from ..face.align import draw_landmarks
+        from ..core.image import write_image
+        write_image(args.show_landmarks, draw_landmarks(face.full, face.alignment))
+    return config, index, face
+
+
+def _run_dfi(args: argparse.Namespace, alphas: list[float]) -> dict:
+    """Shared body of edit and sweep: returns results on the CPU plus a record."""
+    import time
+    from dataclasses import replace
+
+    from ..edit.attributes import combine, load_vector, save_vector
+    from ..core.backend import to_cpu, synchronize
+    from ..edit.pipeline import choose_neighbors, compose, compute_vector, read_mask, sweep
+
+    config, index, face = _dfi_request(args, alphas)
+    mask = read_mask(args.mask, face.full.shape[1:]) if args.mask is not None else None
+    t_start = time.perf_counter()
+    net, micro = load_net(args)
+    # one image per pass on a CPU (im2col on a large batch is slower per image), all on a GPU
+    config = replace(config, batch_size=micro or config.batch_size,
+                     reconstruct=replace(config.reconstruct, micro_batch=micro))
+    record = {"input": args.input, "weights": net.name, "device": str(net.device),
+              "settings": {"alphas": alphas, "layers": list(config.layers), "k": config.k,
+                           "size": config.size, "crop": face.crop, "scaling": config.scaling,
+                           "rule": config.rule, "iterations": config.reconstruct.iterations,
+                           "tv_weight": config.reconstruct.tv_weight,
+                           "optimizer": config.reconstruct.optimizer, "seed": args.seed}}
+    vectors, neighbors = [], {}
+    cache = None
+    if args.feature_cache is not None:
+        from ..edit.cache import FeatureCache
+        cache = FeatureCache(args.feature_cache, net_name=net.name, layers=config.layers,
+                             size=config.size, crop=config.crop)
+    if args.vector is not None:
+        vector, meta = load_vector(args.vector)
+        missing = [name for name in config.layers if name not in vector]
+        if missing:
+            raise ValueError(f"--vector {args.vector} lacks layers {', '.join(missing)}")
+        vectors.append({name: vector[name] for name in config.layers})
+        record["vector"] = {"file": str(args.vector), **meta}
+    else:
+        for attribute in args.attribute:
+            sources, targets = choose_neighbors(index, face, attribute, config)
+            neighbors[attribute] = {"sources": sources, "targets": targets}
+            vectors.append(compute_vector(net, index, sources, targets, config, cache=cache))
+        record["neighbors"] = neighbors
+    if args.save_vector is not None:
+        save_vector(args.save_vector, combine(vectors),
+                    {"attributes": args.attribute, "weights": net.name, "layers": list(config.layers),
+                     "size": config.size, "crop": config.crop})
+    synchronize(net.device)
+    t_vector = time.perf_counter()
+    bar = progress_bar(config.reconstruct.iterations, args.quiet, "reconstructing")
+    last = None
+    try:
+        for last in sweep(net, face, vectors, alphas, config):
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(last.loss.mean()):.4g}", active=int(last.active.sum()))
+    finally:
+        bar.close()
+    synchronize(net.device)
+    t_done = time.perf_counter()
+    images = to_cpu(last.images)
+    results = [compose(face, images[i + 1], images[0], color_match=config.color_match, mask=mask)
+               for i in range(len(alphas))]
+    record["losses"] = [{"alpha": a, "total": float(last.loss[i + 1]),
+                         "feature": float(last.terms["feature"][i + 1]),
+                         "tv": float(last.terms["tv"][i + 1])} for i, a in enumerate(alphas)]
+    if face.alignment is not None:
+        record["alignment"] = face.alignment.record()
+    record["iterations_run"] = int(last.iteration)
+    record["evaluations"] = int(last.evaluations)
+    record["timings_s"] = {"vector": round(t_vector - t_start, 3),
+                           "reconstruction": round(t_done - t_vector, 3),
+                           "total": round(t_done - t_start, 3)}
+    return {"face": face, "results": results, "record": record, "working": images}
+
+
+def _cmd_edit(args: argparse.Namespace) -> int:
+    from ..core.image import write_image
+
+    out = _run_dfi(args, [args.alpha])
+    write_image(args.output, out["results"][0])
+    print(args.output)
+    return 0
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from data_tools.fsutil import write_text_atomic
+
+    from ..core.image import grid, write_gif, write_image
+
+    out = _run_dfi(args, args.alphas)
+    path = Path(args.output)
+    files = []
+    for alpha, image in zip(args.alphas, out["results"]):
+        single = path.with_name(f"{path.stem}_alpha{alpha:g}{path.suffix}")
+        write_image(single, image)
+        files.append(str(single))
+    frames = [out["face"].full, *out["results"]]
+    write_image(path, grid(frames))
+    gif = path.with_suffix(".gif")
+    write_gif(gif, frames)
+    record = dict(out["record"], outputs={"grid": str(path), "images": files, "gif": str(gif)})
+    write_text_atomic(path.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
+    print(path)
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("edit", help="edit a face by Deep Feature Interpolation")
+    _add_dfi_options(p)
+    p.add_argument("--alpha", type=float, default=0.4, help="edit strength α (default 0.4)")
+    p.add_argument("-o", "--output", required=True, help="edited image to write (full size)")
+    p.set_defaults(func=_cmd_edit)
+
+    p = sub.add_parser("sweep", help="edit a face for several strengths α at once")
+    _add_dfi_options(p)
+    p.add_argument("--alphas", type=alpha_list, default=[0.1, 0.2, 0.3, 0.4, 0.5],
+                   help="comma-separated strengths (default 0.1,0.2,0.3,0.4,0.5)")
+    p.add_argument("-o", "--output", required=True,
+                   help="grid image; per-α images, a .gif and a .json are written beside it")
+    p.set_defaults(func=run_sweep)

@@ -1,0 +1,69 @@
+"""The ``dfi`` parser and ``main``: one sub-parser per command group, errors as one line.
+
+``main`` returns 0 on success, 1 on a failure and 2 on bad usage, with one line on
+stderr (``--debug`` shows the traceback instead).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from typing import Optional, Sequence
+
+from . import data, demo, edit, style, weights
+from .common import UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (``dfi: error: …``; ``-h`` still shows usage)."""
+
+    def error(self, message: str):
+        self.exit(2, f"dfi: error: {self.prog}: {message} (see '{self.prog} -h')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="dfi", description="Deep Feature Interpolation face editing and style-loss "
+                                "reconstruction with VGG-19 (Chainer).")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for group in (data, edit, style, weights, demo):
+        group.add_commands(sub)
+    return parser
+
+
+def _message(exc: BaseException) -> str:
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    return str(text).strip().splitlines()[0] if str(text).strip() else type(exc).__name__
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"dfi: warning: {message}", file=sys.stderr)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed its one-line message
+        return int(exc.code or 0)
+    logging.basicConfig(level=logging.WARNING, format="dfi: %(message)s")
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.func(args)
+    except KeyboardInterrupt:
+        print("dfi: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line for the user; --debug for the traceback
+        if args.debug:
+            raise
+        code = 2 if isinstance(exc, UsageError) else 1
+        print(f"dfi: error: {_message(exc)}", file=sys.stderr)
+        return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

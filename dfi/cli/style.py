@@ -1,0 +1,165 @@
+"""``dfi style`` and ``dfi invert``: style-loss reconstruction from the command line."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .common import (UsageError, add_run_options, alpha_list, check_output, int_list, load_net,
+                     positive_int, progress_bar)
+
+
+def _style_request(args: argparse.Namespace, *, invert: bool = False):
+    """Validate flags and read the images before loading weights."""
+    from ..core.image import read_image
+    from ..core.reconstruct import ReconstructConfig
+    from ..style.gatys import StyleConfig, parse_layer_weights
+
+    check_output(args.output)
+    scales = tuple(args.scales) if args.scales else (args.size,)
+    if args.scales and args.size_given and args.scales[-1] != args.size:
+        raise UsageError(f"--size {args.size} and --scales {','.join(map(str, args.scales))} disagree; "
+                         "the last scale is the output size")
+    rec = ReconstructConfig(iterations=args.iterations, tv_weight=args.tv_weight,
+                            optimizer=args.optimizer, ftol=args.ftol)
+    if invert:
+        config = StyleConfig(content_layers=parse_layer_weights(args.layer, "--layer"),
+                             style_weight=0.0, scales=scales, init="noise", seed=args.seed,
+                             reconstruct=rec)
+        return config, read_image(args.image), []
+    images = [read_image(path) for path in args.images]
+    if args.texture:
+        content, styles = None, images
+    elif len(images) < 2:
+        raise UsageError("give a CONTENT and at least one STYLE image (or --texture STYLE …)")
+    else:
+        content, styles = images[0], images[1:]
+    if args.style_blend and len(args.style_blend) != len(styles):
+        raise UsageError(f"--style-blend has {len(args.style_blend)} weights for {len(styles)} "
+                         "style image(s)")
+    init = args.init or ("noise" if args.texture else "content")
+    config = StyleConfig(
+        content_layers=parse_layer_weights(args.content_layers, "--content-layers"),
+        style_layers=parse_layer_weights(args.style_layers, "--style-layers"),
+        content_weight=0.0 if args.texture else args.content_weight, style_weight=args.style_weight,
+        style_blend=tuple(args.style_blend) if args.style_blend else None,
+        style_scale=args.style_scale, scales=scales, init=init, preserve_color=args.preserve_color,
+        seed=args.seed, reconstruct=rec)
+    if args.texture and config.preserve_color != "none":
+        raise UsageError(f"--preserve-color {config.preserve_color} needs a content image; "
+                         "--texture has none")
+    if init == "content" and content is None:
+        raise UsageError("--init content needs a content image; use noise or style with --texture")
+    return config, content, styles
+
+
+def _run_style(args: argparse.Namespace, config, content, styles) -> int:
+    import time
+    from dataclasses import replace
+
+    from ..core.backend import to_cpu
+    from ..core.image import write_image
+    from ..style.gatys import check_memory, finish, stylize
+
+    net, micro = load_net(args)
+    config = replace(config, reconstruct=replace(config.reconstruct, micro_batch=micro))
+    check_memory(net, content, styles, config, micro_batch=1)
+    out = Path(args.output)
+    bar = progress_bar(config.reconstruct.iterations * len(config.scales), args.quiet, "stylising")
+    start, last, stage = time.perf_counter(), None, 0
+    try:
+        for last in stylize(net, content, styles, config):
+            if last.stage != stage:  # a stage that stopped early: skip its remaining ticks
+                bar.n, stage = last.stage * config.reconstruct.iterations, last.stage
+            bar.update(1)
+            bar.set_postfix({name: f"{float(v[0]):.3g}" for name, v in last.progress.terms.items()},
+                            refresh=False)
+            if args.save_every and last.progress.iteration % args.save_every == 0:
+                snapshot = finish(to_cpu(last.progress.images[0]), content, config)
+                write_image(out.with_name(f"{out.stem}_{last.shape[1]}px_{last.progress.iteration:04d}"
+                                          f"{out.suffix}"), snapshot)
+    finally:
+        bar.close()
+    write_image(out, finish(to_cpu(last.progress.images[0]), content, config))
+    terms = ", ".join(f"{name} {float(v[0]):.4g}" for name, v in last.progress.terms.items())
+    if not args.quiet:
+        print(f"dfi: {len(config.scales)} stage(s) in {time.perf_counter() - start:.1f} s; {terms}",
+              file=sys.stderr)
+    print(out)
+    return 0
+
+
+def _cmd_style(args: argparse.Namespace) -> int:
+    config, content, styles = _style_request(args)
+    return _run_style(args, config, content, styles)
+
+
+def _cmd_invert(args: argparse.Namespace) -> int:
+    config, content, styles = _style_request(args, invert=True)
+    return _run_style(args, config, content, styles)
+
+
+class _SizeAction(argparse.Action):
+    """Records that --size was given (it must then agree with --scales)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.size_given = True
+
+
+def _add_reconstruction_options(p: argparse.ArgumentParser) -> None:
+    """Options of style and invert: output, size, stages, snapshots, stopping."""
+    from ..style.gatys import StyleConfig
+
+    defaults = StyleConfig().reconstruct
+    p.add_argument("-o", "--output", required=True, help="image to write")
+    p.add_argument("--size", type=positive_int, default=256, action=_SizeAction,
+                   help="long side of the output in pixels (default 256)")
+    p.add_argument("--scales", type=int_list, default=None,
+                   help="coarse-to-fine long sides, e.g. 256,512,1024 (the last is the output size)")
+    p.add_argument("--save-every", type=positive_int, default=None, metavar="N",
+                   help="also write the image every N iterations (OUT_<size>px_<iteration>.png)")
+    p.add_argument("--ftol", type=float, default=defaults.ftol,
+                   help="L-BFGS stops when an iteration improves the loss by less than this "
+                        f"fraction (default {defaults.ftol:g}; 0 runs all iterations)")
+    p.add_argument("--pooling", choices=("max", "average"), default="max",
+                   help="VGG pooling (Gatys et al. use average for synthesis; default max)")
+    p.set_defaults(size_given=False)
+    add_run_options(p, iterations=defaults.iterations, tv_weight=defaults.tv_weight)
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    from ..core.color import PRESERVE_COLOR
+    from ..style.gatys import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, INITS, StyleConfig
+
+    defaults = StyleConfig()
+    p = sub.add_parser("style", help="style transfer (Gatys et al.) or texture synthesis")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="CONTENT STYLE [STYLE …]; with --texture only STYLE images")
+    p.add_argument("--texture", action="store_true", help="texture synthesis: no content image")
+    p.add_argument("--content-weight", type=float, default=defaults.content_weight,
+                   help=f"content weight (default {defaults.content_weight:g})")
+    p.add_argument("--style-weight", type=float, default=defaults.style_weight,
+                   help="style weight; the same value gives the same balance at any size "
+                        f"(default {defaults.style_weight:g})")
+    p.add_argument("--content-layers", default=DEFAULT_CONTENT_LAYERS,
+                   help=f"layer[:weight],… (default {DEFAULT_CONTENT_LAYERS})")
+    p.add_argument("--style-layers", default=DEFAULT_STYLE_LAYERS,
+                   help=f"layer[:weight],… (default {DEFAULT_STYLE_LAYERS})")
+    p.add_argument("--style-blend", type=alpha_list, default=None,
+                   help="one weight per style image, e.g. 0.7,0.3 (default equal)")
+    p.add_argument("--style-scale", type=float, default=1.0,
+                   help="style image size relative to the output (default 1)")
+    p.add_argument("--init", choices=INITS, default=None,
+                   help="start from the content (default), noise (default with --texture) or style")
+    p.add_argument("--preserve-color", choices=PRESERVE_COLOR, default="none",
+                   help="keep the content's colours: luminance-only transfer, histogram "
+                        "matching of the style, or yuv swap after (default none)")
+    _add_reconstruction_options(p)
+    p.set_defaults(func=_cmd_style)
+
+    p = sub.add_parser("invert", help="feature inversion: rebuild an image from one layer")
+    p.add_argument("image", type=Path, metavar="IMAGE")
+    p.add_argument("--layer", default="conv4_2", help="layer[:weight],… to invert (default conv4_2)")
+    _add_reconstruction_options(p)
+    p.set_defaults(func=_cmd_invert)

@@ -1,0 +1,7 @@
+"""The core: devices (the only place that imports CuPy), image I/O and pre/post-processing,
+colour maths, pure losses, the batched optimisers, the reconstruction loop and memory estimates.
+
+May import: ``dfi._compat``, ``data_tools.fsutil``, NumPy, Chainer, Pillow. Knows no network:
+the loop takes any object with ``pick`` (:class:`dfi.core.reconstruct.FeatureNet`).
+Must never import ``dfi.nets``, a pipeline (``dfi.edit``, ``dfi.style``, ``dfi.face``) or ``dfi.cli``.
+"""
