@@ -1,4 +1,5 @@
-"""Atomic file writing: a reader never sees a half-written file."""
+"""Atomic file writing: a reader never sees a half-written file, and what is written gets
+the permissions the user's umask gives, as with any Unix tool."""
 from __future__ import annotations
 
 import contextlib
@@ -8,13 +9,33 @@ from pathlib import Path
 from typing import Iterator
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux allows (thread-safe)."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read it by setting it, and put it back at once
+    os.umask(mask)
+    return mask
+
+
+def fix_mode(path: str | os.PathLike, *, folder: bool = False) -> None:
+    """Give a file (0666) or folder (0777) made by :mod:`tempfile` (0600 / 0700) the
+    permissions a plain ``open`` or ``mkdir`` would have given it under the umask."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~current_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
 
     The temporary file lives in the same folder (so the rename is atomic) and is
     removed if the block raises. ``suffix`` keeps an extension that writers such as
-    Pillow or NumPy use to pick a format.
+    Pillow or NumPy use to pick a format. The file ends with the umask's permissions.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -23,6 +44,7 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        fix_mode(tmp_path)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)

@@ -20,7 +20,7 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
 from .attributes import LFW_ATTRIBUTE_NAMES, lfw_image_path, write_lfw_attributes
-from .fsutil import atomic_path
+from .fsutil import atomic_path, fix_mode
 
 SIZE = 250
 SUPERSAMPLE = 2
@@ -251,6 +251,7 @@ def make_synthetic_lfw(out_dir: str | os.PathLike, *, n_people: int = 100,
         table.insert(0, "person", [r[0] for r in rows])
         table.insert(1, "imagenum", [r[1] for r in rows])
         table.insert(2, "path", [r[2] for r in rows])
+        fix_mode(tmp, folder=True)
         os.replace(tmp, images_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -35,7 +35,7 @@ def synth_lfw(tmp_path_factory):
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    files: dict = {}
+    files: dict = {}  # path (with its query) -> bytes, or (bytes, content type)
     log: list = []
     cut_after: dict = {}  # path -> bytes to send once before dropping the connection
 
@@ -44,6 +44,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         body = self.files.get(self.path)
+        kind = "application/octet-stream"
+        if isinstance(body, tuple):
+            body, kind = body
         range_header = self.headers.get("Range")
         self.log.append((self.path, range_header))
         if body is None:
@@ -60,6 +63,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
         else:
             self.send_response(200)
+        self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body) - start))
         self.end_headers()
         cut = self.cut_after.pop(self.path, None)

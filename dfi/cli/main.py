@@ -35,8 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _message(exc: BaseException) -> str:
-    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-    return str(text).strip().splitlines()[0] if str(text).strip() else type(exc).__name__
+    """The error for the user: its first line, or every line of a download that tried several
+    mirrors (one line per URL)."""
+    from data_tools.download import DownloadError
+
+    text = str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc).strip()
+    if not text:
+        return type(exc).__name__
+    return text if isinstance(exc, DownloadError) else text.splitlines()[0]
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

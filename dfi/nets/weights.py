@@ -46,23 +46,29 @@ class WeightsFormatError(ValueError):
 
 @dataclass(frozen=True)
 class WeightSource:
+    """A weights file: its name on disk and its mirrors, live ones first."""
+
     name: str
     filename: str
-    mirror: Mirror
+    mirrors: tuple[Mirror, ...]
     description: str
 
 
 WEIGHT_SOURCES: dict[str, WeightSource] = {
     s.name: s for s in (
-        WeightSource("caffe", "VGG_ILSVRC_19_layers.caffemodel", Mirror(
-            "http://www.robots.ox.ac.uk/~vgg/software/very_deep/caffe/VGG_ILSVRC_19_layers.caffemodel",
-            "md5:b5c644beabd7cf06bdd9065cfd674c97"), "original Caffe VGG-19 (575 MB)"),
-        WeightSource("normalised", "vgg_normalised.caffemodel", Mirror(
-            "http://bethgelab.org/media/uploads/deeptextures/vgg_normalised.caffemodel", None),
+        WeightSource("caffe", "VGG_ILSVRC_19_layers.caffemodel", (Mirror(
+            "https://www.robots.ox.ac.uk/~vgg/software/very_deep/caffe/VGG_ILSVRC_19_layers.caffemodel",
+            ("md5:b5c644beabd7cf06bdd9065cfd674c97",)),), "original Caffe VGG-19 (575 MB)"),
+        # bethgelab.org has been down since 2020; the official DFI repository commits the
+        # file in plain git, pinned here by its blob id
+        WeightSource("normalised", "vgg_normalised.caffemodel", (
+            Mirror("https://github.com/paulu/deepfeatinterp/raw/master/models/VGG_CNN_19/"
+                   "vgg_normalised.caffemodel", ("gitsha1:ca7ac268742c67ac31284cc23b781108891a9083",)),
+            Mirror("http://bethgelab.org/media/uploads/deeptextures/vgg_normalised.caffemodel")),
             "Gatys et al.'s normalised VGG-19, used by the official DFI code (80 MB)"),
-        WeightSource("torchvision", "vgg19-dcbb9e9d.pth", Mirror(
+        WeightSource("torchvision", "vgg19-dcbb9e9d.pth", (Mirror(
             "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
-            "sha256:dcbb9e9dad569fff7a846263a77324fc34978fea2bfb039c012d710e1776ae44"),
+            ("sha256:dcbb9e9dad569fff7a846263a77324fc34978fea2bfb039c012d710e1776ae44",)),),
             "torchvision VGG-19 (575 MB)"),
     )
 }
@@ -383,10 +389,11 @@ def fetch_weights(name: str, *, data_dir: Optional[Path] = None, verify: bool = 
         raise ValueError(f"unknown weights {name!r}; known: {', '.join(WEIGHT_SOURCES)}")
     source = WEIGHT_SOURCES[name]
     out = converted_path(name, data_dir)
-    raw = out.parent / source.filename
-    download_file(name, (source.mirror,), raw, verify=verify, progress=progress)
+    raw, mirror = download_file(name, source.mirrors, out.parent, source.filename, verify=verify,
+                                progress=progress, check=convert,  # unpinned mirrors: readable?
+                                hint=f"have the file? dfi weights convert FILE -o {out}")
     params, convention, _ = convert(raw)
-    save_npz(out, params, convention, source=source.mirror.url)
+    save_npz(out, params, convention, source=mirror.url)
     return out
 
 
