@@ -8,6 +8,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Optional
 
 import pandas as pd
 
@@ -51,11 +52,13 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def build_index(images_dir: str | os.PathLike, attributes_file: str | os.PathLike) -> Index:
+def build_index(images_dir: str | os.PathLike, attributes_file: str | os.PathLike, *,
+                on_image: Optional[Callable[[int], object]] = None) -> Index:
     """Join an attribute file with the images on disk.
 
     Rows whose image is missing are dropped; images without a row are counted. Both are
-    reported in ``meta`` (and logged), never fatal.
+    reported in ``meta`` (and logged), never fatal. ``on_image(1)`` is called for every
+    image found (a progress bar's ``update``).
     """
     images_dir, attributes_file = Path(images_dir), Path(attributes_file)
     if not images_dir.is_dir():
@@ -63,8 +66,12 @@ def build_index(images_dir: str | os.PathLike, attributes_file: str | os.PathLik
     if not attributes_file.is_file():
         raise FileNotFoundError(f"--attributes {attributes_file}: no such file")
     table = read_attributes(attributes_file)
-    on_disk = {p.relative_to(images_dir).as_posix()
-               for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES}
+    on_disk = set()
+    for path in images_dir.rglob("*"):
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            on_disk.add(path.relative_to(images_dir).as_posix())
+            if on_image is not None:
+                on_image(1)
     present = table["path"].isin(on_disk)
     missing = table.loc[~present, "path"].tolist()
     unlisted = sorted(on_disk - set(table["path"]))

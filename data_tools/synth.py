@@ -2,7 +2,9 @@
 
 ``make_synthetic_lfw(DIR)`` writes ``DIR/lfw-deepfunneled/<Name>/<Name>_NNNN.jpg``
 (250×250 RGB JPEG, the face placed where deep-funneled LFW has it), the archive
-``DIR/lfw-deepfunneled.tgz`` and ``DIR/lfw_attributes.txt`` in the real format. Scores of
+``DIR/lfw-deepfunneled.tgz`` and ``DIR/lfw_attributes.txt`` in the real format. With
+``layout="plain"`` it writes plain LFW instead (``DIR/lfw/``, ``DIR/lfw.tgz``): each face
+moved, scaled and turned in its frame as unaligned photos are, for ``dfi data align``. Scores of
 drawn attributes agree with the pixels: present ≥ 0.6, absent ≤ −0.6; attributes that are
 not drawn get small per-person scores. Everything is seeded.
 """
@@ -216,20 +218,45 @@ def _scores(rng: np.random.Generator, who: dict, look: dict) -> np.ndarray:
     return values
 
 
-def make_synthetic_lfw(out_dir: str | os.PathLike, *, n_people: int = 100,
-                       seed: int = 0, drop_fraction: float = 0.01) -> SynthResult:
+def _unaligned(image: Image.Image, points: np.ndarray, rng: np.random.Generator):
+    """The face turned (±8°), scaled (0.85–1.15) and moved (±15 px) about the frame's centre,
+    as plain LFW has it; returns the image and its eye and mouth centres moved likewise."""
+    angle, scale = np.deg2rad(rng.uniform(-8, 8)), rng.uniform(0.85, 1.15)
+    shift = rng.uniform(-15, 15, 2)
+    centre = np.array([SIZE / 2 - 0.5] * 2)
+    rotation = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    forward = np.hstack([rotation, (centre + shift - rotation @ centre)[:, None]])  # frame → photo
+    back = np.linalg.inv(np.vstack([forward, [0, 0, 1]]))
+    half = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]])  # Pillow samples at pixel centres
+    data = (half @ back @ np.linalg.inv(half))[:2].reshape(-1)
+    pixels = np.asarray(image)
+    border = np.median(np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]]), axis=0)
+    moved = image.transform(image.size, Image.AFFINE, tuple(data), resample=Image.BICUBIC,
+                            fillcolor=tuple(int(c) for c in border))
+    return moved, points @ forward[:, :2].T + forward[:, 2]
+
+
+LAYOUTS = {"deepfunneled": "lfw-deepfunneled", "plain": "lfw"}
+
+
+def make_synthetic_lfw(out_dir: str | os.PathLike, *, n_people: int = 100, seed: int = 0,
+                       drop_fraction: float = 0.01, layout: str = "deepfunneled") -> SynthResult:
     """Generate the synthetic LFW under ``out_dir`` (see the module docstring).
 
     Args:
-        out_dir: target folder; ``lfw-deepfunneled/`` inside it must not exist yet.
+        out_dir: target folder; the images folder inside it must not exist yet.
         n_people: number of people (1–5000); each has 1–8 images.
         seed: RNG seed; the same seed gives the same files.
         drop_fraction: share of images left without an attribute row, as in real LFW.
+        layout: ``"deepfunneled"`` (aligned, ``lfw-deepfunneled/``) or ``"plain"``
+            (unaligned, ``lfw/``).
     """
     if not 1 <= n_people <= 5000:
         raise ValueError(f"--people {n_people} must be between 1 and 5000")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout {layout!r} is not one of {', '.join(LAYOUTS)}")
     out_dir = Path(out_dir)
-    images_dir = out_dir / "lfw-deepfunneled"
+    images_dir = out_dir / LAYOUTS[layout]
     if images_dir.exists():
         raise FileExistsError(f"{images_dir} already exists; choose another folder or remove it")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -243,9 +270,12 @@ def make_synthetic_lfw(out_dir: str | os.PathLike, *, n_people: int = 100,
                 look = _look(rng)
                 rel = lfw_image_path(person, number)
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-                _draw_face(rng, who, look).save(tmp / rel, quality=92)
+                image, points = _draw_face(rng, who, look), true_landmarks(look)
+                if layout == "plain":
+                    image, points = _unaligned(image, points, rng)
+                image.save(tmp / rel, quality=92)
                 rows.append((person, number, rel))
-                landmarks[rel] = true_landmarks(look)
+                landmarks[rel] = points
                 values.append(_scores(rng, who, look))
         table = pd.DataFrame(np.round(np.asarray(values), 6), columns=list(LFW_ATTRIBUTE_NAMES))
         table.insert(0, "person", [r[0] for r in rows])
@@ -255,9 +285,9 @@ def make_synthetic_lfw(out_dir: str | os.PathLike, *, n_people: int = 100,
         os.replace(tmp, images_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    archive = out_dir / "lfw-deepfunneled.tgz"
+    archive = out_dir / f"{images_dir.name}.tgz"
     with atomic_path(archive) as part, tarfile.open(part, "w:gz") as tar:
-        tar.add(images_dir, arcname="lfw-deepfunneled")
+        tar.add(images_dir, arcname=images_dir.name)
     # Real files: rows grouped by person, people not sorted, a few images without a row.
     keep = rng.random(len(table)) >= drop_fraction
     order = rng.permutation(table.loc[keep, "person"].unique())  # (a person may lose every row)

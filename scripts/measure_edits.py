@@ -31,12 +31,13 @@ def main() -> None:
     parser.add_argument("--attribute", required=True)
     parser.add_argument("--input-filter", required=True, help='pandas query choosing input faces; spaces and hyphens in names become _, '
                              'e.g. "Smiling<-0.5" or "Youth>0.5"')
-    parser.add_argument("--alphas", default="1,2,3")
+    parser.add_argument("--alphas", default="0.1,0.2,0.3,0.4,0.5")
+    parser.add_argument("--scaling", default=EditConfig().scaling, help="attribute vector scaling")
     parser.add_argument("--faces", type=int, default=3, help="how many input faces to edit")
     parser.add_argument("--out", type=Path, default=Path("measure.png"))
     args = parser.parse_args()
     alphas = [float(a) for a in args.alphas.split(",")]
-    config = EditConfig(layers=("conv2_1", "conv3_1", "conv4_1"), k=30, size=96,
+    config = EditConfig(layers=("conv2_1", "conv3_1", "conv4_1"), k=30, size=96, scaling=args.scaling,
                         reconstruct=ReconstructConfig(iterations=100, tv_weight=0.05, micro_batch=1))
     net = untrained_vgg19()
     with tempfile.TemporaryDirectory() as tmp:

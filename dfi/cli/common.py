@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional
 
+from ..core.errors import SettingError
 
-class UsageError(ValueError):
+
+class UsageError(SettingError):
     """A flag value or combination the command cannot accept (exit code 2)."""
 
 
@@ -106,8 +108,9 @@ def load_net(args: argparse.Namespace):
     return net, micro
 
 
-def progress_bar(total: int, quiet: bool, desc: str):
+def progress_bar(total: Optional[int], quiet: bool, desc: str, *, unit: str = "it"):
+    """A tqdm bar on stderr (a context manager), silent with ``--quiet``."""
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, disable=quiet, file=sys.stderr, leave=False,
-                unit="it", dynamic_ncols=True)
+                unit=unit, dynamic_ncols=True)

@@ -1,4 +1,4 @@
-"""``dfi data synth | download | index | neighbors``: prepare and query face datasets."""
+"""``dfi data synth | download | index | align | neighbors``: prepare and query face datasets."""
 from __future__ import annotations
 
 import argparse
@@ -7,13 +7,14 @@ from pathlib import Path
 
 from data_tools import download as _download
 
-from .common import positive_int, progress_factory
+from .common import positive_int, progress_bar, progress_factory
 
 
 def _cmd_data_synth(args: argparse.Namespace) -> int:
     from data_tools.synth import make_synthetic_lfw
 
-    result = make_synthetic_lfw(args.dir, n_people=args.people, seed=args.seed)
+    result = make_synthetic_lfw(args.dir, n_people=args.people, seed=args.seed,
+                                layout="plain" if args.plain else "deepfunneled")
     print(f"wrote {len(result.table)} images of {result.table['person'].nunique()} people to "
           f"{result.images_dir}, {result.archive.name} and {result.attributes_file.name}")
     return 0
@@ -30,7 +31,8 @@ def _cmd_data_download(args: argparse.Namespace) -> int:
 def _cmd_data_index(args: argparse.Namespace) -> int:
     from data_tools.index import build_index, save_index
 
-    index = build_index(args.images, args.attributes)
+    with progress_bar(None, args.quiet, "scanning images", unit="image") as bar:
+        index = build_index(args.images, args.attributes, on_image=bar.update)
     save_index(index, args.output)
     meta = index.meta
     print(f"indexed {meta['rows']} images of {meta['people']} people into {args.output}; "
@@ -60,6 +62,26 @@ def _cmd_data_neighbors(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_align(args: argparse.Namespace) -> int:
+    from ..face.folder import align_folder, folder_images, write_report
+
+    src, dst = args.src, args.output
+    if not src.is_dir():
+        raise FileNotFoundError(f"SRC {src}: not a folder")
+    outcomes = []
+    with progress_bar(len(folder_images(src)), args.quiet, "aligning", unit="image") as bar:
+        for outcome in align_folder(src, dst, workers=args.workers):
+            outcomes.append(outcome)
+            bar.update(1)
+    report = write_report(dst, src, outcomes)
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("aligned", "done", "no_face", "error")}
+    if counts["aligned"] + counts["done"] == 0:
+        raise RuntimeError(f"no face found in any of the {len(outcomes)} images of {src}; see {report}")
+    print(f"aligned {counts['aligned']} images into {dst} ({counts['done']} were already done); "
+          f"{counts['no_face']} without a face and {counts['error']} unreadable left out, listed in {report}")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="download, index and query face datasets")
     data_sub = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
@@ -68,6 +90,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dir", type=Path, metavar="DIR")
     p.add_argument("--people", type=positive_int, default=100, help="number of people (default 100)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--plain", action="store_true",
+                   help="write plain (unaligned) LFW instead, DIR/lfw/ and lfw.tgz, to try 'dfi data align'")
     p.set_defaults(func=_cmd_data_synth)
 
     names = sorted([*_download.DATASETS, *_download.ALIASES])
@@ -87,6 +111,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="lfw_attributes.txt or list_attr_celeba.txt")
     p.add_argument("-o", "--output", type=Path, required=True, help="index file to write (.csv)")
     p.set_defaults(func=_cmd_data_index)
+
+    p = data_sub.add_parser("align", help="align the faces of an LFW-layout folder to the deep-funneled frame")
+    p.add_argument("src", type=Path, metavar="SRC", help="folder of <Name>/<Name>_NNNN.jpg images (e.g. plain LFW)")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="DST",
+                   help="folder to write, same layout and names (resumes: finished images are skipped)")
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="processes (default: one per core)")
+    p.set_defaults(func=_cmd_data_align)
 
     p = data_sub.add_parser("neighbors", help="source and target faces for an attribute")
     p.add_argument("--index", type=Path, required=True)

@@ -18,8 +18,11 @@ def _add_dfi_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=positive_int, default=100, help="neighbours per side (default 100)")
     p.add_argument("--rule", choices=("chainer", "paper"), default="chainer",
                    help="neighbour rule (see dfi data neighbors)")
-    p.add_argument("--scaling", choices=("none", "beta", "norm"), default="none",
-                   help="attribute vector scaling (default none)")
+    p.add_argument("--scaling", choices=("norm", "beta", "none"), default="norm",
+                   help="attribute vector scaling and the alpha it means: norm (default) moves each "
+                        "layer by alpha times the face's own feature norm, alpha 0.1-0.5; beta divides "
+                        "w by mean(w^2) (official DFI code, its default 0.4), alpha about 0.2-0.6; "
+                        "none keeps the raw w, alpha depends on the weights (about 1-4 with real ones)")
     p.add_argument("--layers", default="conv3_1,conv4_1,conv5_1",
                    help="feature layers (default conv3_1,conv4_1,conv5_1)")
     p.add_argument("--size", type=positive_int, default=200, help="working size in pixels (default 200)")

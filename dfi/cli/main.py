@@ -12,7 +12,7 @@ import warnings
 from typing import Optional, Sequence
 
 from . import data, demo, edit, style, weights
-from .common import UsageError
+from ..core.errors import SettingError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,7 +66,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Exception as exc:  # one line for the user; --debug for the traceback
         if args.debug:
             raise
-        code = 2 if isinstance(exc, UsageError) else 1
+        code = 2 if isinstance(exc, SettingError) else 1
         print(f"dfi: error: {_message(exc)}", file=sys.stderr)
         return code
 

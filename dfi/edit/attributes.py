@@ -1,11 +1,15 @@
 """Attribute vectors: w = mean φ(targets) − mean φ(sources), scalings, save / load.
 
-Scalings (``../shared/anchors.md``):
+Scalings (``../shared/anchors.md``), and the range of α each one means:
 
-* ``none``: w as it is; the target is φ(x) + α·w (Upchurch et al. 2017).
-* ``beta``: w / mean(w²) over all layers (the official code's ``--scaling beta``).
-* ``norm``: per layer ‖φ_l(x)‖ · w_l / ‖w_l‖ (chainer-dfi), so α is a fraction of the
-  input's own feature norm.
+* ``norm`` (default): per layer ‖φ_l(x)‖ · w_l / ‖w_l‖ (chainer-dfi, the article dfi
+  follows), so α is the fraction of the input's own feature norm the edit moves by:
+  α 0.1–0.5, independent of the weights, the layers and the dataset.
+* ``beta``: w / mean(w²) over all layers (the official code's ``--scaling beta``; its
+  default δ is 0.4): α about 0.2–0.6.
+* ``none``: w as it is; the target is φ(x) + α·w (Upchurch et al. 2017). The right α
+  depends on the weights and the data: the official code notes that δ 0.4 with beta
+  equals about 3.5 × the raw w on LFW with the normalised VGG-19, so α about 1–4 there.
 """
 from __future__ import annotations
 

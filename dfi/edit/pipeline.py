@@ -46,7 +46,7 @@ class EditConfig:
     k: int = 100
     size: int = 200
     crop: tuple[int, int, int, int] = LFW_CROP  # of the dataset's faces (and of aligned photos)
-    scaling: str = "none"
+    scaling: str = "norm"
     rule: str = "chainer"
     exclude_person: bool = False
     batch_size: int = 8

@@ -221,10 +221,9 @@ def align_face(photo: np.ndarray, *, face: int = 1, template: np.ndarray = LFW_T
     return Alignment(matrix, warp_to_frame(photo, matrix), chosen, found, face)
 
 
-def measure_template(images, *, limit: int = 500) -> tuple[np.ndarray, int]:
-    """Median eye and mouth centres (3, 2) of the largest face in each of ``images``
-    (CHW arrays, an iterable), the template of a dataset in the detector's own terms;
-    also returns how many of the first ``limit`` images had a face."""
+def detected_landmarks(images, *, limit: int = 500) -> np.ndarray:
+    """Eye and mouth centres (n, 3, 2) of the largest face in each of the first ``limit`` of
+    ``images`` (CHW arrays, an iterable) that has one."""
     points = []
     for count, image in enumerate(images):
         if count >= limit:
@@ -234,7 +233,14 @@ def measure_template(images, *, limit: int = 500) -> tuple[np.ndarray, int]:
             points.append(found[0].landmarks)
     if not points:
         raise NoFaceError("no face found in any of the images")
-    return np.median(np.array(points), axis=0), len(points)
+    return np.array(points)
+
+
+def measure_template(images, *, limit: int = 500) -> tuple[np.ndarray, int]:
+    """Median eye and mouth centres (3, 2) over ``images`` (see :func:`detected_landmarks`):
+    the template of a dataset in the detector's own terms; also how many images had a face."""
+    points = detected_landmarks(images, limit=limit)
+    return np.median(points, axis=0), len(points)
 
 
 def draw_landmarks(photo: np.ndarray, alignment: Alignment, *,
