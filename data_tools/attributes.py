@@ -40,6 +40,14 @@ class FormatError(ValueError):
     """A data file does not follow its format; the message names the file and line."""
 
 
+class UnknownNameError(KeyError):
+    """A name the data does not have (an attribute, a person); the message suggests the
+    closest one. The command line reports it as a usage error."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 def canonical_name(name: str) -> str:
     """Key used to compare attribute names: lower case, letters and digits only.
 
@@ -53,7 +61,7 @@ def resolve_attribute(name: str, available: Sequence[str]) -> str:
     """Return the column of ``available`` that ``name`` means.
 
     Raises:
-        KeyError: no column matches; the message suggests the closest one.
+        UnknownNameError: no column matches; the message suggests the closest one.
     """
     by_key = {canonical_name(col): col for col in available}
     key = canonical_name(name)
@@ -61,7 +69,7 @@ def resolve_attribute(name: str, available: Sequence[str]) -> str:
         return by_key[key]
     close = difflib.get_close_matches(key, list(by_key), n=1, cutoff=0.5)
     hint = f"; did you mean {by_key[close[0]]!r}?" if close else f"; known: {', '.join(available)}"
-    raise KeyError(f"unknown attribute {name!r}{hint}")
+    raise UnknownNameError(f"unknown attribute {name!r}{hint}")
 
 
 def attribute_columns(table: pd.DataFrame) -> list[str]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import difflib
 import hashlib
 import json
 import logging
@@ -12,7 +13,7 @@ from typing import Callable, Optional
 
 import pandas as pd
 
-from .attributes import read_attributes, sniff_attribute_format
+from .attributes import UnknownNameError, read_attributes, sniff_attribute_format
 from .fsutil import atomic_path, write_text_atomic
 
 logger = logging.getLogger(__name__)
@@ -32,15 +33,24 @@ class Index:
         return self.images_root / self.table["path"].iloc[row]
 
     def locate(self, person: str, imagenum: int) -> int:
-        """Row position of ``person``'s image ``imagenum``; KeyError with a hint if absent."""
+        """Row position of ``person``'s image ``imagenum``.
+
+        Raises:
+            UnknownNameError: not in the index; says which images the person has, or
+                suggests the closest name.
+        """
         names = self.table["person"].str.replace("_", " ")
-        hits = ((names == person.replace("_", " ")) & (self.table["imagenum"] == imagenum))
+        person = person.replace("_", " ")
+        hits = ((names == person) & (self.table["imagenum"] == imagenum))
         positions = hits.to_numpy().nonzero()[0]
         if len(positions) == 0:
-            have = sorted(self.table.loc[names == person.replace("_", " "), "imagenum"])
-            hint = (f"; {person!r} has images {have}" if have else
-                    f"; no person {person!r} in the index")
-            raise KeyError(f"input '{person}/{imagenum}' is not in the index{hint}")
+            have = sorted(int(n) for n in self.table.loc[names == person, "imagenum"])
+            if have:
+                hint = f"; {person!r} has images {have}"
+            else:
+                close = difflib.get_close_matches(person, names.unique().tolist(), n=1, cutoff=0.6)
+                hint = f"; no person {person!r} in the index" + (f"; did you mean {close[0]!r}?" if close else "")
+            raise UnknownNameError(f"input '{person}/{imagenum}' is not in the index{hint}")
         return int(positions[0])
 
 

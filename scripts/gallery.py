@@ -58,7 +58,7 @@ def _sweeps(work: Path, out: Path, quick: bool) -> None:
     index = _index(work, quick)
     for attribute, column in (("smiling", "Smiling"), ("senior", "Senior")):
         face = pick_face(index, column)
-        _run(["sweep", face, "--index", str(index), "--attribute", attribute, "--alphas", "1,2,3",
+        _run(["sweep", face, "--index", str(index), "--attribute", attribute, "--alphas", "0.1,0.3,0.5",
               *_settings(quick), "-o", str(work / f"{attribute}.png")], f"{attribute} sweep")
         (work / f"{attribute}.png").replace(out / f"{'smile' if attribute == 'smiling' else attribute}_sweep.png")
 
@@ -70,7 +70,7 @@ def _photo(work: Path, out: Path, quick: bool) -> None:
     photo = work / "astronaut.png"
     Image.fromarray(astronaut()).save(photo)
     _run(["edit", str(photo), "--index", str(_index(work, quick)), "--attribute", "smiling",
-          "--alpha", "2", *_settings(quick), "--show-landmarks", str(work / "landmarks.png"),
+          "--alpha", "0.5", *_settings(quick), "--show-landmarks", str(work / "landmarks.png"),
           "-o", str(work / "edited.png")], "photo edit")
     original, edited = read_image(photo), read_image(work / "edited.png")
     change = np.repeat(np.abs(edited - original).mean(axis=0, keepdims=True) * 3, 3, axis=0)

@@ -7,15 +7,14 @@ from pathlib import Path
 
 import pytest
 
+import dfi._compat  # noqa: F401  (NumPy 2 shim: before any test module imports chainer)
+
 
 def pytest_collection_modifyitems(config, items):
-    try:
-        import cupy  # noqa: F401
+    from dfi.core.backend import gpu_count
 
-        has_gpu = cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        has_gpu = False
-    skip = pytest.mark.skip(reason="needs CuPy and a CUDA device")
+    has_gpu = gpu_count() > 0  # CuPy, a device, and Chainer's CUDA backend loaded
+    skip = pytest.mark.skip(reason="needs CuPy, a CUDA device and Chainer's CUDA backend")
     for item in items:
         if "gpu" in item.keywords and not has_gpu:
             item.add_marker(skip)

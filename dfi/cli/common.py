@@ -4,6 +4,7 @@ command module."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Optional
@@ -70,7 +71,8 @@ def add_run_options(p: argparse.ArgumentParser, *, iterations: int = 150,
                    help=f"optimiser iteration cap (default {iterations})")
     p.add_argument("--tv-weight", type=float, default=tv_weight,
                    help=f"total-variation weight λ, pixel units (default {tv_weight:g})")
-    p.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs")
+    p.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs",
+                   help="lbfgs (batched, with a line search; default) or adam")
     p.add_argument("--seed", type=int, default=0, help="seed for untrained weights and noise")
     p.add_argument("--micro-batch", type=whole_number(0), default=None,
                    help="images per forward/backward pass (default: 1 on CPU, all on GPU)")
@@ -81,13 +83,29 @@ def add_run_options(p: argparse.ArgumentParser, *, iterations: int = 150,
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def check_output(path) -> Path:
-    """An image path to write: known extension; its folder is created."""
+def check_output(path, option: str = "-o") -> Path:
+    """An image path to write: a known extension. Its folder is made only when the file is
+    written, so a run that fails or is interrupted leaves no empty folder behind."""
     out = Path(path)
     if out.suffix.lower() not in IMAGE_SUFFIXES:
-        raise UsageError(f"-o {out}: use an image extension ({', '.join(IMAGE_SUFFIXES)})")
-    out.parent.mkdir(parents=True, exist_ok=True)
+        raise UsageError(f"{option} {out}: use an image extension ({', '.join(IMAGE_SUFFIXES)})")
     return out
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return a.resolve() == b.resolve()
+
+
+def check_not_inputs(outputs: dict, inputs: dict) -> None:
+    """Refuse to write over an input: ``outputs`` and ``inputs`` map a label (``-o``,
+    ``--mask``…) to a path (or None)."""
+    for out_label, out in outputs.items():
+        for in_label, source in inputs.items():
+            if out is not None and source is not None and _same_file(Path(out), Path(source)):
+                raise UsageError(f"{out_label} {out} is the {in_label} input; refusing to write over it")
 
 
 def load_net(args: argparse.Namespace):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from data_tools import download as _download
 
-from .common import positive_int, progress_bar, progress_factory
+from .common import check_not_inputs, positive_int, progress_bar, progress_factory
 
 
 def _cmd_data_synth(args: argparse.Namespace) -> int:
@@ -31,6 +31,7 @@ def _cmd_data_download(args: argparse.Namespace) -> int:
 def _cmd_data_index(args: argparse.Namespace) -> int:
     from data_tools.index import build_index, save_index
 
+    check_not_inputs({"-o": args.output}, {"--attributes": args.attributes})
     with progress_bar(None, args.quiet, "scanning images", unit="image") as bar:
         index = build_index(args.images, args.attributes, on_image=bar.update)
     save_index(index, args.output)
@@ -87,7 +88,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     data_sub = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
 
     p = data_sub.add_parser("synth", help="generate a synthetic LFW look-alike offline")
-    p.add_argument("dir", type=Path, metavar="DIR")
+    p.add_argument("dir", type=Path, metavar="DIR", help="folder to write the images and files into")
     p.add_argument("--people", type=positive_int, default=100, help="number of people (default 100)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--plain", action="store_true",
@@ -121,7 +122,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_data_align)
 
     p = data_sub.add_parser("neighbors", help="source and target faces for an attribute")
-    p.add_argument("--index", type=Path, required=True)
+    p.add_argument("--index", type=Path, required=True, help="dataset index (dfi data index)")
     p.add_argument("--input", required=True, help='an indexed face, "Person Name/N"')
     p.add_argument("--attribute", required=True, help='e.g. smiling, "~mouth_closed,smiling"')
     p.add_argument("-k", "--k", type=positive_int, default=100, help="faces per side (default 100)")

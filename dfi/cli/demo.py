@@ -32,7 +32,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the main job: a smile sweep on real or synthetic LFW")
-    p.add_argument("--out", type=Path, default=Path("dfi_demo"),
+    p.add_argument("-o", "--out", type=Path, default=Path("dfi_demo"),
                    help="output folder (default ./dfi_demo)")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="where real LFW / weights are looked for (default $DFI_HOME or user cache)")

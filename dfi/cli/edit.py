@@ -5,8 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import (UsageError, add_run_options, alpha_list, check_output, load_net,
-                     positive_int, progress_bar)
+from .common import (UsageError, add_run_options, alpha_list, check_not_inputs, check_output,
+                     load_net, positive_int, progress_bar)
 
 
 def _add_dfi_options(p: argparse.ArgumentParser) -> None:
@@ -68,7 +68,7 @@ def _dfi_request(args: argparse.Namespace, alphas: list[float]):
         raise FileNotFoundError(f"--mask {args.mask}: no such file")
     check_output(args.output)
     if args.show_landmarks is not None:
-        check_output(args.show_landmarks)
+        check_output(args.show_landmarks, "--show-landmarks")
     crop = None
     if args.crop is not None:
         crop = "none" if args.crop.strip().lower() == "none" else parse_crop(args.crop)
@@ -85,8 +85,12 @@ def _dfi_request(args: argparse.Namespace, alphas: list[float]):
     index = row = None
     path = Path(args.input)
     if args.index is not None:
+        from data_tools.attributes import attribute_columns
         from data_tools.index import load_index
+        from data_tools.neighbors import parse_spec
         index = load_index(args.index)
+        for spec in args.attribute or ():  # names checked before any weights are loaded
+            parse_spec(spec, attribute_columns(index.table))
     if not path.is_file():
         try:
             person, number = parse_person_image(args.input)
@@ -102,6 +106,8 @@ def _dfi_request(args: argparse.Namespace, alphas: list[float]):
         if rel is not None:
             hits = (index.table["path"] == rel.as_posix()).to_numpy().nonzero()[0]
             row = int(hits[0]) if len(hits) else None
+    check_not_inputs(_outputs(args, alphas), {"INPUT": path, "--mask": args.mask, "--vector": args.vector,
+                                              "--index": args.index})
     # a photo that is not a dataset face is aligned to the LFW frame unless told otherwise
     align = row is None and crop is None and not args.no_align
     if not align and (args.face is not None or args.show_landmarks is not None):
@@ -114,7 +120,22 @@ def _dfi_request(args: argparse.Namespace, alphas: list[float]):
         from ..face.align import draw_landmarks
         from ..core.image import write_image
         write_image(args.show_landmarks, draw_landmarks(face.full, face.alignment))
-    return config, index, face
+    return config, index, face, path
+
+
+def sweep_outputs(output: Path, alphas: list[float]) -> dict:
+    """Every file ``dfi sweep -o OUTPUT`` writes: the grid, one image per α, a GIF, a record."""
+    output = Path(output)
+    return {"grid": output,
+            **{f"alpha {a:g}": output.with_name(f"{output.stem}_alpha{a:g}{output.suffix}") for a in alphas},
+            "gif": output.with_suffix(".gif"), "record": output.with_suffix(".json")}
+
+
+def _outputs(args: argparse.Namespace, alphas: list[float]) -> dict:
+    """What this run will write, labelled by the option that names it."""
+    written = {"-o": args.output} if args.command == "edit" else \
+        {f"-o ({label})": path for label, path in sweep_outputs(args.output, alphas).items()}
+    return {**written, "--show-landmarks": args.show_landmarks, "--save-vector": args.save_vector}
 
 
 def _run_dfi(args: argparse.Namespace, alphas: list[float]) -> dict:
@@ -124,9 +145,10 @@ def _run_dfi(args: argparse.Namespace, alphas: list[float]) -> dict:
 
     from ..edit.attributes import combine, load_vector, save_vector
     from ..core.backend import to_cpu, synchronize
+    from ..core.image import is_greyscale
     from ..edit.pipeline import choose_neighbors, compose, compute_vector, read_mask, sweep
 
-    config, index, face = _dfi_request(args, alphas)
+    config, index, face, path = _dfi_request(args, alphas)
     mask = read_mask(args.mask, face.full.shape[1:]) if args.mask is not None else None
     t_start = time.perf_counter()
     net, micro = load_net(args)
@@ -156,7 +178,10 @@ def _run_dfi(args: argparse.Namespace, alphas: list[float]) -> dict:
         for attribute in args.attribute:
             sources, targets = choose_neighbors(index, face, attribute, config)
             neighbors[attribute] = {"sources": sources, "targets": targets}
-            vectors.append(compute_vector(net, index, sources, targets, config, cache=cache))
+            with progress_bar(len(sources) + len(targets), args.quiet, f"features ({attribute})",
+                              unit="face") as bar:
+                vectors.append(compute_vector(net, index, sources, targets, config, cache=cache,
+                                              progress=bar.update))
         record["neighbors"] = neighbors
     if args.save_vector is not None:
         save_vector(args.save_vector, combine(vectors),
@@ -164,14 +189,12 @@ def _run_dfi(args: argparse.Namespace, alphas: list[float]) -> dict:
                      "size": config.size, "crop": config.crop})
     synchronize(net.device)
     t_vector = time.perf_counter()
-    bar = progress_bar(config.reconstruct.iterations, args.quiet, "reconstructing")
     last = None
-    try:
+    with progress_bar(config.reconstruct.iterations, args.quiet, "reconstructing") as bar:
         for last in sweep(net, face, vectors, alphas, config):
             bar.update(1)
-            bar.set_postfix(loss=f"{float(last.loss.mean()):.4g}", active=int(last.active.sum()))
-    finally:
-        bar.close()
+            if not args.quiet:  # reading the loss waits for the device: only when shown
+                bar.set_postfix(loss=f"{float(last.loss.mean()):.4g}", active=int(last.active.sum()))
     synchronize(net.device)
     t_done = time.perf_counter()
     images = to_cpu(last.images)
@@ -187,14 +210,15 @@ def _run_dfi(args: argparse.Namespace, alphas: list[float]) -> dict:
     record["timings_s"] = {"vector": round(t_vector - t_start, 3),
                            "reconstruction": round(t_done - t_vector, 3),
                            "total": round(t_done - t_start, 3)}
-    return {"face": face, "results": results, "record": record, "working": images}
+    return {"face": face, "results": results, "record": record, "working": images,
+            "grey": is_greyscale(path)}
 
 
 def _cmd_edit(args: argparse.Namespace) -> int:
     from ..core.image import write_image
 
     out = _run_dfi(args, [args.alpha])
-    write_image(args.output, out["results"][0])
+    write_image(args.output, out["results"][0], grey=out["grey"])
     print(args.output)
     return 0
 
@@ -205,19 +229,17 @@ def run_sweep(args: argparse.Namespace) -> int:
     from ..core.image import grid, write_gif, write_image
 
     out = _run_dfi(args, args.alphas)
-    path = Path(args.output)
+    paths = sweep_outputs(args.output, args.alphas)
     files = []
     for alpha, image in zip(args.alphas, out["results"]):
-        single = path.with_name(f"{path.stem}_alpha{alpha:g}{path.suffix}")
-        write_image(single, image)
-        files.append(str(single))
+        write_image(paths[f"alpha {alpha:g}"], image, grey=out["grey"])
+        files.append(str(paths[f"alpha {alpha:g}"]))
     frames = [out["face"].full, *out["results"]]
-    write_image(path, grid(frames))
-    gif = path.with_suffix(".gif")
-    write_gif(gif, frames)
-    record = dict(out["record"], outputs={"grid": str(path), "images": files, "gif": str(gif)})
-    write_text_atomic(path.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
-    print(path)
+    write_image(paths["grid"], grid(frames), grey=out["grey"])
+    write_gif(paths["gif"], frames, grey=out["grey"])
+    record = dict(out["record"], outputs={"grid": str(paths["grid"]), "images": files, "gif": str(paths["gif"])})
+    write_text_atomic(paths["record"], json.dumps(record, indent=2) + "\n")
+    print(paths["grid"])
     return 0
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 from typing import Optional, Sequence
@@ -31,7 +32,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for group in (data, edit, style, weights, demo):
         group.add_commands(sub)
+    for command in _leaves(parser):  # the global flags work after the command too
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show tracebacks on errors")
+        command.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS,
+                             help="no progress bars")
     return parser
+
+
+def _leaves(parser: argparse.ArgumentParser):
+    """Every command parser that has no sub-commands of its own."""
+    children = [c for a in parser._actions if isinstance(a, argparse._SubParsersAction)
+                for c in a.choices.values()]
+    if not children:
+        yield parser
+    for child in children:
+        yield from _leaves(child)
 
 
 def _message(exc: BaseException) -> str:
@@ -43,6 +59,22 @@ def _message(exc: BaseException) -> str:
     if not text:
         return type(exc).__name__
     return text if isinstance(exc, DownloadError) else text.splitlines()[0]
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's final flush cannot complain."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a file (tests capture it)
+        pass
+
+
+def _is_usage_error(exc: BaseException) -> bool:
+    """A bad option value or name (exit 2), not a failure at run time (exit 1)."""
+    from data_tools.attributes import UnknownNameError
+
+    return isinstance(exc, (SettingError, UnknownNameError))
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -59,14 +91,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
-            return args.func(args)
+            code = args.func(args)
+            sys.stdout.flush()  # a closed pipe shows here, not at exit
+            return code
     except KeyboardInterrupt:
         print("dfi: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `dfi data neighbors --json | head`: stop quietly
+        _silence_stdout()
+        return 141
     except Exception as exc:  # one line for the user; --debug for the traceback
         if args.debug:
             raise
-        code = 2 if isinstance(exc, SettingError) else 1
+        code = 2 if _is_usage_error(exc) else 1
         print(f"dfi: error: {_message(exc)}", file=sys.stderr)
         return code
 

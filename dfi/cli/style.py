@@ -5,17 +5,25 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import (UsageError, add_run_options, alpha_list, check_output, int_list, load_net,
-                     positive_int, progress_bar)
+from .common import (UsageError, add_run_options, alpha_list, check_not_inputs, check_output, int_list,
+                     load_net, positive_int, progress_bar)
 
 
 def _style_request(args: argparse.Namespace, *, invert: bool = False):
-    """Validate flags and read the images before loading weights."""
-    from ..core.image import read_image
+    """Validate flags and read the images before loading weights.
+
+    Returns:
+        (config, content, styles, grey): ``grey`` when every input image is greyscale
+        (the output is then written in grey too).
+    """
+    from ..core.image import is_greyscale, read_image
     from ..core.reconstruct import ReconstructConfig
     from ..style.gatys import StyleConfig, parse_layer_weights
 
     check_output(args.output)
+    sources = [args.image] if invert else list(args.images)
+    check_not_inputs({"-o": args.output}, {f"IMAGE {i + 1}": p for i, p in enumerate(sources)})
+    grey = all(is_greyscale(p) for p in sources)
     scales = tuple(args.scales) if args.scales else (args.size,)
     if args.scales and args.size_given and args.scales[-1] != args.size:
         raise UsageError(f"--size {args.size} and --scales {','.join(map(str, args.scales))} disagree; "
@@ -26,7 +34,7 @@ def _style_request(args: argparse.Namespace, *, invert: bool = False):
         config = StyleConfig(content_layers=parse_layer_weights(args.layer, "--layer"),
                              style_weight=0.0, scales=scales, init="noise", seed=args.seed,
                              reconstruct=rec)
-        return config, read_image(args.image), []
+        return config, read_image(args.image), [], grey
     images = [read_image(path) for path in args.images]
     if args.texture:
         content, styles = None, images
@@ -50,10 +58,10 @@ def _style_request(args: argparse.Namespace, *, invert: bool = False):
                          "--texture has none")
     if init == "content" and content is None:
         raise UsageError("--init content needs a content image; use noise or style with --texture")
-    return config, content, styles
+    return config, content, styles, grey
 
 
-def _run_style(args: argparse.Namespace, config, content, styles) -> int:
+def _run_style(args: argparse.Namespace, config, content, styles, grey: bool) -> int:
     import time
     from dataclasses import replace
 
@@ -72,15 +80,16 @@ def _run_style(args: argparse.Namespace, config, content, styles) -> int:
             if last.stage != stage:  # a stage that stopped early: skip its remaining ticks
                 bar.n, stage = last.stage * config.reconstruct.iterations, last.stage
             bar.update(1)
-            bar.set_postfix({name: f"{float(v[0]):.3g}" for name, v in last.progress.terms.items()},
-                            refresh=False)
+            if not args.quiet:  # reading the loss waits for the device: only when shown
+                bar.set_postfix({name: f"{float(v[0]):.3g}" for name, v in last.progress.terms.items()},
+                                refresh=False)
             if args.save_every and last.progress.iteration % args.save_every == 0:
                 snapshot = finish(to_cpu(last.progress.images[0]), content, config)
                 write_image(out.with_name(f"{out.stem}_{last.shape[1]}px_{last.progress.iteration:04d}"
-                                          f"{out.suffix}"), snapshot)
+                                          f"{out.suffix}"), snapshot, grey=grey)
     finally:
         bar.close()
-    write_image(out, finish(to_cpu(last.progress.images[0]), content, config))
+    write_image(out, finish(to_cpu(last.progress.images[0]), content, config), grey=grey)
     terms = ", ".join(f"{name} {float(v[0]):.4g}" for name, v in last.progress.terms.items())
     if not args.quiet:
         print(f"dfi: {len(config.scales)} stage(s) in {time.perf_counter() - start:.1f} s; {terms}",
@@ -90,13 +99,11 @@ def _run_style(args: argparse.Namespace, config, content, styles) -> int:
 
 
 def _cmd_style(args: argparse.Namespace) -> int:
-    config, content, styles = _style_request(args)
-    return _run_style(args, config, content, styles)
+    return _run_style(args, *_style_request(args))
 
 
 def _cmd_invert(args: argparse.Namespace) -> int:
-    config, content, styles = _style_request(args, invert=True)
-    return _run_style(args, config, content, styles)
+    return _run_style(args, *_style_request(args, invert=True))
 
 
 class _SizeAction(argparse.Action):
@@ -159,7 +166,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_style)
 
     p = sub.add_parser("invert", help="feature inversion: rebuild an image from one layer")
-    p.add_argument("image", type=Path, metavar="IMAGE")
+    p.add_argument("image", type=Path, metavar="IMAGE", help="image whose features are inverted")
     p.add_argument("--layer", default="conv4_2", help="layer[:weight],… to invert (default conv4_2)")
     _add_reconstruction_options(p)
     p.set_defaults(func=_cmd_invert)

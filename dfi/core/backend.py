@@ -9,15 +9,16 @@ import numpy as np
 from .. import _compat  # noqa: F401  (before chainer)
 import chainer
 
+from .errors import SettingError
+
 
 def gpu_count() -> int:
-    """Number of CUDA devices CuPy can see (0 without CuPy)."""
-    try:
-        import cupy
-    except ImportError:
+    """Number of CUDA devices Chainer can use: 0 without CuPy, without a driver, or when
+    Chainer's CUDA backend did not load (``chainer.backends.cuda.available``: e.g. no cuBLAS)."""
+    if not chainer.backends.cuda.available:
         return 0
     try:
-        return int(cupy.cuda.runtime.getDeviceCount())
+        return int(chainer.backends.cuda.cupy.cuda.runtime.getDeviceCount())
     except Exception:  # no driver, no device
         return 0
 
@@ -31,7 +32,7 @@ def parse_device(spec: str | None = "auto") -> chainer.backend.Device:
         return chainer.get_device("@numpy")
     match = re.fullmatch(r"gpu(?::(\d+))?", spec)
     if not match:
-        raise ValueError(f"--device {spec!r} is not one of auto, cpu, gpu, gpu:N")
+        raise SettingError(f"--device {spec!r} is not one of auto, cpu, gpu, gpu:N")
     index = int(match.group(1) or 0)
     count = gpu_count()
     if index >= count:
@@ -90,8 +91,7 @@ def available_memory(device: chainer.backend.Device) -> int:
     """Free bytes on ``device``: host memory for the CPU, free + pooled memory on a GPU."""
     if device.xp is np:
         return _cpu_available()
-    import cupy
-
-    with device:
+    cupy = device.xp
+    with cupy.cuda.Device(device.device.id):  # a chainer Device is no context manager
         free, _ = cupy.cuda.runtime.memGetInfo()
         return int(free) + int(cupy.get_default_memory_pool().free_bytes())

@@ -5,9 +5,11 @@ In the library an image is float32, CHW, RGB, values in [0, 255]; a batch is NCH
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -15,6 +17,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from data_tools.fsutil import atomic_path
 
 from .backend import get_array_module
+from .color import luminance
+from .errors import SettingError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -74,15 +80,46 @@ def deprocess(x, convention: InputConvention):
     return xp.ascontiguousarray(images.astype(xp.float32))
 
 
+MIN_CROP = 16
+#: Pillow modes of single-channel images: written back in grey
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+
+
 def parse_crop(text: str) -> tuple[int, int, int, int]:
-    """``"l,t,r,b"`` → a crop box; raises with the allowed form."""
+    """``"l,t,r,b"`` → a crop box of at least MIN_CROP² pixels; raises with the allowed form."""
     try:
         box = tuple(int(v) for v in text.split(","))
     except ValueError:
         box = ()
     if len(box) != 4 or box[0] >= box[2] or box[1] >= box[3] or min(box) < 0:
-        raise ValueError(f"--crop {text!r} must be four whole numbers l,t,r,b with l<r and t<b")
+        raise SettingError(f"--crop {text!r} must be four whole numbers l,t,r,b with l<r and t<b")
+    if box[2] - box[0] < MIN_CROP or box[3] - box[1] < MIN_CROP:
+        raise SettingError(f"--crop {text!r} is {box[2] - box[0]}x{box[3] - box[1]} px; the box must be "
+                           f"at least {MIN_CROP}x{MIN_CROP} px")
     return box  # type: ignore[return-value]
+
+
+def _open(path: Path) -> Image.Image:
+    """Pillow's image, with its decompression-bomb guard naming the file."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(path)
+        except Image.DecompressionBombError as exc:
+            raise ValueError(f"image {path}: {exc} (Pillow's guard against decompression bombs; "
+                             "raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file)") from None
+    for warning in caught:
+        warnings.warn(f"image {path}: {warning.message}", stacklevel=3)
+    return im
+
+
+def is_greyscale(path: str | os.PathLike) -> bool:
+    """Whether the image file has a single channel (written back in grey by the CLI)."""
+    try:
+        with _open(Path(path)) as im:
+            return im.mode in GREY_MODES
+    except (UnidentifiedImageError, OSError, ValueError):
+        return False
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -91,7 +128,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"image {path}: no such file")
     try:
-        with Image.open(path) as im:
+        with _open(path) as im:
             im = ImageOps.exif_transpose(im)
             if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
                 background = Image.new("RGB", im.size, (255, 255, 255))
@@ -110,7 +147,7 @@ def crop_and_resize(image: np.ndarray, box: tuple[int, int, int, int] | None,
     if box is not None:
         left, top, right, bottom = box
         if right > width or bottom > height:
-            raise ValueError(f"--crop {left},{top},{right},{bottom} does not fit in the "
+            raise SettingError(f"--crop {left},{top},{right},{bottom} does not fit in the "
                              f"{width}x{height} image")
         image = image[:, top:bottom, left:right]
     return resize(image, size)
@@ -131,18 +168,22 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(image).transpose(1, 2, 0)), 0, 255).astype(np.uint8)
 
 
-def to_pil(image: np.ndarray) -> Image.Image:
-    """A CHW float image as a Pillow image (notebooks display these inline)."""
+def to_pil(image: np.ndarray, *, grey: bool = False) -> Image.Image:
+    """A CHW float image as a Pillow image (notebooks display these inline); ``grey``
+    gives a single-channel image of its luminance."""
+    if grey:
+        return Image.fromarray(to_uint8(luminance(np.asarray(image)))[:, :, 0])
     return Image.fromarray(to_uint8(image))
 
 
-def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
+def write_image(path: str | os.PathLike, image: np.ndarray, *, grey: bool = False) -> None:
     """Write a CHW float image atomically; the format follows the file extension
-    (JPEG at quality 95, so re-encoding barely touches the unedited pixels)."""
+    (JPEG at quality 95, so re-encoding barely touches the unedited pixels). ``grey``
+    writes its luminance as a single-channel image (a greyscale input stays greyscale)."""
     path = Path(path)
     kind = Image.registered_extensions().get(path.suffix.lower(), "PNG")
     with atomic_path(path, suffix=path.suffix) as tmp:
-        to_pil(image).save(tmp, format=kind, **({"quality": 95} if kind == "JPEG" else {}))
+        to_pil(image, grey=grey).save(tmp, format=kind, **({"quality": 95} if kind == "JPEG" else {}))
 
 
 def grid(images: Sequence[np.ndarray], *, columns: int | None = None, gap: int = 4) -> np.ndarray:
@@ -160,10 +201,25 @@ def grid(images: Sequence[np.ndarray], *, columns: int | None = None, gap: int =
     return out
 
 
-def write_gif(path: str | os.PathLike, frames: Sequence[np.ndarray], *, duration_ms: int = 400) -> None:
+def read_ahead(loads: Sequence[Callable[[], T]]) -> Iterator[T]:
+    """The results of ``loads`` in order; each next one runs in a thread while the caller
+    works on the current one (image decoding overlaps the device's work)."""
+    if not loads:
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(loads[0])
+        for following in (*loads[1:], None):
+            result = pending.result()
+            if following is not None:
+                pending = pool.submit(following)
+            yield result
+
+
+def write_gif(path: str | os.PathLike, frames: Sequence[np.ndarray], *, duration_ms: int = 400,
+              grey: bool = False) -> None:
     """Write CHW float frames as a looping animated GIF, atomically."""
     path = Path(path)
-    pictures = [to_pil(f) for f in frames]
+    pictures = [to_pil(f, grey=grey) for f in frames]
     with atomic_path(path, suffix=".gif") as tmp:
         pictures[0].save(tmp, format="GIF", save_all=True, append_images=pictures[1:],
                          duration=duration_ms, loop=0)

@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
+import numpy as np
+
 from .backend import get_array_module
 
 Objective = Callable[[object, object], tuple[object, object]]
@@ -20,12 +22,13 @@ Objective = Callable[[object, object], tuple[object, object]]
 
 @dataclass
 class Step:
-    """State after one iteration. Arrays live on the optimiser's device."""
+    """State after one iteration. ``x`` and ``f`` live on the optimiser's device and are not
+    changed by later iterations; ``active`` is a host array (reading it costs no sync)."""
 
     iteration: int
     x: object           # (N, D) current iterate
     f: object           # (N,) current objective values
-    active: object      # (N,) bool: still being optimised
+    active: np.ndarray  # (N,) bool, on the host: still being optimised
     evaluations: int    # objective rows evaluated so far (sum over images)
 
 
@@ -42,13 +45,31 @@ def _project(xp, x, lower, upper):
     return xp.clip(x, lower, upper)
 
 
+class _RowIndex:
+    """Device copies of host row lists, made once per distinct list (an upload waits for the
+    device, so it happens only when the set of active images changes)."""
+
+    def __init__(self, xp):
+        self.xp, self.cache = xp, {}
+
+    def __call__(self, rows: np.ndarray):
+        key = rows.tobytes()
+        if key not in self.cache:
+            self.cache[key] = self.xp.asarray(rows)
+        return self.cache[key]
+
+
 def lbfgs(objective: Objective, x0, *, max_iter: int = 100, history: int = 10,
           ftol: float = 1e-5, lower=None, upper=None, c1: float = 1e-4,
           max_backtracks: int = 12) -> Iterator[Step]:
     """Limited-memory BFGS (Nocedal 1980) for a batch of independent problems.
 
+    One device→host transfer per iteration: after the unit step is evaluated, a single
+    small array tells which images accepted it and which converged; only images whose
+    step was rejected (rare) cost a transfer per backtracking step.
+
     Args:
-        objective: ``(x_rows (n, D), rows (n,) int) -> (f (n,), g (n, D))``.
+        objective: ``(x_rows (n, D), rows (n,) int on the device) -> (f (n,), g (n, D))``.
         x0: (N, D) float32 start, on the device to use.
         max_iter: iteration cap per image.
         history: number of (s, y) pairs kept per image.
@@ -61,9 +82,10 @@ def lbfgs(objective: Objective, x0, *, max_iter: int = 100, history: int = 10,
     """
     xp = get_array_module(x0)
     n_images, dim = x0.shape
-    rows = xp.arange(n_images)
+    device_rows = _RowIndex(xp)
+    all_rows = np.arange(n_images)
     x = _project(xp, x0.astype(xp.float32, copy=True), lower, upper)
-    f, g = objective(x, rows)
+    f, g = objective(x, device_rows(all_rows))
     evaluations = n_images
     _check_finite(xp, f, "at the start")
     s_hist = xp.zeros((history, n_images, dim), dtype=xp.float32)
@@ -71,79 +93,83 @@ def lbfgs(objective: Objective, x0, *, max_iter: int = 100, history: int = 10,
     rho = xp.zeros((history, n_images), dtype=xp.float32)  # 0 marks an empty/invalid slot
     gamma = xp.ones(n_images, dtype=xp.float32)
     has_pair = xp.zeros(n_images, dtype=bool)
-    active = xp.ones(n_images, dtype=bool)
+    active = np.ones(n_images, dtype=bool)  # host
+    lo = -math.inf if lower is None else lower
+    hi = math.inf if upper is None else upper
     slot = 0
     for iteration in range(1, max_iter + 1):
-        act = xp.flatnonzero(active)
+        act = np.flatnonzero(active)
         if act.size == 0:
             break
-        ga = g[act]
+        act_d = device_rows(act)
+        ga, xa, fa = g[act_d], x[act_d], f[act_d]
         # two-loop recursion, newest pair first, per image
         q = ga.copy()
         alphas = []
         for k in range(history):
             j = (slot - 1 - k) % history
-            a = rho[j, act] * xp.sum(s_hist[j, act] * q, axis=1)
-            q -= a[:, None] * y_hist[j, act]
+            a = rho[j, act_d] * xp.sum(s_hist[j, act_d] * q, axis=1)
+            q -= a[:, None] * y_hist[j, act_d]
             alphas.append((j, a))
-        q *= gamma[act][:, None]
+        q *= gamma[act_d][:, None]
         for j, a in reversed(alphas):
-            b = rho[j, act] * xp.sum(y_hist[j, act] * q, axis=1)
-            q += (a - b)[:, None] * s_hist[j, act]
-        direction = -q
-        # first step (no curvature yet): move the largest component by one unit
-        first = ~has_pair[act]
-        if bool(first.any()):
-            scale = 1.0 / xp.maximum(xp.max(xp.abs(ga), axis=1), 1e-12)
-            direction = xp.where(first[:, None], -ga * scale[:, None], direction)
-        xa = x[act]
+            b = rho[j, act_d] * xp.sum(y_hist[j, act_d] * q, axis=1)
+            q += (a - b)[:, None] * s_hist[j, act_d]
+        # no curvature yet: move the largest component by one unit
+        scale = 1.0 / xp.maximum(xp.max(xp.abs(ga), axis=1), 1e-12)
+        direction = xp.where(has_pair[act_d][:, None], -q, -ga * scale[:, None])
         if lower is not None or upper is not None:  # do not push against active bounds
-            lo = -math.inf if lower is None else lower
-            hi = math.inf if upper is None else upper
             blocked = ((xa <= lo) & (direction < 0)) | ((xa >= hi) & (direction > 0))
             direction = xp.where(blocked, 0, direction)
-        slope = xp.sum(ga * direction, axis=1)
-        uphill = slope >= 0  # lost descent: restart from steepest descent
-        if bool(uphill.any()):
-            direction = xp.where(uphill[:, None], -ga, direction)
-            rho[:, act[uphill]] = 0
-            has_pair[act[uphill]] = False
-        # Armijo backtracking on the projected path, only for images still searching
-        step = xp.ones(act.size, dtype=xp.float32)
-        x_new, f_new, g_new = xa.copy(), f[act].copy(), ga.copy()
-        pending = xp.arange(act.size)
-        for _ in range(max_backtracks):
-            trial = _project(xp, xa[pending] + step[pending, None] * direction[pending], lower, upper)
-            f_t, g_t = objective(trial, act[pending])
-            evaluations += int(pending.size)
-            decrease = c1 * xp.sum(ga[pending] * (trial - xa[pending]), axis=1)
-            ok = xp.isfinite(f_t) & (f_t <= f[act][pending] + decrease)
-            done = pending[ok]
-            x_new[done], f_new[done], g_new[done] = trial[ok], f_t[ok], g_t[ok]
-            pending = pending[~ok]
+        uphill = xp.sum(ga * direction, axis=1) >= 0  # lost descent: restart from steepest descent
+        direction = xp.where(uphill[:, None], -ga, direction)
+        rho[:, act_d] = xp.where(uphill[None], 0, rho[:, act_d])
+        has_pair[act_d] = has_pair[act_d] & ~uphill
+        # the unit step for every active image, then one transfer: accepted? converged?
+        x_new = _project(xp, xa + direction, lower, upper)
+        f_new, g_new = objective(x_new, act_d)
+        evaluations += act.size
+        ok = xp.isfinite(f_new) & (f_new <= fa + c1 * xp.sum(ga * (x_new - xa), axis=1))
+        rel = (fa - f_new) / xp.maximum(xp.maximum(xp.abs(fa), xp.abs(f_new)), 1e-30)
+        ok_host, converged = (np.asarray(v, dtype=bool) for v in xp.stack([ok, rel <= ftol]).tolist())
+        stalled = np.zeros(act.size, dtype=bool)
+        pending = np.flatnonzero(~ok_host)
+        step = 1.0
+        for _ in range(max_backtracks if pending.size else 0):  # Armijo backtracking
+            step *= 0.5
+            pend_d = device_rows(pending)
+            trial = _project(xp, xa[pend_d] + step * direction[pend_d], lower, upper)
+            f_t, g_t = objective(trial, act_d[pend_d])
+            evaluations += pending.size
+            ok_t = xp.isfinite(f_t) & (f_t <= fa[pend_d] + c1 * xp.sum(ga[pend_d] * (trial - xa[pend_d]), axis=1))
+            rel_t = (fa[pend_d] - f_t) / xp.maximum(xp.maximum(xp.abs(fa[pend_d]), xp.abs(f_t)), 1e-30)
+            x_new[pend_d] = xp.where(ok_t[:, None], trial, x_new[pend_d])
+            f_new[pend_d] = xp.where(ok_t, f_t, f_new[pend_d])
+            g_new[pend_d] = xp.where(ok_t[:, None], g_t, g_new[pend_d])
+            accepted, small = (np.asarray(v, dtype=bool) for v in xp.stack([ok_t, rel_t <= ftol]).tolist())
+            converged[pending[accepted]] = small[accepted]
+            pending = pending[~accepted]
             if pending.size == 0:
                 break
-            step[pending] *= 0.5
-        # images whose search failed keep their point and stop
-        stalled = xp.zeros(act.size, dtype=bool)
-        stalled[pending] = True
+        if pending.size:  # images whose search failed keep their point and stop
+            stalled[pending] = True
+            pend_d = device_rows(pending)
+            x_new[pend_d], f_new[pend_d], g_new[pend_d] = xa[pend_d], fa[pend_d], ga[pend_d]
         s = x_new - xa
         y = g_new - ga
         sy = xp.sum(s * y, axis=1)
         yy = xp.sum(y * y, axis=1)
-        good = (sy > 1e-10 * xp.maximum(yy, 1e-30)) & ~stalled
-        s_hist[slot, act] = s
-        y_hist[slot, act] = y
-        rho[slot, act] = xp.where(good, 1.0 / xp.where(good, sy, 1.0), 0).astype(xp.float32)
-        gamma[act] = xp.where(good, sy / xp.maximum(yy, 1e-30), gamma[act]).astype(xp.float32)
-        has_pair[act] = has_pair[act] | good
+        good = sy > 1e-10 * xp.maximum(yy, 1e-30)  # (a stalled image has s = 0: never good)
+        s_hist[slot, act_d] = s
+        y_hist[slot, act_d] = y
+        rho[slot, act_d] = xp.where(good, 1.0 / xp.where(good, sy, 1.0), 0).astype(xp.float32)
+        gamma[act_d] = xp.where(good, sy / xp.maximum(yy, 1e-30), gamma[act_d]).astype(xp.float32)
+        has_pair[act_d] = has_pair[act_d] | good
         slot = (slot + 1) % history
-        f_old = f[act]
-        x[act], f[act], g[act] = x_new, f_new, g_new
-        rel = (f_old - f_new) / xp.maximum(xp.maximum(xp.abs(f_old), xp.abs(f_new)), 1e-30)
-        active[act] = ~(stalled | (rel <= ftol))
-        yield Step(iteration, x, f, active, evaluations)
-        _check_finite(xp, f, f"at iteration {iteration}")
+        x, f, g = x.copy(), f.copy(), g  # each step's x and f stay as they were (Progress keeps them)
+        x[act_d], f[act_d], g[act_d] = x_new, f_new, g_new
+        active[act] = ~(stalled | converged)
+        yield Step(iteration, x, f, active.copy(), evaluations)
 
 
 def adam(objective: Objective, x0, *, max_iter: int = 100, lr: float = 1.0,
@@ -156,7 +182,7 @@ def adam(objective: Objective, x0, *, max_iter: int = 100, lr: float = 1.0,
     x = _project(xp, x0.astype(xp.float32, copy=True), lower, upper)
     m = xp.zeros_like(x)
     v = xp.zeros_like(x)
-    active = xp.ones(n_images, dtype=bool)
+    active = np.ones(n_images, dtype=bool)  # Adam runs every image to the end
     f, g = objective(x, rows)
     _check_finite(xp, f, "at the start")
     for iteration in range(1, max_iter + 1):

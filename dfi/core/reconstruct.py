@@ -6,6 +6,7 @@ callers (the CLI, scripts) decide what to show or write.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping, Optional, Protocol, Sequence, TypeVar, Union
 
@@ -15,6 +16,7 @@ from .. import _compat  # noqa: F401
 import chainer
 import chainer.functions as F
 
+from .errors import SettingError
 from .image import InputConvention, deprocess, preprocess
 from .losses import total_variation
 from .optimize import adam, lbfgs
@@ -67,25 +69,37 @@ class ReconstructConfig:
 
     def __post_init__(self):
         if self.iterations < 1:
-            raise ValueError(f"--iterations {self.iterations} must be at least 1")
+            raise SettingError(f"--iterations {self.iterations} must be at least 1")
         if not (self.tv_weight >= 0 and np.isfinite(self.tv_weight)):
-            raise ValueError(f"--tv-weight {self.tv_weight} must be a finite number ≥ 0")
+            raise SettingError(f"--tv-weight {self.tv_weight} must be a finite number ≥ 0")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"--optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+            raise SettingError(f"--optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
         if self.micro_batch < 0:
-            raise ValueError(f"micro_batch {self.micro_batch} must be ≥ 0")
+            raise SettingError(f"micro_batch {self.micro_batch} must be ≥ 0")
 
 
 @dataclass
 class Progress:
-    """One iteration of :func:`reconstruct`; arrays on the working device."""
+    """One iteration of :func:`reconstruct`; arrays on the working device, except ``active``.
+
+    Nothing here waits for the device: ``images`` is made from the iterate when first read
+    (a caller that only wants the last one pays for one), and reading ``loss`` or ``terms``
+    as numbers is the caller's choice.
+    """
 
     iteration: int
-    images: object            # (N, 3, H, W) RGB [0, 255]
+    x: object                 # (N, D) the iterate, in the network's input space
     loss: object              # (N,) total loss per image
     terms: dict = field(default_factory=dict)  # {"feature": (N,), "tv": (N,)…}, last evaluated
-    active: object = None     # (N,) bool
+    active: object = None     # (N,) bool, on the host
     evaluations: int = 0      # image forward+backward passes so far
+    shape: tuple = ()         # (N, 3, H, W)
+    convention: Optional[InputConvention] = None
+
+    @functools.cached_property
+    def images(self):
+        """(N, 3, H, W) RGB [0, 255] on the working device."""
+        return deprocess(self.x.reshape(self.shape), self.convention)
 
 
 def _bounds(net: FeatureNet, xp, shape):
@@ -143,19 +157,21 @@ def reconstruct(net: FeatureNet, init_images, loss_fn: LossFn, layers: Sequence[
                 terms.setdefault(name, xp.zeros(shape[0], xp.float32))[part] = value.array
             values.append(loss.array)
             grads.append(xv.grad.reshape(xv.shape[0], -1))
+        if len(values) == 1:
+            return values[0], grads[0]
         return xp.concatenate(values), xp.concatenate(grads)
 
     if config.optimizer == "lbfgs":
         steps = lbfgs(objective, x0, max_iter=config.iterations, history=config.history,
                       ftol=config.ftol, lower=lower, upper=upper)
     else:
-        lr = config.lr / float(xp.max(pixel_scale))
-        steps = adam(objective, x0, max_iter=config.iterations, lr=lr, lower=lower, upper=upper)
+        pixels_per_unit = max(net.convention.std) * 255.0 / net.convention.scale
+        steps = adam(objective, x0, max_iter=config.iterations, lr=config.lr / pixels_per_unit,
+                     lower=lower, upper=upper)
     for step in steps:
-        images = deprocess(step.x.reshape(shape), net.convention)
-        yield Progress(step.iteration, images, step.f.copy(), {k: v.copy() for k, v in terms.items()},
-                       step.active.copy(), step.evaluations)
-        if not bool(step.active.any()):
+        yield Progress(step.iteration, step.x, step.f, {k: v.copy() for k, v in terms.items()},
+                       step.active, step.evaluations, shape, net.convention)
+        if not step.active.any():
             return
 
 

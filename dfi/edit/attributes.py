@@ -23,6 +23,7 @@ import numpy as np
 from data_tools.fsutil import atomic_path
 
 from ..core.backend import get_array_module, to_cpu
+from ..core.errors import SettingError
 
 SCALINGS = ("none", "beta", "norm")
 
@@ -62,7 +63,7 @@ def scale_vector(vector: Mapping, input_feats: Mapping, mode: str) -> dict:
                 raise ValueError(f"scaling 'norm': the attribute vector is zero at {name}")
             out[name] = value * xp.float32(x_norm / w_norm)
         return out
-    raise ValueError(f"--scaling {mode!r} is not one of {', '.join(SCALINGS)}")
+    raise SettingError(f"--scaling {mode!r} is not one of {', '.join(SCALINGS)}")
 
 
 def target_features(input_feats: Mapping, vector: Mapping, alphas: Sequence[float]) -> dict:

@@ -13,9 +13,11 @@
 """
 from __future__ import annotations
 
+import functools
 import logging
+import warnings
 from dataclasses import dataclass, field
-from typing import Iterator, Optional, Sequence, Union
+from typing import Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
@@ -23,11 +25,12 @@ from data_tools.index import Index
 from data_tools.neighbors import candidate_pools, find_neighbors
 
 from ..core.color import match_color
-from ..core.image import crop_and_resize, read_image, resize
+from ..core.errors import SettingError
+from ..core.image import crop_and_resize, read_ahead, read_image, resize
 from ..core.losses import feature_loss
 from ..core.reconstruct import Progress, ReconstructConfig, reconstruct
 from ..face.align import LFW_CROP, Alignment, align_face, face_mask, feather, paste_back
-from ..nets.features import extract, mean_features
+from ..nets.features import extract
 from ..nets.vgg import VGG19
 from .attributes import SCALINGS, attribute_vector, combine, scale_vector, target_features
 from .cache import FeatureCache
@@ -55,21 +58,21 @@ class EditConfig:
 
     def __post_init__(self):
         if self.k < 1:
-            raise ValueError(f"--k {self.k} must be at least 1")
+            raise SettingError(f"--k {self.k} must be at least 1")
         if not 16 <= self.size <= 2048:
-            raise ValueError(f"--size {self.size} must be between 16 and 2048 pixels")
+            raise SettingError(f"--size {self.size} must be between 16 and 2048 pixels")
         if self.scaling not in SCALINGS:
-            raise ValueError(f"--scaling {self.scaling!r} is not one of {', '.join(SCALINGS)}")
+            raise SettingError(f"--scaling {self.scaling!r} is not one of {', '.join(SCALINGS)}")
 
 
 def check_alphas(alphas: Sequence[float]) -> list[float]:
     """Validate α values: finite, within ±MAX_ALPHA, at least one."""
     alphas = [float(a) for a in alphas]
     if not alphas:
-        raise ValueError("give at least one alpha")
+        raise SettingError("give at least one alpha")
     for alpha in alphas:
         if not np.isfinite(alpha) or abs(alpha) > MAX_ALPHA:
-            raise ValueError(f"alpha {alpha} is out of range; use finite values in "
+            raise SettingError(f"alpha {alpha} is out of range; use finite values in "
                              f"[-{MAX_ALPHA:g}, {MAX_ALPHA:g}] (typical 0.1–1)")
     return alphas
 
@@ -128,6 +131,9 @@ def choose_neighbors(index: Index, face: Face, attribute: str,
         rows = np.flatnonzero(mask)
         if rows.size == 0:
             raise ValueError(f"no {side} faces for {attribute!r} in the index")
+        if rows.size < config.k:
+            warnings.warn(f"only {rows.size} {side} faces for {attribute!r} (asked for --k {config.k})",
+                          stacklevel=2)
         paths = index.table["path"].to_numpy()[rows]
         thumbs = np.stack([resize(img, small).reshape(-1)
                            for img in _load_working(index, paths, config)])
@@ -136,49 +142,52 @@ def choose_neighbors(index: Index, face: Face, attribute: str,
     return picked[0], picked[1]
 
 
-def _batches(index: Index, paths: Sequence[str], config: EditConfig, device) -> Iterator:
-    for start in range(0, len(paths), config.batch_size):
-        yield device.send(_load_working(index, paths[start:start + config.batch_size], config))
-
-
-def _cached_mean(net: VGG19, index: Index, paths: Sequence[str], config: EditConfig,
-                 cache: FeatureCache) -> dict:
+def _mean_features(net: VGG19, index: Index, paths: Sequence[str], config: EditConfig,
+                   cache: Optional[FeatureCache], progress: Optional[Callable[[int], object]]) -> dict:
+    """Mean features of the faces ``paths``: cached ones read, the others computed in
+    batches (the next batch's images decoded in a thread meanwhile) and cached."""
+    if not paths:
+        raise ValueError("mean of no images: the image list is empty")
     device = net.device
     sums, missing = None, []
+
+    def add(part: dict) -> None:
+        nonlocal sums
+        sums = part if sums is None else {n: sums[n] + part[n] for n in config.layers}
+
     for rel in paths:
-        feats = cache.get(index.images_root / rel)
+        feats = cache.get(index.images_root / rel) if cache is not None else None
         if feats is None:
             missing.append(rel)
-            continue
-        feats = {name: device.send(value) for name, value in feats.items()}
-        sums = feats if sums is None else {n: sums[n] + feats[n] for n in config.layers}
-    for start in range(0, len(missing), config.batch_size):
-        chunk = missing[start:start + config.batch_size]
-        feats = extract(net, device.send(_load_working(index, chunk, config)), config.layers,
-                        batch_size=config.batch_size)
-        for i, rel in enumerate(chunk):
-            cache.put(index.images_root / rel, {n: v[i:i + 1] for n, v in feats.items()})
-        part = {n: v.sum(axis=0, keepdims=True) for n, v in feats.items()}
-        sums = part if sums is None else {n: sums[n] + part[n] for n in config.layers}
-    if sums is None:
-        raise ValueError("mean of no images: the image list is empty")
+        else:
+            add({name: device.send(value) for name, value in feats.items()})
+    if progress is not None and len(paths) > len(missing):
+        progress(len(paths) - len(missing))
+    chunks = [missing[i:i + config.batch_size] for i in range(0, len(missing), config.batch_size)]
+    loads = [functools.partial(_load_working, index, chunk, config) for chunk in chunks]
+    for chunk, images in zip(chunks, read_ahead(loads)):
+        feats = extract(net, device.send(images), config.layers, batch_size=config.batch_size)
+        if cache is not None:
+            for i, rel in enumerate(chunk):
+                cache.put(index.images_root / rel, {n: v[i:i + 1] for n, v in feats.items()})
+        add({n: v.sum(axis=0, keepdims=True) for n, v in feats.items()})
+        if progress is not None:
+            progress(len(chunk))
     return {name: value / len(paths) for name, value in sums.items()}
 
 
 def compute_vector(net: VGG19, index: Index, sources: Sequence[str], targets: Sequence[str],
-                   config: EditConfig, *, cache: Optional[FeatureCache] = None) -> dict:
+                   config: EditConfig, *, cache: Optional[FeatureCache] = None,
+                   progress: Optional[Callable[[int], object]] = None) -> dict:
     """Unscaled w = mean φ(targets) − mean φ(sources) on ``net``'s device.
 
-    With ``cache``, each neighbour's features are read from / written to disk.
+    Args:
+        cache: read / write each neighbour's features on disk.
+        progress: called with the number of faces done after every batch (a progress
+            bar's ``update``); ``len(sources) + len(targets)`` in all.
     """
-    if cache is not None:
-        return attribute_vector(_cached_mean(net, index, sources, config, cache),
-                                _cached_mean(net, index, targets, config, cache))
-    src_mean, _ = mean_features(net, _batches(index, sources, config, net.device), config.layers,
-                                batch_size=config.batch_size)
-    tgt_mean, _ = mean_features(net, _batches(index, targets, config, net.device), config.layers,
-                                batch_size=config.batch_size)
-    return attribute_vector(src_mean, tgt_mean)
+    return attribute_vector(_mean_features(net, index, sources, config, cache, progress),
+                            _mean_features(net, index, targets, config, cache, progress))
 
 
 def sweep(net: VGG19, face: Face, vectors: Sequence[dict], alphas: Sequence[float],

@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw
 
 from data_tools.synth import FACE_CENTRE, LEFT_EYE, MOUTH, RIGHT_EYE, SIZE
 
+from ..core.errors import SettingError
 from ..core.image import resize, to_pil
 from .detect import Detection, NoFaceError, detect_faces
 
@@ -206,7 +207,7 @@ def align_face(photo: np.ndarray, *, face: int = 1, template: np.ndarray = LFW_T
 
     Raises:
         NoFaceError: no face found (the message suggests cropping by hand).
-        ValueError: ``face`` is not one of the faces found.
+        SettingError: ``face`` is not one of the faces found.
     """
     found = tuple(detect_faces(photo) if detections is None else detections)
     height, width = photo.shape[1:]
@@ -214,7 +215,7 @@ def align_face(photo: np.ndarray, *, face: int = 1, template: np.ndarray = LFW_T
         raise NoFaceError(f"no face found in {name} ({width}x{height}); place the face by hand "
                           "with --crop l,t,r,b (it is then used as is)")
     if not 1 <= face <= len(found):
-        raise ValueError(f"--face {face}: {name} has {len(found)} face(s); choose 1–{len(found)} "
+        raise SettingError(f"--face {face}: {name} has {len(found)} face(s); choose 1–{len(found)} "
                          "(1 = the largest; --show-landmarks FILE shows their numbers)")
     chosen = found[face - 1]
     matrix = similarity_transform(chosen.landmarks, template)

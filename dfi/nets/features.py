@@ -1,7 +1,7 @@
-"""Feature extraction in batches, without building a graph; streaming means."""
+"""Feature extraction in batches, without building a graph."""
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from .. import _compat  # noqa: F401
 import chainer
@@ -27,22 +27,3 @@ def extract(net: VGG19, images, layers: Sequence[str], *, batch_size: int = 8) -
                 chunks[name].append(feats[name].array)
     return {name: xp.concatenate(parts) for name, parts in chunks.items()}
 
-
-def mean_features(net: VGG19, batches: Iterable, layers: Sequence[str], *,
-                  batch_size: int = 8) -> tuple[dict, int]:
-    """Mean features over an iterable of image batches (N_i, 3, H, W), in one pass.
-
-    Only the running sums are kept, so memory does not grow with the number of images.
-
-    Returns:
-        (``{layer: array (1, C, h, w)}``, number of images).
-    """
-    sums, count = None, 0
-    for batch in batches:
-        feats = extract(net, batch, layers, batch_size=batch_size)
-        part = {name: value.sum(axis=0, keepdims=True) for name, value in feats.items()}
-        sums = part if sums is None else {name: sums[name] + part[name] for name in layers}
-        count += batch.shape[0]
-    if count == 0:
-        raise ValueError("mean of no images: the image list is empty")
-    return {name: value / count for name, value in sums.items()}, count

@@ -18,6 +18,7 @@ from .. import _compat  # noqa: F401
 import chainer
 import chainer.functions as F
 
+from ..core.errors import SettingError
 from ..core.image import CAFFE, InputConvention
 
 #: (block, convolutions per block, output channels) of VGG-19.
@@ -70,7 +71,7 @@ class VGG19:
         if missing:
             raise ValueError(f"weights lack layers {', '.join(missing)}")
         if pooling not in ("max", "average"):
-            raise ValueError(f"pooling {pooling!r} is not 'max' or 'average'")
+            raise SettingError(f"pooling {pooling!r} is not 'max' or 'average'")
         self.params = {n: (params[n][0], params[n][1]) for n in self.layer_names if n.startswith("conv")}
         self.convention = convention
         self.pooling = pooling
@@ -88,9 +89,9 @@ class VGG19:
         layers = list(layers)
         unknown = [name for name in layers if name not in self.layer_names]
         if unknown:
-            raise ValueError(f"unknown layer {unknown[0]!r}; valid: {', '.join(self.layer_names)}")
+            raise SettingError(f"unknown layer {unknown[0]!r}; valid: {', '.join(self.layer_names)}")
         if not layers:
-            raise ValueError("pick at least one layer")
+            raise SettingError("pick at least one layer")
         return layers
 
     def pick(self, x, layers: Iterable[str]) -> dict[str, chainer.Variable]:

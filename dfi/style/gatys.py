@@ -27,6 +27,7 @@ import chainer
 
 from ..core.backend import available_memory, to_cpu
 from ..core.color import PRESERVE_COLOR, combine_luminance, grey, match_histogram, match_luminance
+from ..core.errors import SettingError
 from ..core.image import resize
 from ..core.losses import feature_loss, gram_matrix, style_loss
 from ..core.memory import estimate_bytes, format_bytes, largest_fitting, resident_bytes
@@ -50,17 +51,17 @@ def parse_layer_weights(text: str, option: str) -> dict[str, float]:
         name, _, value = item.partition(":")
         name = name.strip()
         if name not in valid:
-            raise ValueError(f"{option} {text!r}: unknown layer {name!r}; valid: {', '.join(valid)}")
+            raise SettingError(f"{option} {text!r}: unknown layer {name!r}; valid: {', '.join(valid)}")
         try:
             weight = float(value) if value else 1.0
         except ValueError:
             weight = float("nan")
         if not (np.isfinite(weight) and weight >= 0):
-            raise ValueError(f"{option} {text!r}: weight {value!r} of {name} must be a number ≥ 0")
+            raise SettingError(f"{option} {text!r}: weight {value!r} of {name} must be a number ≥ 0")
         weights[name] = weights.get(name, 0.0) + weight
     total = sum(weights.values())
     if not weights or total <= 0:
-        raise ValueError(f"{option} {text!r}: give at least one layer with a weight > 0")
+        raise SettingError(f"{option} {text!r}: give at least one layer with a weight > 0")
     return {name: weight / total for name, weight in weights.items() if weight > 0}
 
 
@@ -99,22 +100,22 @@ class StyleConfig:
         for name, value in (("--content-weight", self.content_weight),
                             ("--style-weight", self.style_weight)):
             if not (np.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} {value} must be a finite number ≥ 0")
+                raise SettingError(f"{name} {value} must be a finite number ≥ 0")
         if not (np.isfinite(self.style_scale) and 0.05 <= self.style_scale <= 8):
-            raise ValueError(f"--style-scale {self.style_scale} must be between 0.05 and 8")
+            raise SettingError(f"--style-scale {self.style_scale} must be between 0.05 and 8")
         if not self.scales or any(not MIN_SIZE <= s <= MAX_SIZE for s in self.scales):
-            raise ValueError(f"--scales/--size {','.join(map(str, self.scales))}: each size must be "
+            raise SettingError(f"--scales/--size {','.join(map(str, self.scales))}: each size must be "
                              f"between {MIN_SIZE} and {MAX_SIZE} pixels")
         if list(self.scales) != sorted(self.scales):
-            raise ValueError(f"--scales {','.join(map(str, self.scales))} must grow from coarse to fine")
+            raise SettingError(f"--scales {','.join(map(str, self.scales))} must grow from coarse to fine")
         if self.init not in INITS:
-            raise ValueError(f"--init {self.init!r} is not one of {', '.join(INITS)}")
+            raise SettingError(f"--init {self.init!r} is not one of {', '.join(INITS)}")
         if self.preserve_color not in PRESERVE_COLOR:
-            raise ValueError(f"--preserve-color {self.preserve_color!r} is not one of "
+            raise SettingError(f"--preserve-color {self.preserve_color!r} is not one of "
                              f"{', '.join(PRESERVE_COLOR)}")
         if self.style_blend is not None and (
                 any(not (np.isfinite(b) and b >= 0) for b in self.style_blend) or sum(self.style_blend) <= 0):
-            raise ValueError(f"--style-blend {','.join(map(str, self.style_blend))}: weights must be "
+            raise SettingError(f"--style-blend {','.join(map(str, self.style_blend))}: weights must be "
                              "numbers ≥ 0, not all 0")
 
     @property
@@ -148,7 +149,7 @@ def _blend(config: StyleConfig, count: int) -> np.ndarray:
     if config.style_blend is None:
         return np.full(count, 1.0 / count)
     if len(config.style_blend) != count:
-        raise ValueError(f"--style-blend has {len(config.style_blend)} weights for {count} style images")
+        raise SettingError(f"--style-blend has {len(config.style_blend)} weights for {count} style images")
     blend = np.asarray(config.style_blend, dtype=np.float64)
     return blend / blend.sum()
 
@@ -161,7 +162,7 @@ def prepare_inputs(content: Optional[np.ndarray], styles: Sequence[np.ndarray],
     if mode == "none":
         return content, list(styles)
     if content is None:
-        raise ValueError(f"--preserve-color {mode} needs a content image")
+        raise SettingError(f"--preserve-color {mode} needs a content image")
     if mode == "luminance":
         return grey(content), [match_luminance(s, content) for s in styles]
     if mode == "histogram":
@@ -260,7 +261,7 @@ def stylize(net: VGG19, content: Optional[np.ndarray], styles: Sequence[np.ndarr
               if (n in config.content_layers and config.content_weight > 0 and content is not None)
               or (n in config.style_layers and config.style_weight > 0 and styles)]
     if not layers:
-        raise ValueError("nothing to optimise: the content and style weights are both 0")
+        raise SettingError("nothing to optimise: the content and style weights are both 0")
     device = net.device
     image = _initial(config, content, styles, shapes[0])
     for stage, (shape, long_side) in enumerate(zip(shapes, config.scales)):

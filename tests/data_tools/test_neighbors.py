@@ -89,10 +89,13 @@ def test_neighbors_cli_json(synth_lfw, cli):
     assert code == 0 and "targets (2, attribute on)" in out
     code, _, err = cli("data", "neighbors", "--index", index_file, "--input", f"{person}/999",
                        "--attribute", "smiling")
-    assert code == 1 and f"has images" in err
+    assert code == 2 and f"has images" in err  # a value the data does not have: a usage error
+    code, _, err = cli("data", "neighbors", "--index", index_file, "--input", f"{person[:-1]}/{num}",
+                       "--attribute", "smiling")
+    assert code == 2 and err.strip().endswith(f"no person {person[:-1]!r} in the index; did you mean {person!r}?")
     code, _, err = cli("data", "neighbors", "--index", index_file, "--input", f"{person}/{num}",
                        "--attribute", "smilng")
-    assert code == 1 and err.strip() == "dfi: error: unknown attribute 'smilng'; did you mean 'Smiling'?"
+    assert code == 2 and err.strip() == "dfi: error: unknown attribute 'smilng'; did you mean 'Smiling'?"
     code, _, err = cli("data", "neighbors", "--index", index_file, "--input", "x/1",
                        "--attribute", "smiling", "--rule", "knn")
     assert code == 2 and "invalid choice" in err

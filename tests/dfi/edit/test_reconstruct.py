@@ -1,15 +1,17 @@
+import copy
+
 import numpy as np
 import pytest
 
 from dfi.edit.attributes import load_vector, save_vector, scale_vector, target_features
 from dfi.core.backend import to_cpu
-from dfi.nets.features import extract, mean_features
+from dfi.nets.features import extract
 from dfi.core.losses import feature_loss
 from dfi.core.reconstruct import ReconstructConfig, final, reconstruct
 
 
 def _reconstruction_error(net, device, optimizer="lbfgs", iterations=300):
-    net = net.to_device(device)
+    net = copy.copy(net).to_device(device)  # the session's tiny network stays on the CPU
     rng = np.random.default_rng(0)
     target = (rng.random((2, 3, 32, 32)) * 255).astype("f")
     layers = ["conv1_1", "conv2_1", "conv3_1"]
@@ -44,15 +46,21 @@ def test_config_validation():
         ReconstructConfig(optimizer="sgd")
 
 
-def test_mean_features_streams(tiny_net):
-    rng = np.random.default_rng(1)
-    images = (rng.random((5, 3, 16, 16)) * 255).astype("f")
-    mean, count = mean_features(tiny_net, [images[:2], images[2:]], ["conv2_1"], batch_size=2)
-    full = extract(tiny_net, images, ["conv2_1"], batch_size=5)["conv2_1"].mean(axis=0, keepdims=True)
-    assert count == 5
-    np.testing.assert_allclose(mean["conv2_1"], full, rtol=1e-4, atol=1e-4)
+def test_attribute_vector_is_the_difference_of_batched_means(synth_lfw, tiny_net):
+    from data_tools.index import load_index
+    from dfi.edit.pipeline import EditConfig, _load_working, compute_vector
+
+    index = load_index(synth_lfw[1])
+    config = EditConfig(layers=("conv2_1",), size=32, batch_size=2)
+    paths = list(index.table["path"][:7])
+    done = []
+    w = compute_vector(tiny_net, index, paths[:3], paths[3:], config, progress=done.append)
+    feats = extract(tiny_net, _load_working(index, paths, config), ["conv2_1"], batch_size=7)["conv2_1"]
+    expected = feats[3:].mean(axis=0, keepdims=True) - feats[:3].mean(axis=0, keepdims=True)
+    np.testing.assert_allclose(w["conv2_1"], expected, rtol=1e-4, atol=1e-4)
+    assert done == [2, 1, 2, 2]  # batches of 2: progress after each, 7 faces in all
     with pytest.raises(ValueError, match="empty"):
-        mean_features(tiny_net, [], ["conv2_1"])
+        compute_vector(tiny_net, index, [], paths, config)
 
 
 def test_vector_scalings_and_io(tmp_path):

@@ -241,11 +241,11 @@ def test_cli_texture_invert_scales_and_snapshots(pictures, tmp_path, cli):
     (["{content}"], 2, "give a CONTENT and at least one STYLE"),
     (["{content}", "missing.png"], 1, "missing.png: no such file"),
     (["--texture", "{style}", "--preserve-color", "yuv"], 2, "--texture has none"),
-    (["{content}", "{style}", "--style-layers", "conv6_1"], 1, "unknown layer 'conv6_1'"),
+    (["{content}", "{style}", "--style-layers", "conv6_1"], 2, "unknown layer 'conv6_1'"),
     (["{content}", "{style}", "--scales", "16,24"], 2, "disagree"),
     (["{content}", "{style}", "--style-blend", "1,2"], 2, "2 weights for 1 style image(s)"),
     (["{content}", "{style}", "--init", "content", "--texture"], 2, "--init content needs"),
-    (["{content}", "{style}", "--scales", "64,32"], 1, "coarse to fine"),
+    (["{content}", "{style}", "--scales", "64,32"], 2, "coarse to fine"),
     (["{content}", "{style}", "--optimizer", "sgd"], 2, "invalid choice: 'sgd'"),
 ])
 def test_cli_style_bad_inputs(pictures, tmp_path, cli, argv, code, words):
