@@ -29,7 +29,7 @@ import chainer.functions as F
 import chainer.links as L
 
 from dfi.core.backend import parse_device, synchronize
-from dfi.nets.vgg import VGG19_BLOCKS, untrained_vgg19
+from dfi.nets.vgg import VGG19, VGG19_BLOCKS, untrained_vgg19
 
 GFLOP_FWD_200 = 28.8  # VGG-19 forward to conv5_1 at 200² (../shared/anchors.md)
 LAYERS = ["conv3_1", "conv4_1", "conv5_1"]
@@ -127,13 +127,13 @@ def _synthetic_index(root: Path, people: int) -> Path:
 
 
 def _run_sweep(index_file: Path, size: int, iterations: int, ftol: float, device_spec: str,
-               k: int, micro: int) -> dict:
+               k: int, micro: int, kernel: str = "winograd") -> dict:
     from data_tools.index import load_index
     from dfi.edit.pipeline import EditConfig, choose_neighbors, compute_vector, load_face, sweep
     from dfi.core.reconstruct import ReconstructConfig, final
 
     device = parse_device(device_spec)
-    net = untrained_vgg19().to_device(device)
+    net = VGG19(untrained_vgg19().params, kernel=kernel).to_device(device)
     index = load_index(index_file)
     table = index.table
     row = int(np.flatnonzero((table["Smiling"] < -0.5).to_numpy())[0])
@@ -160,20 +160,30 @@ def _subprocess(args_list: list[str]) -> dict:
 
 
 def bench_sweep(args) -> dict:
+    """The default sweep (dfi's kernels, the whole α batch per pass) and, with
+    ``--compare-old``, the previous default (Chainer's functions, one image per pass) on the
+    same data, both against the chainer-dfi schedule measured in the same run."""
+    runs = {"new": ("winograd", args.micro if args.micro is not None else 0)}
+    if args.compare_old:
+        runs["old"] = ("chainer", 1)
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         index_file = _synthetic_index(Path(tmp), args.people)
-        micro = args.micro if args.micro is not None else (1 if args.device in ("cpu", "auto") and
-                                                          parse_device(args.device).xp is np else 0)
-        result = _subprocess(["_sweep", str(index_file), str(args.size), str(args.iterations),
-                              str(args.ftol), args.device, str(args.k), str(micro)])
+        for name, (kernel, micro) in runs.items():
+            results[name] = _subprocess(["_sweep", str(index_file), str(args.size), str(args.iterations),
+                                         str(args.ftol), args.device, str(args.k), str(micro), kernel])
     # the chainer-dfi schedule, measured in the same run: 5,600 batch-1 passes with
     # parameter gradients (600 for the residual + 1,000 per alpha), extrapolated from a few
     pass_s = _chainer_dfi_pass_seconds(args.size, parse_device(args.device), args.repeats)
     schedule_s = 5600 * pass_s
-    return {"bench": "sweep", "size": args.size, "k": args.k, "device": args.device,
-            "weights": "untrained", **result, "chainer_dfi_pass_s": round(pass_s, 3),
-            "chainer_dfi_schedule_s": round(schedule_s, 1),
-            "ratio_to_chainer_dfi": round(result["total_s"] / schedule_s, 4)}
+    out = {"bench": "sweep", "size": args.size, "k": args.k, "device": args.device, "weights": "untrained",
+           "chainer_dfi_pass_s": round(pass_s, 3), "chainer_dfi_schedule_s": round(schedule_s, 1)}
+    for name, result in results.items():
+        out[name] = dict(result, ratio_to_chainer_dfi=round(result["total_s"] / schedule_s, 4))
+    if "old" in results:
+        out["new_loss_over_old"] = [round(n / o, 4) for n, o in zip(results["new"]["feature_loss"][1:],
+                                                                   results["old"]["feature_loss"][1:])]
+    return out
 
 
 def bench_sizes(args) -> dict:
@@ -186,11 +196,10 @@ def bench_sizes(args) -> dict:
 def bench_quality(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         index_file = _synthetic_index(Path(tmp), args.people)
-        micro = "1" if parse_device(args.device).xp is np else "0"
         default = _subprocess(["_sweep", str(index_file), str(args.size), str(args.iterations),
-                               str(args.ftol), args.device, str(args.k), micro])
+                               str(args.ftol), args.device, str(args.k), "0", "winograd"])
         long = _subprocess(["_sweep", str(index_file), str(args.size), "1000", "0", args.device,
-                            str(args.k), micro])
+                            str(args.k), "0", "winograd"])
     ratio = [d / l for d, l in zip(default["feature_loss"][1:], long["feature_loss"][1:])]
     return {"bench": "quality", "size": args.size, "default": default, "long_1000": long,
             "loss_ratio_per_alpha": [round(r, 4) for r in ratio]}
@@ -243,9 +252,9 @@ def bench_convert(args) -> dict:
 
 def main() -> None:
     if sys.argv[1:2] == ["_sweep"]:  # internal: one sweep in a fresh process
-        index_file, size, iterations, ftol, device, k, micro = sys.argv[2:9]
+        index_file, size, iterations, ftol, device, k, micro, kernel = sys.argv[2:10]
         print(json.dumps(_run_sweep(Path(index_file), int(size), int(iterations), float(ftol),
-                                    device, int(k), int(micro))))
+                                    device, int(k), int(micro), kernel)))
         return
     if sys.argv[1:2] == ["_one_pass"]:
         size, device_spec = int(sys.argv[2]), sys.argv[3]
@@ -264,6 +273,8 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--people", type=int, default=120)
     parser.add_argument("--micro", type=int, default=None)
+    parser.add_argument("--compare-old", action="store_true",
+                        help="sweep: also run the previous default (Chainer's functions, micro-batch 1)")
     args = parser.parse_args()
     result = globals()[f"bench_{args.bench}"](args)
     result.update(machine=f"{platform.machine()} {platform.processor() or ''}".strip(),

@@ -77,7 +77,7 @@ def _memory_run(size: int, device_spec: str) -> dict:
         content, style = _pictures(Path(tmp), size)
     config = StyleConfig(scales=(size,), reconstruct=ReconstructConfig(iterations=3, ftol=0.0))
     on_gpu = device.xp is not np
-    estimate = estimate_bytes(net, content.shape[1:], config.layers, on_gpu=on_gpu,
+    estimate = estimate_bytes(net, content.shape[1:], config.layers,
                               baseline=0 if on_gpu else resident_bytes())
     for _ in stylize(net, content, [style], config):
         pass

@@ -152,7 +152,6 @@ def _run_dfi(args: argparse.Namespace, alphas: list[float]) -> dict:
     mask = read_mask(args.mask, face.full.shape[1:]) if args.mask is not None else None
     t_start = time.perf_counter()
     net, micro = load_net(args)
-    # one image per pass on a CPU (im2col on a large batch is slower per image), all on a GPU
     config = replace(config, batch_size=micro or config.batch_size,
                      reconstruct=replace(config.reconstruct, micro_batch=micro))
     record = {"input": args.input, "weights": net.name, "device": str(net.device),

@@ -25,15 +25,19 @@ T = TypeVar("T")
 
 
 class FeatureNet(Protocol):
-    """What the loop needs of a feature network (:class:`dfi.nets.vgg.VGG19` is one):
-    its input convention, a layer check and ``pick``. The core never imports a network."""
+    """What the core needs of a feature network (:class:`dfi.nets.vgg.VGG19` is one): its
+    input convention, a layer check, ``pick``, its weights and what a pass costs in memory.
+    The core never imports a network."""
 
     convention: InputConvention
     layer_names: Sequence[str]
+    params: Mapping[str, tuple]
 
     def check_layers(self, layers) -> list[str]: ...
 
     def pick(self, x, layers) -> Mapping[str, chainer.Variable]: ...
+
+    def pass_bytes(self, shape: tuple[int, int], layers: Sequence[str], *, batch: int = 1) -> int: ...
 
 
 OPTIMIZERS = ("lbfgs", "adam")

@@ -1,5 +1,6 @@
-"""The networks: VGG-19 with ``pick``, its weight formats (fetch, convert, load) and batched
-feature extraction without a graph.
+"""The networks: VGG-19 with ``pick`` on dfi's own kernels (Winograd convolution, pooling
+without im2col; Chainer's functions as the reference), its weight formats (fetch, convert,
+load) and batched feature extraction without a graph.
 
 May import: ``dfi.core``, ``dfi._compat``, ``data_tools.download``. Must never import a
 pipeline (``dfi.edit``, ``dfi.style``) or ``dfi.cli``.

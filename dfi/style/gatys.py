@@ -287,7 +287,7 @@ def check_memory(net: VGG19, content: Optional[np.ndarray], styles: Sequence[np.
     def need(long_side: int) -> int:
         sides = [long_side] + ([round(long_side * config.style_scale)] if styles else [])
         return max(estimate_bytes(net, long_side_shape(reference, side), config.layers,
-                                  batch=max(1, micro_batch), on_gpu=on_gpu, optimizer=rec.optimizer,
+                                  batch=max(1, micro_batch), optimizer=rec.optimizer,
                                   history=rec.history, baseline=baseline) for side in sides)
 
     size = config.scales[-1]

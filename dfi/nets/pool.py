@@ -1,0 +1,93 @@
+"""2×2 / stride 2 pooling of channels-last maps (N, H, W, C) as Chainer functions, without
+im2col: four strided views of each window, NumPy/CuPy alike."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _compat  # noqa: F401
+import chainer
+from chainer import function_node
+
+
+def _windows(x, fill: float):
+    """The four inputs of each 2×2 window of ``x`` (N, H, W, C), as strided views. With
+    ``fill`` −inf an odd last row or column is pooled on its own (ceil mode, max pooling);
+    with ``fill`` None it is dropped (floor mode, average pooling)."""
+    xp = chainer.backend.get_array_module(x)
+    height, width = x.shape[1:3]
+    if fill is None:
+        x = x[:, :height - height % 2, :width - width % 2]
+    elif height % 2 or width % 2:
+        padded = xp.full((x.shape[0], height + height % 2, width + width % 2, x.shape[3]), fill, xp.float32)
+        padded[:, :height, :width] = x
+        x = padded
+    return [x[:, r::2, s::2] for r in (0, 1) for s in (0, 1)]
+
+
+def _window_max(windows):
+    xp = chainer.backend.get_array_module(windows[0])
+    y = xp.maximum(windows[0], windows[1])
+    xp.maximum(y, windows[2], out=y)
+    return xp.maximum(y, windows[3], out=y)
+
+
+class Pool2x2(function_node.FunctionNode):
+    """2×2 / stride 2 pooling of channels-last maps. ``max``: ceil mode (Caffe's, as VGG was
+    trained): an odd last row or column is pooled on its own; keeps only its input (which
+    the convolution before it keeps anyway) and finds the winners again when going back.
+    ``average``: floor mode, as ``chainer.functions.average_pooling_2d``."""
+
+    def __init__(self, kind: str = "max"):
+        self.kind = kind
+
+    def forward(self, inputs):
+        x, = inputs
+        self.shape = x.shape
+        if self.kind == "max":
+            self.retain_inputs((0,))
+            return _window_max(_windows(x, -np.inf)),
+        a, b, c, d = _windows(x, None)
+        return (a + b + c + d) * np.float32(0.25),
+
+    def backward(self, indexes, grad_outputs):
+        inputs = self.get_retained_inputs() if self.kind == "max" else ()
+        return Pool2x2Grad(self.kind, self.shape).apply((*inputs, grad_outputs[0]))
+
+
+class Pool2x2Grad(function_node.FunctionNode):
+    """The input gradient of :class:`Pool2x2`: for max pooling each pooled gradient goes to
+    the first input of its window that holds the maximum (as an argmax would pick it)."""
+
+    def __init__(self, kind: str, shape: tuple):
+        self.kind, self.shape = kind, shape
+
+    def forward(self, inputs):
+        gy = inputs[-1]
+        xp = chainer.backend.get_array_module(gy)
+        height, width = self.shape[1:3]
+        gx = xp.zeros((self.shape[0], height + height % 2, width + width % 2, self.shape[3]), dtype=xp.float32)
+        corners = ((0, 0), (0, 1), (1, 0), (1, 1))
+        if self.kind == "average":
+            rows, cols = gy.shape[1] * 2, gy.shape[2] * 2
+            for r, s in corners:
+                xp.multiply(gy, np.float32(0.25), out=gx[:, r:rows:2, s:cols:2])
+            return gx[:, :height, :width],
+        windows = _windows(inputs[0], -np.inf)
+        y = _window_max(windows)
+        taken = xp.zeros(y.shape, dtype=bool)
+        for k, (r, s) in enumerate(corners):
+            wins = windows[k] == y
+            if k:
+                wins &= ~taken
+            if k < 3:
+                taken |= wins
+            xp.multiply(gy, wins, out=gx[:, r::2, s::2])
+        return gx[:, :height, :width],
+
+    def backward(self, indexes, grad_outputs):
+        raise NotImplementedError("dfi's pooling has no second derivative")
+
+
+def pool2x2(x, kind: str = "max"):
+    """Apply :class:`Pool2x2` (``"max"`` or ``"average"``) to a channels-last Variable or array."""
+    return Pool2x2(kind).apply((x,))[0]
