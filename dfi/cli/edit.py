@@ -10,7 +10,8 @@ from .common import (UsageError, add_run_options, alpha_list, check_not_inputs, 
 
 
 def _add_dfi_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", metavar="INPUT", help='an image file, or an indexed face "Person Name/N"')
+    p.add_argument("input", metavar="INPUT", help='an image file, an indexed face "Person Name/N", or a '
+                                                  "video (.mp4 .mov .avi .mkv .webm) or folder of frames")
     p.add_argument("--attribute", action="append", default=None,
                    help='attribute to add, e.g. smiling or "~mouth_closed,smiling"; repeat to '
                         "combine several")
@@ -44,14 +45,15 @@ def _add_dfi_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-color-match", action="store_true",
                    help="do not match the edit's colour statistics to the input's")
     add_run_options(p)
+    from .video import add_video_options
+    add_video_options(p)
 
 
-def _dfi_request(args: argparse.Namespace, alphas: list[float]):
-    """Validate everything that can be checked before loading weights."""
-    from data_tools.attributes import parse_person_image
-    from ..edit.pipeline import EditConfig, check_alphas
-    from ..core.image import parse_crop
+def edit_settings(args: argparse.Namespace, alphas: list[float]):
+    """The checks and settings shared by photos and videos: the alphas, the vector or the
+    attributes and their index, the layers; returns (EditConfig, index or None)."""
     from ..core.reconstruct import ReconstructConfig
+    from ..edit.pipeline import EditConfig, check_alphas
 
     check_alphas(alphas)
     if args.vector is None and not args.attribute:
@@ -66,12 +68,6 @@ def _dfi_request(args: argparse.Namespace, alphas: list[float]):
         raise FileNotFoundError(f"--index {args.index}: no such file (build one with 'dfi data index')")
     if args.mask is not None and not args.mask.is_file():
         raise FileNotFoundError(f"--mask {args.mask}: no such file")
-    check_output(args.output)
-    if args.show_landmarks is not None:
-        check_output(args.show_landmarks, "--show-landmarks")
-    crop = None
-    if args.crop is not None:
-        crop = "none" if args.crop.strip().lower() == "none" else parse_crop(args.crop)
     layers = tuple(name.strip() for name in args.layers.split(",") if name.strip())
     from ..nets.vgg import vgg19_layer_names
     unknown = [name for name in layers if name not in vgg19_layer_names()]
@@ -82,8 +78,7 @@ def _dfi_request(args: argparse.Namespace, alphas: list[float]):
                             optimizer=args.optimizer)
     config = EditConfig(layers=layers, k=args.k, size=args.size, scaling=args.scaling,
                         rule=args.rule, color_match=not args.no_color_match, reconstruct=rec)
-    index = row = None
-    path = Path(args.input)
+    index = None
     if args.index is not None:
         from data_tools.attributes import attribute_columns
         from data_tools.index import load_index
@@ -91,6 +86,23 @@ def _dfi_request(args: argparse.Namespace, alphas: list[float]):
         index = load_index(args.index)
         for spec in args.attribute or ():  # names checked before any weights are loaded
             parse_spec(spec, attribute_columns(index.table))
+    return config, index
+
+
+def _dfi_request(args: argparse.Namespace, alphas: list[float]):
+    """Validate everything that can be checked before loading weights."""
+    from data_tools.attributes import parse_person_image
+    from ..core.image import parse_crop
+
+    config, index = edit_settings(args, alphas)
+    check_output(args.output)
+    if args.show_landmarks is not None:
+        check_output(args.show_landmarks, "--show-landmarks")
+    crop = None
+    if args.crop is not None:
+        crop = "none" if args.crop.strip().lower() == "none" else parse_crop(args.crop)
+    row = None
+    path = Path(args.input)
     if not path.is_file():
         try:
             person, number = parse_person_image(args.input)
@@ -215,6 +227,11 @@ def _run_dfi(args: argparse.Namespace, alphas: list[float]) -> dict:
 
 def _cmd_edit(args: argparse.Namespace) -> int:
     from ..core.image import write_image
+    from ..video.io import is_video
+
+    if is_video(args.input):
+        from .video import run_edit_video
+        return run_edit_video(args, [args.alpha])
 
     out = _run_dfi(args, [args.alpha])
     write_image(args.output, out["results"][0], grey=out["grey"])
@@ -226,6 +243,11 @@ def run_sweep(args: argparse.Namespace) -> int:
     from data_tools.fsutil import write_text_atomic
 
     from ..core.image import grid, write_gif, write_image
+    from ..video.io import is_video
+
+    if is_video(args.input):
+        from .video import run_edit_video
+        return run_edit_video(args, args.alphas)
 
     out = _run_dfi(args, args.alphas)
     paths = sweep_outputs(args.output, args.alphas)

@@ -19,11 +19,17 @@ def _style_request(args: argparse.Namespace, *, invert: bool = False):
     from ..core.image import is_greyscale, read_image
     from ..core.reconstruct import ReconstructConfig
     from ..style.gatys import StyleConfig, parse_layer_weights
+    from ..video.io import is_video
 
-    check_output(args.output)
+    video = not invert and not args.texture and is_video(args.images[0])
+    if video:
+        from .video import check_video_output
+        check_video_output(args)
+    else:
+        check_output(args.output)
     sources = [args.image] if invert else list(args.images)
     check_not_inputs({"-o": args.output}, {f"IMAGE {i + 1}": p for i, p in enumerate(sources)})
-    grey = all(is_greyscale(p) for p in sources)
+    grey = not video and all(is_greyscale(p) for p in sources)
     scales = tuple(args.scales) if args.scales else (args.size,)
     if args.scales and args.size_given and args.scales[-1] != args.size:
         raise UsageError(f"--size {args.size} and --scales {','.join(map(str, args.scales))} disagree; "
@@ -35,8 +41,14 @@ def _style_request(args: argparse.Namespace, *, invert: bool = False):
                              style_weight=0.0, scales=scales, init="noise", seed=args.seed,
                              reconstruct=rec)
         return config, read_image(args.image), [], grey
-    images = [read_image(path) for path in args.images]
-    if args.texture:
+    images = [read_image(path) for path in args.images[1 if video else 0:]]
+    if video:
+        content, styles = None, images
+        if not styles:
+            raise UsageError("give a VIDEO and at least one STYLE image")
+        if args.scales:
+            raise UsageError("--scales is for images; a video is stylised at --size")
+    elif args.texture:
         content, styles = None, images
     elif len(images) < 2:
         raise UsageError("give a CONTENT and at least one STYLE image (or --texture STYLE …)")
@@ -56,7 +68,7 @@ def _style_request(args: argparse.Namespace, *, invert: bool = False):
     if args.texture and config.preserve_color != "none":
         raise UsageError(f"--preserve-color {config.preserve_color} needs a content image; "
                          "--texture has none")
-    if init == "content" and content is None:
+    if init == "content" and content is None and not video:
         raise UsageError("--init content needs a content image; use noise or style with --texture")
     return config, content, styles, grey
 
@@ -99,7 +111,11 @@ def _run_style(args: argparse.Namespace, config, content, styles, grey: bool) ->
 
 
 def _cmd_style(args: argparse.Namespace) -> int:
-    return _run_style(args, *_style_request(args))
+    config, content, styles, grey = _style_request(args)
+    if content is None and not args.texture:  # a video (or a folder of frames)
+        from .video import run_style_video
+        return run_style_video(args, config, styles)
+    return _run_style(args, config, content, styles, grey)
 
 
 def _cmd_invert(args: argparse.Namespace) -> int:
@@ -142,7 +158,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     defaults = StyleConfig()
     p = sub.add_parser("style", help="style transfer (Gatys et al.) or texture synthesis")
     p.add_argument("images", nargs="+", metavar="IMAGE",
-                   help="CONTENT STYLE [STYLE …]; with --texture only STYLE images")
+                   help="CONTENT STYLE [STYLE …]; with --texture only STYLE images. CONTENT may be a "
+                        "video (.mp4 .mov .avi .mkv .webm) or a folder of frames")
     p.add_argument("--texture", action="store_true", help="texture synthesis: no content image")
     p.add_argument("--content-weight", type=float, default=defaults.content_weight,
                    help=f"content weight (default {defaults.content_weight:g})")
@@ -163,6 +180,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="keep the content's colours: luminance-only transfer, histogram "
                         "matching of the style, or yuv swap after (default none)")
     _add_reconstruction_options(p)
+    from .video import add_video_options
+    add_video_options(p)
     p.set_defaults(func=_cmd_style)
 
     p = sub.add_parser("invert", help="feature inversion: rebuild an image from one layer")

@@ -131,3 +131,26 @@ def style_loss(feats: Mapping[str, chainer.Variable], target_grams: Mapping[str,
         per_image = F.mean(F.reshape(diff * diff, (diff.shape[0], -1)), axis=1) * weight
         total = per_image if total is None else total + per_image
     return total
+
+
+def temporal_loss(x: chainer.Variable, targets, weights, channel_scale=None) -> chainer.Variable:
+    """Short- and long-term temporal consistency (Ruder, Dosovitskiy & Brox 2016, eq. 7–8):
+    Σ_j mean over pixels and channels of c_j · (s·(z − ω_j))², per image.
+
+    Args:
+        x: Variable (N, 3, H, W), the frames being optimised.
+        targets: sequence of arrays (N, 3, H, W): the earlier outputs ω_j warped into the frame.
+        weights: sequence of arrays (N, 1, H, W) in [0, 1]: their consistency masks c_j.
+        channel_scale: optional (1, 3, 1, 1) pixel units per input unit (as for the TV).
+
+    Returns:
+        Variable of shape (N,), in pixel² units.
+    """
+    total = None
+    for target, weight in zip(targets, weights):
+        diff = x - target
+        if channel_scale is not None:
+            diff = diff * F.broadcast_to(channel_scale, diff.shape)
+        term = F.mean(F.reshape(F.broadcast_to(weight, diff.shape) * diff * diff, (x.shape[0], -1)), axis=1)
+        total = term if total is None else total + term
+    return total

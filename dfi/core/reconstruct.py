@@ -43,6 +43,9 @@ class FeatureNet(Protocol):
 OPTIMIZERS = ("lbfgs", "adam")
 #: ``loss_fn(feats, rows) -> Variable (n,)`` or ``{term: Variable (n,)}``: the data term(s)
 #: for the rows being evaluated; a plain Variable is recorded as the term ``"feature"``.
+#: ``image_loss(z, rows) -> {term: Variable (n,)}``: terms on the image itself, z (n, 3, H, W)
+#: in the network's input space (see :func:`pixel_scale` for pixel units), already weighted.
+ImageLossFn = Callable[[chainer.Variable, object], Mapping[str, chainer.Variable]]
 LossFn = Callable[[Mapping[str, chainer.Variable], object],
                   Union[chainer.Variable, Mapping[str, chainer.Variable]]]
 
@@ -116,20 +119,22 @@ def _bounds(net: FeatureNet, xp, shape):
             xp.broadcast_to(upper, full).reshape(1, -1).copy())
 
 
-def _pixel_scale(net: FeatureNet, xp):
-    """Pixels per input unit for each input channel (1, 3, 1, 1)."""
-    std = xp.asarray(net.convention.std, dtype=xp.float32).reshape(1, 3, 1, 1)
-    return std * xp.float32(255.0 / net.convention.scale)
+def pixel_scale(convention: InputConvention, xp):
+    """Pixels per input unit for each input channel (1, 3, 1, 1), in the input's order."""
+    std = xp.asarray(convention.std, dtype=xp.float32).reshape(1, 3, 1, 1)
+    return std * xp.float32(255.0 / convention.scale)
 
 
 def reconstruct(net: FeatureNet, init_images, loss_fn: LossFn, layers: Sequence[str],
-                config: ReconstructConfig) -> Iterator[Progress]:
+                config: ReconstructConfig, *, image_loss: Optional[ImageLossFn] = None) -> Iterator[Progress]:
     """Minimise ``loss_fn(φ(z)) + λ·TV(z)`` over images z, starting from ``init_images``.
 
     Args:
         net: the feature network, on the images' device.
         init_images: (N, 3, H, W) RGB [0, 255] float32 start.
         loss_fn: data term per image (see :data:`LossFn`).
+        image_loss: more terms on the image itself (see :data:`ImageLossFn`), e.g. the
+            temporal consistency of a video frame.
         layers: the layers ``loss_fn`` reads.
         config: optimisation settings.
 
@@ -141,7 +146,7 @@ def reconstruct(net: FeatureNet, init_images, loss_fn: LossFn, layers: Sequence[
     shape = init_images.shape
     x0 = preprocess(init_images, net.convention).reshape(shape[0], -1)
     lower, upper = _bounds(net, xp, shape)
-    pixel_scale = _pixel_scale(net, xp)
+    scale = pixel_scale(net.convention, xp)
     terms: dict = {}  # {term: (N,)} unweighted by tv_weight, from the last evaluation
     chunk = config.micro_batch or shape[0]
 
@@ -153,7 +158,9 @@ def reconstruct(net: FeatureNet, init_images, loss_fn: LossFn, layers: Sequence[
             with chainer.using_config("train", False):
                 data = loss_fn(net.pick(xv, layers), part)
                 parts = dict(data) if isinstance(data, Mapping) else {"feature": data}
-                parts["tv"] = total_variation(xv, pixel_scale)
+                if image_loss is not None:
+                    parts.update(image_loss(xv, part))
+                parts["tv"] = total_variation(xv, scale)
                 loss = sum(value for name, value in parts.items() if name != "tv")
                 loss = loss + config.tv_weight * parts["tv"]
                 F.sum(loss).backward()

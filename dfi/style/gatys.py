@@ -145,7 +145,7 @@ def fit_long_side(image: np.ndarray, long_side: int) -> np.ndarray:
     return resize(image, long_side_shape(image.shape[1:], long_side))
 
 
-def _blend(config: StyleConfig, count: int) -> np.ndarray:
+def blend_weights(config: StyleConfig, count: int) -> np.ndarray:
     if config.style_blend is None:
         return np.full(count, 1.0 / count)
     if len(config.style_blend) != count:
@@ -179,7 +179,7 @@ def finish(image: np.ndarray, content: Optional[np.ndarray], config: StyleConfig
     return np.clip(image, 0, 255).astype(np.float32)
 
 
-def _initial(config: StyleConfig, content, styles, shape: tuple[int, int]) -> np.ndarray:
+def initial_image(config: StyleConfig, content, styles, shape: tuple[int, int]) -> np.ndarray:
     if config.init == "content" and content is not None:
         return resize(content, shape)
     if config.init == "style" and styles:
@@ -188,7 +188,7 @@ def _initial(config: StyleConfig, content, styles, shape: tuple[int, int]) -> np
     return np.clip(rng.normal(127.5, 40.0, (3, *shape)), 0, 255).astype(np.float32)
 
 
-def _targets(net: VGG19, content, styles, blend, config: StyleConfig, long_side: int):
+def targets(net: VGG19, content, styles, blend, config: StyleConfig, long_side: int):
     """Content features and blended Gram matrices at one stage, on ``net``'s device."""
     device, xp = net.device, net.device.xp
     content_t = {}
@@ -254,7 +254,7 @@ def stylize(net: VGG19, content: Optional[np.ndarray], styles: Sequence[np.ndarr
         config = replace(config, content_weight=0.0)
     if not styles and config.style_weight > 0:
         config = replace(config, style_weight=0.0)
-    blend = _blend(config, len(styles)) if styles else np.zeros(0)
+    blend = blend_weights(config, len(styles)) if styles else np.zeros(0)
     content, styles = prepare_inputs(content, styles, config)
     shapes = stage_shapes(content, styles, config)
     layers = [n for n in config.layers
@@ -263,10 +263,10 @@ def stylize(net: VGG19, content: Optional[np.ndarray], styles: Sequence[np.ndarr
     if not layers:
         raise SettingError("nothing to optimise: the content and style weights are both 0")
     device = net.device
-    image = _initial(config, content, styles, shapes[0])
+    image = initial_image(config, content, styles, shapes[0])
     for stage, (shape, long_side) in enumerate(zip(shapes, config.scales)):
         staged = resize(content, shape) if content is not None else None
-        content_t, grams = _targets(net, staged, styles, blend, config, long_side)
+        content_t, grams = targets(net, staged, styles, blend, config, long_side)
         start = device.send(resize(image, shape)[None])
         last = None
         for last in reconstruct(net, start, make_loss(content_t, grams, config), layers,

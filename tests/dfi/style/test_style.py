@@ -8,7 +8,7 @@ from dfi.core import color
 from dfi.core.image import read_image, resize
 from dfi.core.memory import estimate_bytes, largest_fitting
 from dfi.core.reconstruct import ReconstructConfig
-from dfi.style.gatys import (StyleConfig, _targets, check_memory, invert_features, make_loss,
+from dfi.style.gatys import (StyleConfig, targets, check_memory, invert_features, make_loss,
                        parse_layer_weights, stylize, style_transfer)
 
 
@@ -101,7 +101,7 @@ def _style_term(net, content, style, size):
     from dfi.core.losses import gram_matrix
 
     config = StyleConfig(scales=(size,))
-    content_t, grams = _targets(net, resize(content, (size, size)), [style], np.ones(1), config, size)
+    content_t, grams = targets(net, resize(content, (size, size)), [style], np.ones(1), config, size)
     z = resize(_smooth_image(seed=5), (size, size))
     feats = net.pick(chainer.Variable(preprocess(z[None], net.convention)), config.layers)
     terms = make_loss(content_t, grams, config)(feats, np.arange(1))
@@ -142,9 +142,9 @@ def test_feature_inversion_recovers_the_input(tiny_net):
 def test_multiple_styles_blend_grams(tiny_net):
     a, b = _style(32, "strokes"), _style(32, "waves")
     config = StyleConfig(scales=(32,), style_blend=(3.0, 1.0))
-    _, grams = _targets(tiny_net, None, [a, b], np.array([0.75, 0.25]), config, 32)
-    _, ga = _targets(tiny_net, None, [a], np.ones(1), config, 32)
-    _, gb = _targets(tiny_net, None, [b], np.ones(1), config, 32)
+    _, grams = targets(tiny_net, None, [a, b], np.array([0.75, 0.25]), config, 32)
+    _, ga = targets(tiny_net, None, [a], np.ones(1), config, 32)
+    _, gb = targets(tiny_net, None, [b], np.ones(1), config, 32)
     for name in grams:
         assert np.allclose(grams[name][0], 0.75 * ga[name][0] + 0.25 * gb[name][0], rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="2 weights for 3 style images"):
