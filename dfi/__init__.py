@@ -5,3 +5,10 @@ Subpackages: ``core`` (devices, images, losses, optimisers, the reconstruction l
 (Gatys), ``cli`` (the command line). Imports run one way: cli → edit / style → face / nets
 → core → ``_compat`` (see docs/architecture.md).
 """
+
+try:
+    from importlib.metadata import version as _version
+
+    __version__ = _version("dfi")
+except Exception:  # not installed (a source tree on the path)
+    __version__ = "0+unknown"

@@ -5,6 +5,7 @@ import http.server
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import dfi._compat  # noqa: F401  (NumPy 2 shim: before any test module imports chainer)
@@ -126,3 +127,41 @@ def tiny_net():
     from dfi.nets.vgg import untrained_vgg19
 
     return untrained_vgg19(width=0.125, seed=0)
+
+
+def _write_video(path, frames, *, rate=10, audio=True, pts=None):
+    """An H.264 mp4 of CHW RGB frames (optionally at timestamps ``pts`` in ms, with a tone)."""
+    import av
+    from fractions import Fraction
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[2], frames[0].shape[1], "yuv420p"
+        stream.options = {"crf": "10"}
+        if pts is not None:
+            stream.codec_context.time_base = Fraction(1, 1000)
+        sound = out.add_stream("aac", rate=8000) if audio else None
+        for i, frame in enumerate(frames):
+            picture = av.VideoFrame.from_ndarray(np.clip(frame.transpose(1, 2, 0), 0, 255).astype(np.uint8), "rgb24")
+            if pts is not None:
+                picture.pts, picture.time_base = pts[i], Fraction(1, 1000)
+            for packet in stream.encode(picture):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+        if sound is not None:
+            samples = (np.sin(np.arange(8000 * len(frames) // rate) * 0.05) * 0.3).astype(np.float32)[None]
+            for start in range(0, samples.shape[1], 1024):
+                chunk = av.AudioFrame.from_ndarray(samples[:, start:start + 1024], format="flt", layout="mono")
+                chunk.sample_rate, chunk.pts = 8000, start
+                for packet in sound.encode(chunk):
+                    out.mux(packet)
+            for packet in sound.encode():
+                out.mux(packet)
+
+
+@pytest.fixture
+def write_video():
+    """``write_video(path, frames, rate=10, audio=True, pts=None)``: a small mp4 (needs PyAV)."""
+    pytest.importorskip("av")
+    return _write_video

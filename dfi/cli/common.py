@@ -61,19 +61,25 @@ def alpha_list(text: str) -> list[float]:
 
 
 def add_run_options(p: argparse.ArgumentParser, *, iterations: int = 150,
-                     tv_weight: float = 1e-3) -> None:
-    """Options shared by every command that runs the network (edit, sweep, style)."""
+                     tv_weight: float = 1e-3, reconstruct: bool = True) -> None:
+    """Options shared by every command that runs VGG-19 (edit, sweep, style; with
+    ``reconstruct=False`` the ones that train-stylizer needs too: no optimiser, no micro-batch)."""
     p.add_argument("--weights", default="auto",
                    help="auto (fetched caffe weights, else untrained), untrained, caffe, "
                         "normalised, torchvision, or a weights file (.npz/.caffemodel/.pth)")
     p.add_argument("--device", default="auto", help="auto, cpu, gpu or gpu:N (default auto)")
     p.add_argument("--iterations", type=positive_int, default=iterations,
-                   help=f"optimiser iteration cap (default {iterations})")
+                   help=f"{'optimiser iteration cap' if reconstruct else 'training steps'} (default {iterations})")
     p.add_argument("--tv-weight", type=float, default=tv_weight,
                    help=f"total-variation weight λ, pixel units (default {tv_weight:g})")
+    p.add_argument("--seed", type=int, default=0, help="seed for untrained weights and noise"
+                   + ("" if reconstruct else ", the network's initial weights and the order of the images"))
+    if not reconstruct:
+        p.add_argument("--data-dir", type=Path, default=None,
+                       help="where fetched weights live (default $DFI_HOME or the user cache)")
+        return
     p.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs",
                    help="lbfgs (batched, with a line search; default) or adam")
-    p.add_argument("--seed", type=int, default=0, help="seed for untrained weights and noise")
     p.add_argument("--micro-batch", type=whole_number(0), default=0,
                    help="images per forward/backward pass (default 0: all at once, which dfi's "
                         "kernels run no slower per image than one; smaller saves memory)")
@@ -109,22 +115,29 @@ def check_not_inputs(outputs: dict, inputs: dict) -> None:
                 raise UsageError(f"{out_label} {out} is the {in_label} input; refusing to write over it")
 
 
+def resolve_weights(args: argparse.Namespace) -> str:
+    """``--weights`` with ``auto`` made concrete: the fetched caffe weights, else untrained."""
+    from ..nets.weights import converted_path
+
+    if args.weights != "auto":
+        return args.weights
+    return "caffe" if converted_path("caffe", args.data_dir).is_file() else "untrained"
+
+
 def load_net(args: argparse.Namespace):
     from ..core.backend import parse_device
-    from ..nets.weights import converted_path, load_vgg19
+    from ..nets.weights import load_vgg19
 
     device = parse_device(args.device)
-    spec = args.weights
-    if spec == "auto":
-        spec = "caffe" if converted_path("caffe", args.data_dir).is_file() else "untrained"
+    spec = resolve_weights(args)
     net = load_vgg19(spec, data_dir=args.data_dir, seed=args.seed,
                      pooling=getattr(args, "pooling", "max")).to_device(device)
-    return net, args.micro_batch
+    return net, getattr(args, "micro_batch", 0)
 
 
-def progress_bar(total: Optional[int], quiet: bool, desc: str, *, unit: str = "it"):
+def progress_bar(total: Optional[int], quiet: bool, desc: str, *, unit: str = "it", initial: int = 0):
     """A tqdm bar on stderr (a context manager), silent with ``--quiet``."""
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, disable=quiet, file=sys.stderr, leave=False,
-                unit=unit, dynamic_ncols=True)
+                unit=unit, dynamic_ncols=True, initial=initial)

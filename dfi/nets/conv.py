@@ -32,25 +32,26 @@ from chainer import function_node
 from .winograd import ALPHA2_TO_M, THIN, Conv3x3, Filters, Workspace, batch_group, tile_size
 
 
-def _span(offset: int, tiles: int, size: int, m: int) -> tuple[int, int, int]:
-    """For tile element ``offset`` (of α): the first and end tile whose element lies inside
-    the maps (not in the one-pixel zero border), and the map index of the first."""
-    first = 1 if offset == 0 else 0
-    end = min(tiles, (size - offset) // m + 1)
-    return first, max(first, end), offset - 1 + m * first
+def _span(offset: int, tiles: int, size: int, m: int, shift: int = 1) -> tuple[int, int, int]:
+    """For tile element ``offset`` (of α), which reads map index m·t + offset − shift of
+    tile t: the first and end tile whose element lies inside the maps, and the map index of
+    the first."""
+    first = 1 if offset < shift else 0
+    end = min(tiles, (size - 1 - offset + shift) // m + 1)
+    return first, max(first, end), offset - shift + m * first
 
 
-def _gather_tiles(x, gathered, m: int) -> None:
-    """``gathered[r, s, n, ty, tx, :] = x[n, m·ty + r − 1, m·tx + s − 1, :]``: the α×α input
-    tiles (stride m) of the zero-padded maps, read straight from ``x`` (N, H, W, C); what
-    falls outside the maps is 0."""
+def _gather_tiles(x, gathered, m: int, shift: int = 1) -> None:
+    """``gathered[r, s, n, ty, tx, :] = x[n, m·ty + r − shift, m·tx + s − shift, :]``: the
+    α×α input tiles (stride m) read straight from ``x`` (N, H, W, C); what falls outside the
+    maps is 0 (``shift`` 1: the maps' one-pixel zero padding; 0: no padding)."""
     xp = chainer.backend.get_array_module(x)
     height, width = x.shape[1:3]
     tiles_h, tiles_w = gathered.shape[3:5]
     for r in range(m + 2):
-        row0, row1, src_r = _span(r, tiles_h, height, m)
+        row0, row1, src_r = _span(r, tiles_h, height, m, shift)
         for s in range(m + 2):
-            col0, col1, src_s = _span(s, tiles_w, width, m)
+            col0, col1, src_s = _span(s, tiles_w, width, m, shift)
             tile = gathered[r, s]
             tile[:, :row0] = 0
             tile[:, row1:] = 0
@@ -60,12 +61,15 @@ def _gather_tiles(x, gathered, m: int) -> None:
                       x[:, src_r:src_r + m * (row1 - row0):m, src_s:src_s + m * (col1 - col0):m])
 
 
-def winograd_conv(x, u: Filters, workspace: Workspace, *, bias=None, out=None):
+def winograd_conv(x, u: Filters, workspace: Workspace, *, bias=None, out=None, valid: bool = False):
     """3×3 / pad 1 correlation of channels-last maps ``x`` (N, H, W, C) with transformed
     filters ``u`` (α², O, C): returns ``out`` or a new array (N, H, W, O); with ``bias``
-    (O,), ``max(conv + bias, 0)`` (bias and ReLU fused into the scatter)."""
+    (O,), ``max(conv + bias, 0)`` (bias and ReLU fused into the scatter). With ``valid``,
+    no padding: x is already padded and the output is (N, H − 2, W − 2, O)."""
     xp = chainer.backend.get_array_module(x)
     batch, height, width, channels = x.shape
+    if valid:
+        height, width = height - 2, width - 2
     alpha2, out_channels, _ = u.shape
     m = ALPHA2_TO_M[alpha2]
     alpha = m + 2
@@ -73,7 +77,7 @@ def winograd_conv(x, u: Filters, workspace: Workspace, *, bias=None, out=None):
     tiles = batch * tiles_h * tiles_w
     kron_b, kron_a = workspace.kron(m, xp)
     gathered = workspace.take(0, (alpha, alpha, batch, tiles_h, tiles_w, channels), xp)
-    _gather_tiles(x, gathered, m)
+    _gather_tiles(x, gathered, m, 0 if valid else 1)
     transformed = workspace.take(1, (alpha2, tiles, channels), xp)
     xp.matmul(kron_b, gathered.reshape(alpha2, -1), out=transformed.reshape(alpha2, -1))
     products = workspace.take(0, (alpha2, tiles, out_channels), xp)

@@ -161,8 +161,13 @@ def test_real_registry_matches_shared_formats():
     assert attrs[1].hashes == ("gitsha1:d5dbfdb86bfa8d3f36d6bea6872e675323707c46",)
     celeba = download.get_dataset("celeba-attributes").mirrors
     assert celeba[1].url.startswith("https://ftp.mi.fu-berlin.de/") and celeba[1].hashes == celeba[0].hashes
-    for dataset in download.DATASETS.values():  # https wherever the host serves it
-        assert all(m.url.startswith("https://") or "umass.edu" in m.url for m in dataset.mirrors)
+    coco = download.get_dataset("coco-train2014")
+    assert coco.archive_top == "train2014" and coco.mirrors[0].url == "https://images.cocodataset.org/zips/train2014.zip"
+    assert all(m.hashes == ("md5:0da8c0bd3d6becc4dcb32757491aca88",) for m in coco.mirrors)
+    for dataset in download.DATASETS.values():  # https first wherever the host serves it
+        assert dataset.mirrors[0].url.startswith("https://")
+        assert all(m.url.startswith("https://") or "umass.edu" in m.url or m.url == "http://" + url[8:]
+                   for m in dataset.mirrors for url in [dataset.mirrors[0].url])
     with pytest.raises(KeyError, match="unknown dataset 'lfw2'; known: celeba-attributes"):
         download.get_dataset("lfw2")
 
@@ -316,3 +321,29 @@ def test_written_files_and_folders_follow_the_umask(fake_registry, tmp_path):
     assert st.S_IMODE((folder / "A_B" / "A_B_0001.jpg").stat().st_mode) == 0o640
     assert st.S_IMODE((tmp_path / "lfw-deepfunneled.tgz").stat().st_mode) == 0o640
     assert st.S_IMODE((tmp_path / "note.txt").stat().st_mode) == 0o640
+
+
+def test_coco_train2014_falls_back_to_http_and_unpacks_to_its_folder(monkeypatch, http_server, tmp_path):
+    """The registry's layout on a small zip: train2014/COCO_train2014_<12 digits>.jpg."""
+    import io as bytes_io
+
+    from PIL import Image
+
+    base, files, log, _ = http_server
+    photos = {}
+    for number in (9, 25, 30):
+        buf = bytes_io.BytesIO()
+        Image.new("RGB", (64, 48), (number * 8, 100, 50)).save(buf, "JPEG")
+        photos[f"train2014/COCO_train2014_{number:012d}.jpg"] = buf.getvalue()
+    body = _zip(photos)
+    files["/zips/train2014.zip"] = body
+    real = download.get_dataset("coco-train2014")
+    md5 = (f"md5:{hashlib.md5(body).hexdigest()}",)
+    entry = Dataset(real.name, real.filename, (Mirror(base.replace("127.0.0.1", "localhost") + "/missing.zip", md5),
+                                               Mirror(base + "/zips/train2014.zip", md5)), real.archive_top)
+    monkeypatch.setitem(download.DATASETS, "coco-train2014", entry)
+    folder = download.fetch("coco-train2014", data_dir=tmp_path)
+    assert folder == tmp_path / "train2014"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(name.split("/")[1] for name in photos)
+    from dfi.style.feedforward import content_images
+    assert len(content_images(folder)) == 3

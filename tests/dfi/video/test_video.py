@@ -1,8 +1,5 @@
 """Video: flow on a known pan, consistency masks, the temporal loss's effect, PyAV round trips,
 frame folders, resuming, and face videos — all offline on synthetic frames."""
-import json
-import os
-from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -30,33 +27,6 @@ def _scene(height=120, width=200, seed=0) -> np.ndarray:
 def _pan(count=6, height=64, width=80, seed=0) -> list:
     scene = _scene(seed=seed)
     return [scene[:, 20:20 + height, 10 + SHIFT * i:10 + SHIFT * i + width].copy() for i in range(count)]
-
-
-def _write_video(path, frames, *, rate=10, audio=True, pts=None):
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=rate)
-        stream.width, stream.height, stream.pix_fmt = frames[0].shape[2], frames[0].shape[1], "yuv420p"
-        stream.options = {"crf": "10"}
-        if pts is not None:
-            stream.codec_context.time_base = Fraction(1, 1000)
-        sound = out.add_stream("aac", rate=8000) if audio else None
-        for i, frame in enumerate(frames):
-            picture = av.VideoFrame.from_ndarray(np.clip(frame.transpose(1, 2, 0), 0, 255).astype(np.uint8), "rgb24")
-            if pts is not None:
-                picture.pts, picture.time_base = pts[i], Fraction(1, 1000)
-            for packet in stream.encode(picture):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-        if sound is not None:
-            samples = (np.sin(np.arange(8000 * len(frames) // rate) * 0.05) * 0.3).astype(np.float32)[None]
-            for start in range(0, samples.shape[1], 1024):
-                chunk = av.AudioFrame.from_ndarray(samples[:, start:start + 1024], format="flt", layout="mono")
-                chunk.sample_rate, chunk.pts = 8000, start
-                for packet in sound.encode(chunk):
-                    out.mux(packet)
-            for packet in sound.encode():
-                out.mux(packet)
 
 
 def _style_image(path):
@@ -115,10 +85,10 @@ def test_the_temporal_loss_makes_stylised_frames_consistent(tiny_net):
 
 
 @pytest.mark.parametrize("pts", [None, [0, 100, 250, 300, 480]], ids=["constant-rate", "variable-rate"])
-def test_mp4_round_trip_keeps_frames_rate_timestamps_and_audio(tmp_path, cli, pts):
+def test_mp4_round_trip_keeps_frames_rate_timestamps_and_audio(tmp_path, cli, pts, write_video):
     frames = _pan(5)
     source = tmp_path / "in.mp4"
-    _write_video(source, frames, pts=pts)
+    write_video(source, frames, pts=pts)
     out = tmp_path / "out.mp4"
     code, _, err = cli("--quiet", "style", source, _style_image(tmp_path / "s.png"), *FAST, "-o", out)
     assert code == 0, err
@@ -204,7 +174,7 @@ def test_smoothed_landmarks_jitter_less_than_raw_ones():
     assert np.abs(smooth - path).mean() < np.abs(raw[np.isfinite(raw)] - path[np.isfinite(raw)]).mean()
 
 
-def test_a_face_video_is_edited_frame_by_frame(synth_lfw, tmp_path, cli):
+def test_a_face_video_is_edited_frame_by_frame(synth_lfw, tmp_path, cli, write_video):
     from data_tools.index import load_index
     from dfi.core.image import read_image
     from tests.dfi.face.test_align import _place, _similarity
@@ -215,7 +185,7 @@ def test_a_face_video_is_edited_frame_by_frame(synth_lfw, tmp_path, cli):
     face = read_image(index.image_path(row))
     frames = [_place(face, _similarity(0.02 * i, 1.0, 40 + 3 * i, 30), (320, 360), seed=1) for i in range(4)]
     source = tmp_path / "face.mp4"
-    _write_video(source, frames, audio=False)
+    write_video(source, frames, audio=False)
     out = tmp_path / "edited.mp4"
     code, _, err = cli("--quiet", "edit", source, "--index", index_file, "--attribute", "smiling", "--alpha", "0.4",
                        "--weights", "untrained", "--device", "cpu", "--size", "32", "--k", "4",

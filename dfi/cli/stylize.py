@@ -1,0 +1,241 @@
+"""``dfi train-stylizer`` and ``dfi stylize``: feed-forward stylisation from the command line."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .common import (IMAGE_SUFFIXES, UsageError, add_run_options, check_not_inputs, check_output, load_net,
+                     positive_int, progress_bar)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from ..core.image import grid, write_image
+    from ..nets.stylizer import TransformNet
+    from ..style.feedforward import TrainConfig, Trainer, content_images, load_model, save_model, style_images
+
+    out = Path(args.output)
+    if out.suffix != ".npz":
+        raise UsageError(f"-o {out}: a model file ends in .npz")
+    if not args.style:
+        raise UsageError("give at least one --style IMAGE")
+    check_not_inputs({"-o": out}, {"--finetune": args.finetune, **{f"--style {s}": s for s in args.style}})
+    config = TrainConfig(size=args.size, batch_size=args.batch_size, iterations=args.iterations, lr=args.lr,
+                         content_weight=args.content_weight, style_weight=args.style_weight,
+                         tv_weight=args.tv_weight, content_layer=args.content_layer, width=args.width,
+                         seed=args.seed)
+    for path in args.style:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--style {path}: no such file")
+    files = content_images(args.content)
+    names = [Path(p).name for p in args.style]
+    if args.finetune is not None:
+        transform, record = load_model(args.finetune)
+        offset, names = transform.n_styles, list(record.get("styles", [])) + names
+        config = replace(config, trained_styles=tuple(transform.add_styles(len(args.style))), width=transform.width)
+    else:
+        transform, offset = TransformNet(len(args.style), width=config.width, seed=config.seed), 0
+    vgg, _ = load_net(args)
+    transform.to_device(vgg.device)
+    _check_training_memory(vgg, transform, config)
+    trainer = Trainer(vgg, transform, style_images(args.style, config.size), files, config, style_offset=offset)
+    checkpoint = out.with_name(out.name + ".ckpt")
+    if args.resume:
+        if not checkpoint.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint {checkpoint} to continue from")
+        trainer.load_checkpoint(checkpoint)
+    samples = [_square_sample(f, config.size) for f in files[:2]]
+    with progress_bar(config.iterations, args.quiet, "training", unit="step") as bar:
+        bar.update(trainer.step)
+        for step in trainer.run(config.iterations):
+            bar.update(1)
+            if not args.quiet:
+                bar.set_postfix({k: f"{v:.3g}" for k, v in step.terms.items()}, refresh=False)
+            if step.step % args.checkpoint_every == 0 and step.step < config.iterations:
+                trainer.save_checkpoint(checkpoint)
+            if args.sample_every and step.step % args.sample_every == 0:
+                write_image(out.with_name(f"{out.stem}_sample_{step.step:06d}.png"),
+                            grid(_sample_rows(transform, samples), columns=transform.n_styles + 1))
+    settings = {**vars(config), "weights": vgg.name, "content": str(args.content),
+                **({"finetuned_from": str(args.finetune)} if args.finetune else {})}
+    save_model(out, transform, styles=names, settings=settings)
+    checkpoint.unlink(missing_ok=True)
+    print(out)
+    return 0
+
+
+def _square_sample(path, size):
+    from ..core.image import read_image, resize
+
+    image = read_image(path)
+    side = min(image.shape[1:])
+    return resize(image[:, :side, :side], (size, size))
+
+
+def _sample_rows(transform, content) -> list:
+    """Each sample content image, then it in every style (a row each)."""
+    from ..style.feedforward import Stylizer
+
+    model = Stylizer(transform, device=transform.device)
+    tiles = []
+    for image in content:
+        tiles += [image] + [model.stylize(image, style=k) for k in range(transform.n_styles)]
+    return tiles
+
+
+def _check_training_memory(vgg, transform, config) -> None:
+    """Refuse before training when the VGG pass and the transformation network's
+    activations (about ten maps of each layer's size kept for its backward pass) will not fit."""
+    from ..core.backend import available_memory
+    from ..core.memory import format_bytes
+    from ..nets.stylizer import LAYERS
+
+    side, maps = config.size, 0
+    for name, _, stride, _, upsample, _, _ in LAYERS:
+        side = side * 2 if upsample else side // stride
+        maps += 10 * getattr(transform, name).out_channels * side * side
+    layers = [config.content_layer, *(name.split(":")[0].strip() for name in config.style_layers.split(","))]
+    need = vgg.pass_bytes((config.size, config.size), layers, batch=config.batch_size) + \
+        4 * config.batch_size * (maps + 3 * config.size * config.size)
+    free = available_memory(vgg.device)
+    if need > free:
+        raise MemoryError(f"training at --size {config.size} with --batch-size {config.batch_size} needs about "
+                          f"{format_bytes(need)}, but only {format_bytes(free)} is free; lower either")
+
+
+def _cmd_stylize(args: argparse.Namespace) -> int:
+    from ..core.backend import parse_device
+    from ..style.feedforward import Stylizer, parse_mix
+    from ..video.io import VIDEO_SUFFIXES
+
+    if (args.style is None) == (args.mix is None):
+        raise UsageError("give exactly one of --style K and --mix K:W,…")
+    source, out = Path(args.input), Path(args.output)
+    check_not_inputs({"-o": out}, {"INPUT": source, "--model": args.model})
+    if not source.exists():
+        raise FileNotFoundError(f"INPUT {source}: no such file or folder")
+    is_image = source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES
+    is_video = source.is_file() and source.suffix.lower() in VIDEO_SUFFIXES
+    if not (is_image or is_video or source.is_dir()):
+        raise UsageError(f"INPUT {source}: not an image ({', '.join(IMAGE_SUFFIXES)}), a folder of images "
+                         f"or a video ({', '.join(VIDEO_SUFFIXES)})")
+    if is_image:
+        check_output(out)
+    elif source.is_dir() and out.suffix:
+        raise UsageError(f"-o {out}: a folder's output is a folder")
+    mix = {args.style: 1.0} if args.style is not None else parse_mix(args.mix)
+    model = Stylizer.load(args.model, device=parse_device(args.device))
+    mix = model.net.check_mix(mix)
+    run = dict(mix=mix, preserve_color=args.preserve_color)
+    if is_image:
+        from ..core.image import read_image, write_image
+
+        write_image(out, model.stylize(read_image(source), **run))
+        print(out)
+    elif source.is_dir():
+        _stylize_folder(model, source, out, args, run)
+    else:
+        _stylize_video(model, source, out, args, run)
+    return 0
+
+
+def _stylize_folder(model, source: Path, out: Path, args, run: dict) -> None:
+    """Every image under ``source`` to the same relative path under ``out``; images of one
+    size go through the network together, ``--batch-size`` at a time."""
+    import numpy as np
+
+    from ..core.image import read_image, write_image
+
+    files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"INPUT {source}: no images in it ({', '.join(IMAGE_SUFFIXES)})")
+    if out.resolve().is_relative_to(source.resolve()):
+        raise UsageError(f"-o {out} is inside the INPUT folder {source}; choose a folder outside it")
+    with progress_bar(len(files), args.quiet, "images", unit="image") as bar:
+        batch: list = []
+
+        def flush():
+            for path, image in zip((p for p, _ in batch), model.stylize(np.stack([i for _, i in batch]), **run)):
+                write_image(out / path.relative_to(source), image)
+            bar.update(len(batch))
+            batch.clear()
+
+        for path in files:
+            image = read_image(path)
+            if batch and (len(batch) == args.batch_size or batch[0][1].shape != image.shape):
+                flush()
+            batch.append((path, image))
+        flush()
+    print(out)
+
+
+def _stylize_video(model, source: Path, out: Path, args, run: dict) -> None:
+    """A video's frames in batches, through the video module's resumable frame store."""
+    import numpy as np
+
+    from ..video.io import FrameStore, probe, read_frames
+    from .video import check_video_output
+
+    check_video_output(args)
+    info = probe(source)
+    store = FrameStore(out, info, {"command": "stylize", "model": str(Path(args.model).resolve()),
+                                   "mix": run["mix"], "preserve_color": run["preserve_color"]})
+    done = store.done()
+    store.begin()
+    with progress_bar(info.count, args.quiet, "frames", unit="frame") as bar:
+        bar.update(done)
+        frames = read_frames(info, done)
+        for first in range(done, info.count, args.batch_size):
+            batch = [frame for _, frame in zip(range(args.batch_size), frames)]
+            for k, image in enumerate(model.stylize(np.stack(batch), **run)):
+                store.write(first + k, image)
+            bar.update(len(batch))
+    print(store.finish())
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    from ..style.feedforward import CONTENT_LAYERS, FEEDFORWARD_COLOR, TrainConfig
+
+    defaults = TrainConfig()
+    p = sub.add_parser("train-stylizer", help="train a feed-forward network for one or many styles "
+                                              "(Johnson et al.; conditional instance norm)")
+    p.add_argument("--style", action="append", default=[], metavar="IMAGE",
+                   help="a style image; repeat for several styles (one network learns them all)")
+    p.add_argument("--content", type=Path, required=True, metavar="DIR",
+                   help="folder of content images (e.g. COCO train2014: dfi data download coco-train2014)")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="MODEL.npz", help="model file to write")
+    p.add_argument("--size", type=positive_int, default=defaults.size,
+                   help=f"training image size in pixels (default {defaults.size})")
+    p.add_argument("--batch-size", type=positive_int, default=defaults.batch_size,
+                   help=f"content images per step (default {defaults.batch_size})")
+    p.add_argument("--lr", type=float, default=defaults.lr, help=f"Adam's step size (default {defaults.lr:g})")
+    p.add_argument("--content-weight", type=float, default=defaults.content_weight,
+                   help=f"content loss weight (default {defaults.content_weight:g})")
+    p.add_argument("--style-weight", type=float, default=defaults.style_weight,
+                   help=f"style loss weight (default {defaults.style_weight:g})")
+    p.add_argument("--content-layer", choices=CONTENT_LAYERS, default=defaults.content_layer,
+                   help=f"VGG layer of the content loss (default {defaults.content_layer})")
+    p.add_argument("--width", type=float, default=1.0, help="scale of the stylizer's channels (default 1)")
+    p.add_argument("--checkpoint-every", type=positive_int, default=500, metavar="N",
+                   help="save MODEL.npz.ckpt every N steps (default 500)")
+    p.add_argument("--sample-every", type=positive_int, default=None, metavar="N",
+                   help="write MODEL_sample_<step>.png, content in every style, every N steps")
+    p.add_argument("--resume", action="store_true", help="continue from MODEL.npz.ckpt exactly")
+    p.add_argument("--finetune", type=Path, default=None, metavar="MODEL.npz",
+                   help="add the --style images to this model, training only their normalisation")
+    add_run_options(p, iterations=defaults.iterations, tv_weight=defaults.tv_weight, reconstruct=False)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("stylize", help="stylise an image, a folder of images or a video with a trained model")
+    p.add_argument("input", metavar="INPUT", help="an image, a folder of images, or a video")
+    p.add_argument("-o", "--output", required=True, help="image, folder or video to write")
+    p.add_argument("--model", type=Path, required=True, metavar="MODEL.npz", help="a model from dfi train-stylizer")
+    p.add_argument("--style", type=int, default=None, metavar="K", help="the style number (0 = the first)")
+    p.add_argument("--mix", default=None, metavar="K:W,…",
+                   help="a mix of styles, e.g. 0:0.5,1:0.5 (weights need not sum to 1)")
+    p.add_argument("--preserve-color", choices=FEEDFORWARD_COLOR,
+                   default="none", help="keep the input's colours: luminance (YIQ) or yuv (default none)")
+    p.add_argument("--batch-size", type=positive_int, default=4, help="images or frames stylised at once (default 4)")
+    p.add_argument("--device", default="auto", help="auto, cpu, gpu or gpu:N (default auto)")
+    p.set_defaults(func=_cmd_stylize)
