@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 import dfi._compat  # noqa: F401
-import chainer
+import chainer  # noqa: F401  (after the shim, before dfi)
 
 from data_tools.synth import make_style_image, make_synthetic_lfw
 from dfi.core.backend import parse_device, synchronize, to_cpu

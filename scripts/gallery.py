@@ -1,7 +1,7 @@
 """Render the README's gallery from the synthetic data and the untrained VGG-19 (offline).
 
     python scripts/gallery.py [--out docs/gallery] [--size 128] [--iterations 150] [--quick]
-                              [--only sweeps|photo|style ...]
+                              [--only sweeps|photo|style|video|stylizer ...] [--train-steps 400]
 
 Writes, into ``--out``:
   smile_sweep.png / senior_sweep.png   dfi sweep grids: the original, then α = 1, 2, 3
@@ -10,6 +10,11 @@ Writes, into ``--out``:
   style_modes.png                      content | style | none | luminance | histogram | yuv
   texture.png                          style | synthesised texture
   inversion.png                        image | inverted from conv2_1 | conv3_1 | conv4_2
+  video.gif                            dfi style on a folder of frames (a camera panning across a
+                                       synthetic face): frame | temporally consistent stylisation
+  stylizer.png                         one feed-forward network trained on two styles (dfi
+                                       train-stylizer at 64 px): content | style 0 | style 1 |
+                                       stylised in 0 | in 1 | mix 0:0.5,1:0.5 (dfi stylize)
 The real weights would give far better pictures; these show what each mode does.
 ``--quick`` (small sizes and few iterations) is what the test suite runs.
 """
@@ -28,7 +33,7 @@ from data_tools.synth import make_style_image, make_synthetic_lfw
 from dfi.cli import main as dfi_main
 from dfi.core.color import PRESERVE_COLOR
 from dfi.edit.demo import pick_face
-from dfi.core.image import grid, read_image, resize, write_image
+from dfi.core.image import grid, read_image, resize, write_gif, write_image
 from dfi.core.reconstruct import ReconstructConfig
 from dfi.style.gatys import StyleConfig, fit_long_side, invert_features, style_transfer, synthesize_texture
 from dfi.nets.vgg import untrained_vgg19
@@ -50,7 +55,7 @@ def _settings(quick: bool) -> list[str]:
 
 
 def _run(argv: list[str], what: str) -> None:
-    if dfi_main(["--quiet", *argv]) != 0:
+    if dfi_main(["--quiet", *map(str, argv)]) != 0:
         raise SystemExit(f"gallery: the {what} failed")
 
 
@@ -98,18 +103,58 @@ def _style(work: Path, out: Path, size: int, iterations: int) -> None:
     write_image(out / "inversion.png", grid([content, *[resize(i, content.shape[1:]) for i in inverted]]))
 
 
+def _video(work: Path, out: Path, size: int, iterations: int, quick: bool) -> None:
+    synth = make_synthetic_lfw(work / "video", n_people=1, seed=3)
+    face = read_image(synth.images_dir / synth.table["path"].iloc[0])
+    frames_dir, count, step = work / "frames", 4 if quick else 12, 3
+    crop = min(size, face.shape[1] - step * count)
+    for i in range(count):  # the camera pans right by `step` pixels per frame
+        write_image(frames_dir / f"frame_{i:03d}.png", face[:, 40:40 + crop, 20 + step * i:20 + step * i + crop])
+    style = np.asarray(make_style_image((crop, crop), kind="strokes", seed=1), np.float32).transpose(2, 0, 1)
+    write_image(work / "video_style.png", style)
+    _run(["style", frames_dir, work / "video_style.png", "-o", work / "styled", "--size", crop,
+          "--iterations", iterations, "--weights", "untrained", "--device", "cpu"], "video style")
+    frames = [grid([read_image(frames_dir / f"frame_{i:03d}.png"), read_image(work / "styled" / f"frame_{i:03d}.png")])
+              for i in range(count)]
+    write_gif(out / "video.gif", frames, duration_ms=150)
+
+
+def _stylizer(work: Path, out: Path, size: int, steps: int, quick: bool) -> None:
+    synth = make_synthetic_lfw(work / "content", n_people=8 if quick else 40, seed=5)
+    styles = []
+    for kind, seed in (("strokes", 1), ("waves", 2)):
+        image = np.asarray(make_style_image((size, size), kind=kind, seed=seed), np.float32).transpose(2, 0, 1)
+        write_image(work / f"{kind}.png", image)
+        styles.append(image)
+    model = work / "model.npz"
+    train = 32 if quick else 64
+    _run(["train-stylizer", "--style", work / "strokes.png", "--style", work / "waves.png", "--content",
+          synth.images_dir, "-o", model, "--size", train, "--batch-size", 4, "--iterations", steps,
+          "--weights", "untrained", "--device", "cpu", "--checkpoint-every", max(1, steps)], "train-stylizer")
+    held_out = make_synthetic_lfw(work / "held_out", n_people=1, seed=11)  # a face training never saw
+    content = fit_long_side(read_image(held_out.images_dir / held_out.table["path"].iloc[0]), size)
+    write_image(work / "content.png", content)
+    row = [content, *styles]
+    for label, choice in (("0", ["--style", "0"]), ("1", ["--style", "1"]), ("mix", ["--mix", "0:0.5,1:0.5"])):
+        _run(["stylize", work / "content.png", "-o", work / f"out_{label}.png", "--model", model, *choice,
+              "--device", "cpu"], f"stylize {label}")
+        row.append(read_image(work / f"out_{label}.png"))
+    write_image(out / "stylizer.png", grid(row))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("docs/gallery"))
     parser.add_argument("--size", type=int, default=128, help="style images' long side (default 128)")
     parser.add_argument("--iterations", type=int, default=150, help="style iterations (default 150)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, a few iterations (tests)")
-    parser.add_argument("--only", action="append", choices=("sweeps", "photo", "style"),
+    parser.add_argument("--train-steps", type=int, default=400, help="stylizer training steps (default 400)")
+    parser.add_argument("--only", action="append", choices=("sweeps", "photo", "style", "video", "stylizer"),
                         help="render only these parts (repeatable; default all)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     size, iterations = (32, 3) if args.quick else (args.size, args.iterations)
-    parts = args.only or ["sweeps", "photo", "style"]
+    parts = args.only or ["sweeps", "photo", "style", "video", "stylizer"]
     with tempfile.TemporaryDirectory() as tmp:
         if "sweeps" in parts:
             _sweeps(Path(tmp), args.out, args.quick)
@@ -117,6 +162,10 @@ def main(argv=None) -> int:
             _photo(Path(tmp), args.out, args.quick)
         if "style" in parts:
             _style(Path(tmp), args.out, size, iterations)
+        if "video" in parts:
+            _video(Path(tmp), args.out, 32 if args.quick else 96, 3 if args.quick else 40, args.quick)
+        if "stylizer" in parts:
+            _stylizer(Path(tmp), args.out, size, 3 if args.quick else args.train_steps, args.quick)
     print(args.out)
     return 0
 

@@ -56,6 +56,8 @@ def test_gallery_script_renders_every_picture(tmp_path):
     assert gallery.main(["--quick", "--out", str(tmp_path)]) == 0
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["inversion.png", "photo_edit.png", "senior_sweep.png", "smile_sweep.png",
-                     "style_modes.png", "texture.png"]
+                     "style_modes.png", "stylizer.png", "texture.png", "video.gif"]
     with Image.open(tmp_path / "style_modes.png") as im:
         assert im.size == (6 * 32 + 5 * 4, 32)  # content, style and four colour modes
+    with Image.open(tmp_path / "stylizer.png") as im:
+        assert im.size == (6 * 32 + 5 * 4, 32)  # content, two styles, each style, a mix

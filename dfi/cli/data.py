@@ -1,4 +1,4 @@
-"""``dfi data synth | download | index | align | neighbors``: prepare and query face datasets."""
+"""``dfi data synth | download | index | align | neighbors | features``: prepare and query face datasets."""
 from __future__ import annotations
 
 import argparse
@@ -132,3 +132,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="leave out the input person's other images too")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.set_defaults(func=_cmd_data_neighbors)
+
+    from .batch import add_data_features
+    add_data_features(data_sub)

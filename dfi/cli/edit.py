@@ -9,9 +9,12 @@ from .common import (UsageError, add_run_options, alpha_list, check_not_inputs, 
                      load_net, positive_int, progress_bar)
 
 
-def _add_dfi_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", metavar="INPUT", help='an image file, an indexed face "Person Name/N", or a '
-                                                  "video (.mp4 .mov .avi .mkv .webm) or folder of frames")
+def _add_dfi_options(p: argparse.ArgumentParser, *, batch: bool = False) -> None:
+    """The options of edit and sweep; ``batch``: those of ``dfi batch edit`` (no INPUT, no
+    per-run extra outputs, no video options)."""
+    if not batch:
+        p.add_argument("input", metavar="INPUT", help='an image file, an indexed face "Person Name/N", or '
+                                                      "a video (.mp4 .mov .avi .mkv .webm) or folder of frames")
     p.add_argument("--attribute", action="append", default=None,
                    help='attribute to add, e.g. smiling or "~mouth_closed,smiling"; repeat to '
                         "combine several")
@@ -35,18 +38,24 @@ def _add_dfi_options(p: argparse.ArgumentParser) -> None:
                         "instead of detecting and aligning its face")
     p.add_argument("--face", type=positive_int, default=None,
                    help="which detected face to edit, 1 = the largest (default 1)")
-    p.add_argument("--show-landmarks", type=Path, default=None, metavar="FILE",
-                   help="save the photo with the detected faces, their numbers and landmarks")
+    if not batch:
+        p.add_argument("--show-landmarks", type=Path, default=None, metavar="FILE",
+                       help="save the photo with the detected faces, their numbers and landmarks")
     p.add_argument("--vector", type=Path, default=None, help="reuse a saved attribute vector")
-    p.add_argument("--save-vector", type=Path, default=None, help="save the attribute vector (.npz)")
+    if not batch:
+        p.add_argument("--save-vector", type=Path, default=None, help="save the attribute vector (.npz)")
     p.add_argument("--mask", type=Path, default=None, help="greyscale mask: where the edit applies")
     p.add_argument("--feature-cache", type=Path, default=None,
                    help="folder caching the neighbours' features between runs (about 2 MB per face at 200 px)")
+    p.add_argument("--feature-store", type=Path, default=None, metavar="STORE",
+                   help="read the neighbours' features from a store made by 'dfi data features' "
+                        "(faces it lacks are computed, and cached with --feature-cache)")
     p.add_argument("--no-color-match", action="store_true",
                    help="do not match the edit's colour statistics to the input's")
     add_run_options(p)
-    from .video import add_video_options
-    add_video_options(p)
+    if not batch:
+        from .video import add_video_options
+        add_video_options(p)
 
 
 def edit_settings(args: argparse.Namespace, alphas: list[float]):
@@ -68,6 +77,9 @@ def edit_settings(args: argparse.Namespace, alphas: list[float]):
         raise FileNotFoundError(f"--index {args.index}: no such file (build one with 'dfi data index')")
     if args.mask is not None and not args.mask.is_file():
         raise FileNotFoundError(f"--mask {args.mask}: no such file")
+    if args.feature_store is not None and not args.feature_store.is_dir():
+        raise FileNotFoundError(f"--feature-store {args.feature_store}: no such store "
+                                "(make one with 'dfi data features')")
     layers = tuple(name.strip() for name in args.layers.split(",") if name.strip())
     from ..nets.vgg import vgg19_layer_names
     unknown = [name for name in layers if name not in vgg19_layer_names()]
@@ -96,7 +108,7 @@ def _dfi_request(args: argparse.Namespace, alphas: list[float]):
 
     config, index = edit_settings(args, alphas)
     check_output(args.output)
-    if args.show_landmarks is not None:
+    if getattr(args, "show_landmarks", None) is not None:
         check_output(args.show_landmarks, "--show-landmarks")
     crop = None
     if args.crop is not None:
@@ -122,16 +134,17 @@ def _dfi_request(args: argparse.Namespace, alphas: list[float]):
                                               "--index": args.index})
     # a photo that is not a dataset face is aligned to the LFW frame unless told otherwise
     align = row is None and crop is None and not args.no_align
-    if not align and (args.face is not None or args.show_landmarks is not None):
+    show_landmarks = getattr(args, "show_landmarks", None)
+    if not align and (args.face is not None or show_landmarks is not None):
         why = "indexed faces are in the LFW frame already" if row is not None else \
             "--crop/--no-align skip face detection"
         raise UsageError(f"--face and --show-landmarks need face alignment ({why})")
     from ..edit.pipeline import load_face
     face = load_face(path, config, row=row, crop="align" if align else crop, face=args.face or 1)
-    if args.show_landmarks is not None:
+    if show_landmarks is not None:
         from ..face.align import draw_landmarks
         from ..core.image import write_image
-        write_image(args.show_landmarks, draw_landmarks(face.full, face.alignment))
+        write_image(show_landmarks, draw_landmarks(face.full, face.alignment))
     return config, index, face, path
 
 
@@ -147,11 +160,38 @@ def _outputs(args: argparse.Namespace, alphas: list[float]) -> dict:
     """What this run will write, labelled by the option that names it."""
     written = {"-o": args.output} if args.command == "edit" else \
         {f"-o ({label})": path for label, path in sweep_outputs(args.output, alphas).items()}
-    return {**written, "--show-landmarks": args.show_landmarks, "--save-vector": args.save_vector}
+    return {**written, "--show-landmarks": getattr(args, "show_landmarks", None),
+            "--save-vector": getattr(args, "save_vector", None)}
 
 
-def _run_dfi(args: argparse.Namespace, alphas: list[float]) -> dict:
-    """Shared body of edit and sweep: returns results on the CPU plus a record."""
+def neighbour_features(args: argparse.Namespace, net, config):
+    """Where the neighbours' features are read from (and cached): --feature-store,
+    --feature-cache, both (the store first), or None (computed every time)."""
+    cache = None
+    if args.feature_cache is not None:
+        from ..edit.cache import FeatureCache
+        cache = FeatureCache(args.feature_cache, net_name=net.identity, layers=config.layers,
+                             size=config.size, crop=config.crop)
+    if getattr(args, "feature_store", None) is not None:
+        from ..edit.store import FeatureStore, backed
+        store = FeatureStore(args.feature_store, net_name=net.identity, layers=config.layers,
+                             size=config.size, crop=config.crop)
+        cache = backed(store, cache)
+    return cache
+
+
+#: attribute vectors a batch worker keeps (rows that share neighbours share the vector)
+VECTORS_KEPT = 32
+
+
+def _run_dfi(args: argparse.Namespace, alphas: list[float], *, net=None, vectors: dict | None = None) -> dict:
+    """Shared body of edit and sweep: returns results on the CPU plus a record.
+
+    Args:
+        net: a loaded VGG-19 (a batch worker's); default: load the one ``args`` names.
+        vectors: attribute vectors kept between calls, keyed by network, attribute,
+            neighbours and working settings (a batch worker's).
+    """
     import time
     from dataclasses import replace
 
@@ -163,7 +203,7 @@ def _run_dfi(args: argparse.Namespace, alphas: list[float]) -> dict:
     config, index, face, path = _dfi_request(args, alphas)
     mask = read_mask(args.mask, face.full.shape[1:]) if args.mask is not None else None
     t_start = time.perf_counter()
-    net, micro = load_net(args)
+    net, micro = load_net(args) if net is None else (net, args.micro_batch)
     config = replace(config, batch_size=micro or config.batch_size,
                      reconstruct=replace(config.reconstruct, micro_batch=micro))
     record = {"input": args.input, "weights": net.name, "device": str(net.device),
@@ -172,37 +212,42 @@ def _run_dfi(args: argparse.Namespace, alphas: list[float]) -> dict:
                            "rule": config.rule, "iterations": config.reconstruct.iterations,
                            "tv_weight": config.reconstruct.tv_weight,
                            "optimizer": config.reconstruct.optimizer, "seed": args.seed}}
-    vectors, neighbors = [], {}
-    cache = None
-    if args.feature_cache is not None:
-        from ..edit.cache import FeatureCache
-        cache = FeatureCache(args.feature_cache, net_name=net.name, layers=config.layers,
-                             size=config.size, crop=config.crop)
+    chosen, neighbors = [], {}
+    cache = neighbour_features(args, net, config)
     if args.vector is not None:
         vector, meta = load_vector(args.vector)
         missing = [name for name in config.layers if name not in vector]
         if missing:
             raise ValueError(f"--vector {args.vector} lacks layers {', '.join(missing)}")
-        vectors.append({name: vector[name] for name in config.layers})
+        chosen.append({name: vector[name] for name in config.layers})
         record["vector"] = {"file": str(args.vector), **meta}
     else:
         for attribute in args.attribute:
             sources, targets = choose_neighbors(index, face, attribute, config)
             neighbors[attribute] = {"sources": sources, "targets": targets}
+            key = (net.name, attribute, tuple(sources), tuple(targets), config.layers, config.size, config.crop)
+            if vectors is not None and key in vectors:
+                chosen.append(vectors[key])
+                record.setdefault("vectors_reused", []).append(attribute)
+                continue
             with progress_bar(len(sources) + len(targets), args.quiet, f"features ({attribute})",
                               unit="face") as bar:
-                vectors.append(compute_vector(net, index, sources, targets, config, cache=cache,
-                                              progress=bar.update))
+                chosen.append(compute_vector(net, index, sources, targets, config, cache=cache,
+                                             progress=bar.update))
+            if vectors is not None:
+                vectors[key] = chosen[-1]
+                while len(vectors) > VECTORS_KEPT:
+                    del vectors[next(iter(vectors))]
         record["neighbors"] = neighbors
-    if args.save_vector is not None:
-        save_vector(args.save_vector, combine(vectors),
+    if getattr(args, "save_vector", None) is not None:
+        save_vector(args.save_vector, combine(chosen),
                     {"attributes": args.attribute, "weights": net.name, "layers": list(config.layers),
                      "size": config.size, "crop": config.crop})
     synchronize(net.device)
     t_vector = time.perf_counter()
     last = None
     with progress_bar(config.reconstruct.iterations, args.quiet, "reconstructing") as bar:
-        for last in sweep(net, face, vectors, alphas, config):
+        for last in sweep(net, face, chosen, alphas, config):
             bar.update(1)
             if not args.quiet:  # reading the loss waits for the device: only when shown
                 bar.set_postfix(loss=f"{float(last.loss.mean()):.4g}", active=int(last.active.sum()))

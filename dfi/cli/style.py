@@ -75,18 +75,31 @@ def _style_request(args: argparse.Namespace, *, invert: bool = False):
 
 def _run_style(args: argparse.Namespace, config, content, styles, grey: bool) -> int:
     import time
+
+    start = time.perf_counter()
+    terms = stylize_to_file(args, config, content, styles, grey)
+    if not args.quiet:
+        print(f"dfi: {len(config.scales)} stage(s) in {time.perf_counter() - start:.1f} s; "
+              + ", ".join(f"{name} {value:.4g}" for name, value in terms.items()), file=sys.stderr)
+    print(args.output)
+    return 0
+
+
+def stylize_to_file(args: argparse.Namespace, config, content, styles, grey: bool, *, net=None) -> dict:
+    """Optimise and write ``args.output`` (and the snapshots); returns the final loss terms.
+    ``net``: a loaded VGG-19 (a batch worker's); default: load the one ``args`` names."""
     from dataclasses import replace
 
     from ..core.backend import to_cpu
     from ..core.image import write_image
     from ..style.gatys import check_memory, finish, stylize
 
-    net, micro = load_net(args)
+    net, micro = load_net(args) if net is None else (net, args.micro_batch)
     config = replace(config, reconstruct=replace(config.reconstruct, micro_batch=micro))
     check_memory(net, content, styles, config, micro_batch=1)
     out = Path(args.output)
     bar = progress_bar(config.reconstruct.iterations * len(config.scales), args.quiet, "stylising")
-    start, last, stage = time.perf_counter(), None, 0
+    last, stage = None, 0
     try:
         for last in stylize(net, content, styles, config):
             if last.stage != stage:  # a stage that stopped early: skip its remaining ticks
@@ -102,12 +115,7 @@ def _run_style(args: argparse.Namespace, config, content, styles, grey: bool) ->
     finally:
         bar.close()
     write_image(out, finish(to_cpu(last.progress.images[0]), content, config), grey=grey)
-    terms = ", ".join(f"{name} {float(v[0]):.4g}" for name, v in last.progress.terms.items())
-    if not args.quiet:
-        print(f"dfi: {len(config.scales)} stage(s) in {time.perf_counter() - start:.1f} s; {terms}",
-              file=sys.stderr)
-    print(out)
-    return 0
+    return {name: float(v[0]) for name, v in last.progress.terms.items()}
 
 
 def _cmd_style(args: argparse.Namespace) -> int:
@@ -130,12 +138,14 @@ class _SizeAction(argparse.Action):
         namespace.size_given = True
 
 
-def _add_reconstruction_options(p: argparse.ArgumentParser) -> None:
-    """Options of style and invert: output, size, stages, snapshots, stopping."""
+def _add_reconstruction_options(p: argparse.ArgumentParser, *, batch: bool = False) -> None:
+    """Options of style and invert: output, size, stages, snapshots, stopping (``batch``:
+    no -o, which the manifest gives)."""
     from ..style.gatys import StyleConfig
 
     defaults = StyleConfig().reconstruct
-    p.add_argument("-o", "--output", required=True, help="image to write")
+    if not batch:
+        p.add_argument("-o", "--output", required=True, help="image to write")
     p.add_argument("--size", type=positive_int, default=256, action=_SizeAction,
                    help="long side of the output in pixels (default 256)")
     p.add_argument("--scales", type=int_list, default=None,
@@ -151,16 +161,18 @@ def _add_reconstruction_options(p: argparse.ArgumentParser) -> None:
     add_run_options(p, iterations=defaults.iterations, tv_weight=defaults.tv_weight)
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_style_options(p: argparse.ArgumentParser, *, batch: bool = False) -> None:
+    """The options of ``dfi style``; ``batch``: those of ``dfi batch style`` (no IMAGE
+    list, -o, --texture or video options)."""
     from ..core.color import PRESERVE_COLOR
     from ..style.gatys import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, INITS, StyleConfig
 
     defaults = StyleConfig()
-    p = sub.add_parser("style", help="style transfer (Gatys et al.) or texture synthesis")
-    p.add_argument("images", nargs="+", metavar="IMAGE",
-                   help="CONTENT STYLE [STYLE …]; with --texture only STYLE images. CONTENT may be a "
-                        "video (.mp4 .mov .avi .mkv .webm) or a folder of frames")
-    p.add_argument("--texture", action="store_true", help="texture synthesis: no content image")
+    if not batch:
+        p.add_argument("images", nargs="+", metavar="IMAGE",
+                       help="CONTENT STYLE [STYLE …]; with --texture only STYLE images. CONTENT may be a "
+                            "video (.mp4 .mov .avi .mkv .webm) or a folder of frames")
+        p.add_argument("--texture", action="store_true", help="texture synthesis: no content image")
     p.add_argument("--content-weight", type=float, default=defaults.content_weight,
                    help=f"content weight (default {defaults.content_weight:g})")
     p.add_argument("--style-weight", type=float, default=defaults.style_weight,
@@ -179,9 +191,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preserve-color", choices=PRESERVE_COLOR, default="none",
                    help="keep the content's colours: luminance-only transfer, histogram "
                         "matching of the style, or yuv swap after (default none)")
-    _add_reconstruction_options(p)
-    from .video import add_video_options
-    add_video_options(p)
+    _add_reconstruction_options(p, batch=batch)
+    if not batch:
+        from .video import add_video_options
+        add_video_options(p)
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("style", help="style transfer (Gatys et al.) or texture synthesis")
+    add_style_options(p)
     p.set_defaults(func=_cmd_style)
 
     p = sub.add_parser("invert", help="feature inversion: rebuild an image from one layer")

@@ -134,7 +134,7 @@ def run_edit_video(args: argparse.Namespace, alphas) -> int:
     from ..video.face import aligned_face, edit_video, track_face
     from ..video.io import FrameStore, probe, read_frames
     from .common import check_not_inputs
-    from .edit import edit_settings
+    from .edit import edit_settings, neighbour_features
 
     for option, value in (("--crop", args.crop), ("--mask", args.mask), ("--show-landmarks", args.show_landmarks)):
         if value is not None:
@@ -180,12 +180,13 @@ def run_edit_video(args: argparse.Namespace, alphas) -> int:
         vectors = [{name: vector[name] for name in config.layers}]
     else:
         face = aligned_face(next(read_frames(info)), track.matrices[0], config)
-        vectors = []
+        vectors, cache = [], neighbour_features(args, net, config)
         for attribute in args.attribute:
             sources, targets = choose_neighbors(index, face, attribute, config)
             with progress_bar(len(sources) + len(targets), args.quiet, f"features ({attribute})",
                               unit="face") as bar:
-                vectors.append(compute_vector(net, index, sources, targets, config, progress=bar.update))
+                vectors.append(compute_vector(net, index, sources, targets, config, cache=cache,
+                                              progress=bar.update))
         from ..edit.attributes import combine
         save_vector(vector_file, combine(vectors), {"attributes": args.attribute})
     back = max(video.temporal_frames)

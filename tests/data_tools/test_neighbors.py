@@ -1,5 +1,4 @@
 import json
-import warnings
 
 import numpy as np
 import pytest
@@ -89,7 +88,7 @@ def test_neighbors_cli_json(synth_lfw, cli):
     assert code == 0 and "targets (2, attribute on)" in out
     code, _, err = cli("data", "neighbors", "--index", index_file, "--input", f"{person}/999",
                        "--attribute", "smiling")
-    assert code == 2 and f"has images" in err  # a value the data does not have: a usage error
+    assert code == 2 and "has images" in err  # a value the data does not have: a usage error
     code, _, err = cli("data", "neighbors", "--index", index_file, "--input", f"{person[:-1]}/{num}",
                        "--attribute", "smiling")
     assert code == 2 and err.strip().endswith(f"no person {person[:-1]!r} in the index; did you mean {person!r}?")

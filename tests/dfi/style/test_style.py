@@ -5,7 +5,7 @@ from PIL import Image
 
 from data_tools.synth import make_style_image
 from dfi.core import color
-from dfi.core.image import read_image, resize
+from dfi.core.image import resize
 from dfi.core.memory import estimate_bytes, largest_fitting
 from dfi.core.reconstruct import ReconstructConfig
 from dfi.style.gatys import (StyleConfig, targets, check_memory, invert_features, make_loss,

@@ -1,0 +1,94 @@
+"""The Dask cluster a batch runs on: an existing one (``--scheduler ADDRESS``) or a local
+one started for the job on 127.0.0.1, and the cache each worker keeps between rows."""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Optional
+
+from ..core.errors import SettingError
+
+#: things a worker loads once and keeps for every row it runs (networks, attribute vectors)
+_LOCAL_CACHE: dict = {}
+
+
+def default_workers() -> int:
+    """One worker per GPU, else half the cores (at least one)."""
+    from ..core.backend import gpu_count
+
+    gpus = gpu_count()
+    return gpus if gpus else max(1, len(os.sched_getaffinity(0)) // 2)
+
+
+def open_client(scheduler: Optional[str] = None, workers: Optional[int] = None, *, timeout: float = 10.0):
+    """A ``distributed.Client``: connected to ``scheduler``, or to a local cluster of
+    ``workers`` worker processes (one thread each) listening on 127.0.0.1 only, closed
+    with the client. GPUs (when there are some and dask-cuda is installed): one
+    ``dask cuda worker`` per GPU, each seeing its own device."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ImportError("batch runs need Dask distributed: pip install 'dfi[cluster]'") from None
+    logging.getLogger("distributed").setLevel(logging.ERROR)  # its INFO lines are not for dfi's users
+    if scheduler is not None:
+        try:
+            return Client(scheduler, timeout=timeout)
+        except (OSError, TimeoutError) as exc:
+            raise ConnectionError(f"cannot reach the Dask scheduler at {scheduler} ({exc})".splitlines()[0]) \
+                from None
+    if workers is not None and workers < 1:
+        raise SettingError(f"--workers {workers} must be at least 1")
+    count = workers or default_workers()
+    from ..core.backend import gpu_count
+
+    cluster = None
+    if gpu_count():
+        try:
+            from dask_cuda import LocalCUDACluster
+        except ImportError:
+            LocalCUDACluster = None
+        if LocalCUDACluster is not None:
+            cluster = LocalCUDACluster(n_workers=min(count, gpu_count()), threads_per_worker=1,
+                                       host="127.0.0.1", dashboard_address=None,
+                                       scheduler_kwargs={"dashboard": False}, silence_logs=logging.ERROR)
+    if cluster is None:
+        threads = str(max(1, len(os.sched_getaffinity(0)) // count))
+        cluster = LocalCluster(n_workers=count, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address=None, scheduler_kwargs={"dashboard": False},
+                               silence_logs=logging.ERROR, env={"DFI_WORKER_THREADS": threads})
+    client = Client(cluster)
+    client._dfi_owns_cluster = cluster  # closed with the client (see close_client)
+    return client
+
+
+def close_client(client) -> None:
+    cluster = getattr(client, "_dfi_owns_cluster", None)
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+
+def worker_cache() -> dict:
+    """The calling worker's cache (kept for the worker's life, dropped if it dies); in a
+    process that is no Dask worker, one cache for the process."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return _LOCAL_CACHE
+    cache = getattr(worker, "_dfi_cache", None)
+    if cache is None:
+        cache = worker._dfi_cache = {}
+        _limit_threads()
+    return cache
+
+
+def _limit_threads() -> None:
+    """Give a local cluster's worker its share of the cores for BLAS (Dask starts workers
+    with one BLAS thread each, which would leave cores idle with fewer workers than cores)."""
+    threads = os.environ.get("DFI_WORKER_THREADS")
+    if threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(int(threads))

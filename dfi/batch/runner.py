@@ -1,0 +1,141 @@
+"""Run manifest rows on a Dask cluster: skip the rows the ledger has done, submit the rest,
+record each as it ends (done or failed, with its error), never stop for one bad row.
+
+A worker that dies takes its running rows with it; the scheduler runs them again on
+another worker (Dask's ``allowed-failures``). A row's output is renamed into place only
+when it is complete, and a row that finished before its worker died is not run twice:
+the worker leaves a marker (``LEDGER.running/``) right after the rename, which the rerun
+finds, returning the first run's record.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+from data_tools.fsutil import write_text_atomic
+
+from .ledger import Ledger
+from .manifest import Row
+
+
+@dataclass(frozen=True)
+class Job:
+    """A row ready to run: its settings (JSON-able, the work function's only argument) and
+    their hash."""
+
+    row: Row
+    settings: dict
+    digest: str
+
+
+@dataclass
+class Summary:
+    done: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    failed: list = field(default_factory=list)  # (Row, error)
+
+    def line(self) -> str:
+        text = f"{len(self.done)} done, {len(self.skipped)} already done, {len(self.failed)} failed"
+        if self.failed:
+            names = "; ".join(f"{row.input}: {error}" for row, error in self.failed[:5])
+            more = f" (and {len(self.failed) - 5} more, see the ledger)" if len(self.failed) > 5 else ""
+            text += f" - {names}{more}"
+        return text
+
+
+def _marker(folder: Path, output: str) -> Path:
+    return folder / (hashlib.sha1(output.encode()).hexdigest() + ".json")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:500]
+
+
+def run_row(work: Callable[[dict], dict], settings: dict, digest: str, marker: str) -> dict:
+    """What a worker runs for one row (a module-level function, so Dask can ship it)."""
+    marker_path = Path(marker)
+    try:
+        earlier = json.loads(marker_path.read_text())
+        if earlier.get("hash") == digest:  # this row ended before its worker died
+            return {"status": "done", "record": earlier.get("record", {}), "again": True}
+    except (OSError, ValueError):
+        pass
+    start = time.perf_counter()
+    try:
+        record = work(settings) or {}
+    except Exception as exc:  # the row fails, not the batch
+        return {"status": "failed", "error": _one_line(exc), "traceback": traceback.format_exc(limit=8)}
+    record = dict(record, seconds=round(time.perf_counter() - start, 3))
+    write_text_atomic(marker_path, json.dumps({"hash": digest, "record": record}))
+    return {"status": "done", "record": record}
+
+
+def _remove_partials(output: Path) -> None:
+    """Temporary files a killed writer left beside ``output`` (``.NAME.*.part``)."""
+    for stale in output.parent.glob(f".{output.name}.*.part"):
+        stale.unlink(missing_ok=True)
+
+
+def split_jobs(jobs: Iterable[Job], ledger: Ledger) -> tuple[list[Job], list[Job]]:
+    """(to run, already done with the same settings and still there)."""
+    records, todo, done = ledger.read(), [], []
+    for job in jobs:
+        (done if ledger.done(str(job.row.output), job.digest, records) else todo).append(job)
+    return todo, done
+
+
+def run_jobs(client, jobs: Iterable[Job], work: Callable[[dict], dict], ledger: Ledger, *,
+             progress: Optional[Callable[[int], object]] = None) -> Summary:
+    """Run ``work(job.settings)`` for every job on ``client`` (give it the jobs
+    :func:`split_jobs` says to run); each ends as one ledger line."""
+    from distributed import as_completed
+
+    summary = Summary()
+    markers = ledger.path.with_name(ledger.path.name + ".running")
+    futures = {}
+    for job in jobs:
+        output = str(job.row.output)
+        _remove_partials(job.row.output)
+        _marker(markers, output).unlink(missing_ok=True)  # from an earlier, interrupted run
+        future = client.submit(run_row, work, job.settings, job.digest, str(_marker(markers, output)),
+                               key=f"dfi-row-{job.digest[:12]}-{job.row.line}", pure=False)
+        futures[future] = job
+    try:
+        for future in as_completed(list(futures)):
+            job = futures.pop(future)
+            try:
+                result = future.result()
+            except Exception as exc:  # e.g. KilledWorker: the row killed every worker it ran on
+                result = {"status": "failed", "error": f"{type(exc).__name__}: {_one_line(exc)}"}
+            entry = {"output": str(job.row.output), "input": job.row.input, "line": job.row.line,
+                     "hash": job.digest, "status": result["status"],
+                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            if result["status"] == "done":
+                entry["record"] = result.get("record", {})
+                summary.done.append(job.row)
+            else:
+                entry["error"] = result["error"]
+                summary.failed.append((job.row, result["error"]))
+            ledger.append(entry)
+            if progress is not None:
+                progress(1)
+    finally:
+        for future in futures:  # interrupted: do not leave rows running on a shared cluster
+            future.cancel()
+        for job in futures.values():
+            _remove_partials(job.row.output)
+    if markers.is_dir() and not futures:
+        for marker in markers.glob("*.json"):
+            marker.unlink(missing_ok=True)
+        try:
+            os.rmdir(markers)
+        except OSError:
+            pass
+    return summary

@@ -1,0 +1,260 @@
+"""``dfi batch edit | style MANIFEST``: one command over the rows of a CSV on a Dask cluster.
+
+Each row is the command's own run (``dfi edit INPUT -o OUTPUT …``), with the common options
+given on the command line and the row's cells overriding them; what a row does is
+:func:`edit_row` / :func:`style_row`, shipped to the workers by :mod:`dfi.batch`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..core.errors import SettingError
+from .common import UsageError, check_output, load_net, positive_int, progress_bar, resolve_weights
+
+#: options that run the batch itself, not a row (neither manifest columns nor settings)
+BATCH_OPTIONS = ("scheduler", "workers", "ledger", "manifest", "func", "command", "batch_command",
+                 "batch_parser", "quiet", "debug")
+#: settings that do not change a row's output (left out of its hash)
+UNHASHED = ("device", "micro_batch")
+TRUE, FALSE = ("1", "true", "yes", "y", "on"), ("0", "false", "no", "n", "off")
+
+
+def _row_actions(parser: argparse.ArgumentParser) -> dict:
+    """``{column: action}``: the options a manifest column may override."""
+    return {a.dest: a for a in parser._actions
+            if a.option_strings and a.dest not in BATCH_OPTIONS and a.dest != "help"}
+
+
+def _cell(action: argparse.Action, text: str, where: str):
+    """A manifest cell converted as its option would be; ``;`` separates repeated values."""
+    try:
+        if isinstance(action, argparse._StoreTrueAction):
+            if text.lower() not in TRUE + FALSE:
+                raise ValueError(f"{text!r} is not one of {', '.join(TRUE + FALSE)}")
+            return text.lower() in TRUE
+        convert = action.type or str
+        if isinstance(action, argparse._AppendAction):
+            values = [convert(part.strip()) for part in text.split(";") if part.strip()]
+        else:
+            values = [convert(text)]
+        for value in values:
+            if action.choices is not None and value not in action.choices:
+                raise ValueError(f"{value!r} is not one of {', '.join(map(str, action.choices))}")
+        return values if isinstance(action, argparse._AppendAction) else values[0]
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        raise UsageError(f"{where}: {exc}") from None
+
+
+def _absolute(value):
+    """Paths made absolute, so that workers started elsewhere find the same files."""
+    if isinstance(value, Path):
+        return value.absolute()
+    if isinstance(value, list):
+        return [_absolute(v) for v in value]
+    return value
+
+
+def _rows(args: argparse.Namespace, parser: argparse.ArgumentParser):
+    """(row, settings) for every manifest row, every cell checked before any work."""
+    from ..batch.manifest import read_manifest
+
+    actions = _row_actions(parser)
+    rows = read_manifest(args.manifest, actions)
+    base = Path(args.manifest).parent
+    common = {k: _absolute(v) for k, v in vars(args).items() if k not in BATCH_OPTIONS}
+    out = []
+    for row in rows:
+        settings = dict(common)
+        for column, text in row.overrides.items():
+            value = _cell(actions[column], text, f"manifest {args.manifest}:{row.line}: column {column}")
+            if actions[column].type is Path or column == "style":  # paths in cells: from the manifest's folder
+                value = [base / v for v in value] if isinstance(value, list) else base / value
+            settings[column] = _absolute(value)
+        settings.update(input=row.input, output=row.output, quiet=True, command=args.batch_command)
+        try:
+            check_output(row.output, "output")
+            _check_row(argparse.Namespace(**settings))
+        except SettingError as exc:
+            raise UsageError(f"manifest {args.manifest}:{row.line}: {exc}") from None
+        out.append((row, settings))
+    return out
+
+
+def _check_row(args: argparse.Namespace) -> None:
+    """The checks of a row that need no file: bad ones refuse the whole batch."""
+    if args.command == "edit":
+        from ..edit.pipeline import check_alphas
+
+        check_alphas([args.alpha])
+        if args.vector is None and not args.attribute:
+            raise UsageError("give --attribute (with --index) or --vector, on the command line or in a column")
+    elif not args.style:
+        raise UsageError("give --style IMAGE, on the command line or in a 'style' column")
+
+
+def _cached_net(args: argparse.Namespace):
+    """The row's VGG-19, loaded once per worker."""
+    from ..batch.cluster import worker_cache
+
+    cache = worker_cache()
+    key = ("net", args.weights, args.device, args.seed, str(args.data_dir), getattr(args, "pooling", "max"))
+    if key not in cache:
+        cache[key] = load_net(args)[0]
+    return cache[key]
+
+
+def edit_row(settings: dict) -> dict:
+    """One ``dfi edit`` row on a worker: writes its output, returns its record."""
+    from ..batch.cluster import worker_cache
+    from ..core.image import write_image
+    from .edit import _run_dfi
+
+    args = argparse.Namespace(**settings)
+    out = _run_dfi(args, [args.alpha], net=_cached_net(args), vectors=worker_cache().setdefault("vectors", {}))
+    write_image(args.output, out["results"][0], grey=out["grey"])
+    record = out["record"]
+    return {"loss": record["losses"][0], "vectors_reused": record.get("vectors_reused", []),
+            "timings_s": record["timings_s"]}
+
+
+def style_row(settings: dict) -> dict:
+    """One ``dfi style`` row on a worker: writes its output, returns its loss terms."""
+    from .style import _style_request, stylize_to_file
+
+    args = argparse.Namespace(**settings, images=[settings["input"], *settings["style"]], texture=False)
+    config, content, styles, grey = _style_request(args)
+    if content is None:
+        raise ValueError(f"{args.input}: a video; dfi batch style takes images (run dfi style on videos)")
+    return {"terms": stylize_to_file(args, config, content, styles, grey, net=_cached_net(args))}
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from ..batch.cluster import close_client, open_client
+    from ..batch.ledger import Ledger, settings_hash
+    from ..batch.runner import Job, Summary, run_jobs, split_jobs
+
+    parser = args.batch_parser
+    manifest = Path(args.manifest)
+    jobs = []
+    for row, settings in _rows(args, parser):
+        hashed = {k: v for k, v in settings.items() if k not in UNHASHED}
+        jobs.append(Job(row, settings, settings_hash(hashed, row.input)))
+    ledger = Ledger(args.ledger or manifest.with_name(manifest.stem + ".ledger.jsonl"))
+    if any(str(job.row.output) == str(ledger.path) for job in jobs) or ledger.path == manifest:
+        raise UsageError(f"--ledger {ledger.path} is the manifest or an output")
+    work = edit_row if args.batch_command == "edit" else style_row
+    todo, done = split_jobs(jobs, ledger)
+    summary = Summary()
+    if todo:  # no cluster for a batch that is done
+        client = open_client(args.scheduler, args.workers)
+        try:
+            with progress_bar(len(jobs), args.quiet, f"batch {args.batch_command}", unit="row",
+                              initial=len(done)) as bar:
+                summary = run_jobs(client, todo, work, ledger, progress=bar.update)
+        finally:
+            close_client(client)
+    summary.skipped = [job.row for job in done]
+    if summary.failed:
+        raise RuntimeError(f"{len(summary.failed)} of {len(jobs)} rows failed (ledger {ledger.path}): "
+                           + summary.line())
+    print(f"dfi: {summary.line()}; ledger {ledger.path}", file=sys.stderr)
+    return 0
+
+
+def add_cluster_options(p: argparse.ArgumentParser) -> None:
+    """Where the work runs: an existing Dask cluster or a local one."""
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="an existing Dask scheduler (tcp://host:8786; start one with 'dask scheduler' "
+                        "and 'dask worker' / 'dask cuda worker'); default: a local cluster for this job")
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="workers of the local cluster (default one per GPU, else half the cores)")
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    from .edit import _add_dfi_options
+    from .style import add_style_options
+
+    batch = sub.add_parser("batch", help="run edit or style over the rows of a CSV manifest on Dask")
+    batch_sub = batch.add_subparsers(dest="batch_command", metavar="COMMAND", required=True)
+    for name, add in (("edit", _add_dfi_options), ("style", add_style_options)):
+        p = batch_sub.add_parser(name, help=f"dfi {name} for every row of MANIFEST.csv")
+        p.add_argument("manifest", type=Path, metavar="MANIFEST",
+                       help="CSV with columns input,output and optional per-row overrides named after the "
+                            "options (alpha, attribute, … ; repeated values separated by ';'); paths "
+                            "in it are relative to its folder")
+        add(p, batch=True)
+        if name == "edit":
+            p.add_argument("--alpha", type=float, default=0.4, help="edit strength α (default 0.4)")
+        else:
+            p.add_argument("--style", type=Path, action="append", default=None, metavar="IMAGE",
+                           help="style image; repeat for several (a 'style' column overrides)")
+        p.add_argument("--ledger", type=Path, default=None,
+                       help="JSON lines of the rows done (default MANIFEST.ledger.jsonl beside it)")
+        add_cluster_options(p)
+        p.set_defaults(func=_cmd_batch, batch_parser=p)
+
+
+def _cmd_data_features(args: argparse.Namespace) -> int:
+    import time
+
+    from ..batch.cluster import close_client, open_client
+    from ..batch.features import build_store
+    from ..nets.vgg import vgg19_layer_names
+
+    layers = tuple(name.strip() for name in args.layers.split(",") if name.strip())
+    unknown = [name for name in layers if name not in vgg19_layer_names()]
+    if unknown or not layers:
+        raise UsageError(f"--layers {args.layers!r}: unknown layer {unknown[0] if unknown else ''!r}; "
+                         f"valid: {', '.join(vgg19_layer_names())}")
+    if not 16 <= args.size <= 2048:
+        raise UsageError(f"--size {args.size} must be between 16 and 2048 pixels")
+    if not args.index.is_file():
+        raise FileNotFoundError(f"--index {args.index}: no such file (build one with 'dfi data index')")
+    if args.store.suffix != ".zarr":
+        raise UsageError(f"--store {args.store}: name the store NAME.zarr")
+    from data_tools.index import load_index
+
+    count = len(load_index(args.index).table)
+    net = load_net(args)[0]  # here for its name and layer shapes; each worker loads its own
+    weights = resolve_weights(args)
+    start = time.perf_counter()
+    client = open_client(args.scheduler, args.workers)
+    try:
+        with progress_bar(count, args.quiet, "features", unit="face") as bar:
+            result = build_store(client, args.index.absolute(), args.store.absolute(), net, layers, args.size,
+                                 weights=weights, device=args.device, seed=args.seed,
+                                 data_dir=str(args.data_dir.absolute()) if args.data_dir else None,
+                                 dtype=args.dtype, block=args.block, batch_size=args.batch_size,
+                                 progress=bar.update)
+    finally:
+        close_client(client)
+    if not args.quiet:
+        print(f"dfi: {result['faces']} faces ({result['computed']} blocks computed) in "
+              f"{time.perf_counter() - start:.1f} s", file=sys.stderr)
+    print(args.store)
+    return 0
+
+
+def add_data_features(data_sub: argparse._SubParsersAction) -> None:
+    """``dfi data features`` (registered by the data group)."""
+    p = data_sub.add_parser("features", help="every indexed face's features into a Zarr store, on Dask")
+    p.add_argument("--index", type=Path, required=True, help="dataset index (dfi data index)")
+    p.add_argument("--store", type=Path, required=True, metavar="STORE.zarr",
+                   help="store to write (resumes an unfinished one; read by --feature-store)")
+    p.add_argument("--size", type=positive_int, default=200, help="working size in pixels (default 200, as edit)")
+    p.add_argument("--layers", default="conv3_1,conv4_1,conv5_1",
+                   help="feature layers (default conv3_1,conv4_1,conv5_1, as edit)")
+    p.add_argument("--dtype", choices=("float16", "float32"), default="float16",
+                   help="stored precision (default float16: half the size)")
+    p.add_argument("--block", type=positive_int, default=16,
+                   help="faces per task and per file of the store (default 16)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="faces per forward pass (default 8)")
+    p.add_argument("--weights", default="auto", help="as in dfi edit (default auto)")
+    p.add_argument("--device", default="auto", help="auto, cpu, gpu or gpu:N (default auto)")
+    p.add_argument("--seed", type=int, default=0, help="seed for untrained weights")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="where fetched weights live (default $DFI_HOME or the user cache)")
+    add_cluster_options(p)
+    p.set_defaults(func=_cmd_data_features)

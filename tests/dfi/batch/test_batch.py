@@ -1,0 +1,264 @@
+"""dfi batch and the feature store on local Dask clusters (127.0.0.1 only)."""
+import json
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from data_tools.index import load_index
+
+pytest.importorskip("distributed")
+pytest.importorskip("zarr")
+
+FAST = ["--weights", "untrained", "--device", "cpu", "--size", "32", "--k", "4", "--iterations", "4"]
+
+
+def _manifest(folder, index_file, count=6, *, extra_rows=(), alpha_column=True):
+    """A manifest of ``count`` indexed faces (every other row overrides alpha)."""
+    table = load_index(index_file).table
+    lines = ["input,output,alpha" if alpha_column else "input,output"]
+    for i in range(count):
+        row = table.iloc[i]
+        face = f"{row['person']}/{int(row['imagenum'])}"
+        lines.append(f"{face},out/{i}.png" + ((",0.2" if i % 2 else ",") if alpha_column else ""))
+    lines.extend(extra_rows)
+    path = folder / "rows.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _ledger(manifest):
+    return [json.loads(line) for line in manifest.with_name("rows.ledger.jsonl").read_text().splitlines()]
+
+
+def _valid(path):
+    with Image.open(path) as image:
+        image.load()
+        return image.size == (250, 250)
+
+
+def test_six_rows_on_two_workers_then_a_rerun_does_nothing(synth_lfw, tmp_path, cli):
+    _, index_file = synth_lfw
+    manifest = _manifest(tmp_path, index_file)
+    code, _, err = cli("--quiet", "batch", "edit", manifest, "--index", index_file, "--attribute", "smiling",
+                       *FAST, "--workers", "2")
+    assert code == 0, err
+    outputs = sorted((tmp_path / "out").iterdir())
+    assert [p.name for p in outputs] == [f"{i}.png" for i in range(6)]
+    assert all(_valid(p) for p in outputs)
+    ledger = _ledger(manifest)
+    assert sorted(r["output"] for r in ledger) == sorted(str(p) for p in outputs)
+    assert all(r["status"] == "done" for r in ledger)
+    assert {r["record"]["loss"]["alpha"] for r in ledger} == {0.2, 0.4}  # the alpha column overrides
+    stamps = {p: p.stat().st_mtime_ns for p in outputs}
+
+    code, _, err = cli("--quiet", "batch", "edit", manifest, "--index", index_file, "--attribute", "smiling",
+                       *FAST, "--workers", "2")
+    assert code == 0, err
+    assert "0 done, 6 already done" in err
+    assert {p: p.stat().st_mtime_ns for p in outputs} == stamps
+    assert len(_ledger(manifest)) == 6
+
+    # a changed setting runs the rows again
+    code, _, err = cli("--quiet", "batch", "edit", manifest, "--index", index_file, "--attribute", "smiling",
+                       *FAST[:-1], "5", "--workers", "2")
+    assert code == 0, err
+    assert "6 done, 0 already done" in err
+    assert len(_ledger(manifest)) == 12
+
+
+def test_a_worker_killed_mid_run_loses_and_repeats_nothing(synth_lfw, tmp_path, cli):
+    from distributed import Client, LocalCluster
+
+    _, index_file = synth_lfw
+    manifest = _manifest(tmp_path, index_file)
+    ledger_file = manifest.with_name("rows.ledger.jsonl")
+    killed = []
+    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
+                      scheduler_kwargs={"dashboard": False}) as cluster, Client(cluster) as client:
+
+        pids = client.run(os.getpid)
+
+        def kill_one():  # SIGKILL a worker that is running a row, once one row is done
+            deadline = time.time() + 120
+            while time.time() < deadline and not killed:
+                busy = [w for w, keys in client.processing().items() if keys]
+                if ledger_file.is_file() and ledger_file.read_text().count("\n") >= 1 and busy:
+                    os.kill(pids[busy[0]], signal.SIGKILL)
+                    killed.append(busy[0])
+                time.sleep(0.05)
+
+        thread = threading.Thread(target=kill_one, daemon=True)
+        thread.start()
+        code, _, err = cli("--quiet", "batch", "edit", manifest, "--index", index_file, "--attribute", "smiling",
+                           *FAST, "--scheduler", cluster.scheduler_address)
+        thread.join()
+    assert killed, "no worker was killed: the rows ended too soon"
+    assert code == 0, err
+    outputs = sorted((tmp_path / "out").iterdir())
+    assert len(outputs) == 6 and all(_valid(p) for p in outputs)
+    ledger = _ledger(manifest)
+    assert len(ledger) == 6 and len({r["output"] for r in ledger}) == 6  # each row recorded once
+    assert not list((tmp_path / "out").glob(".*.part"))
+
+
+def test_a_row_that_ran_before_its_worker_died_is_not_run_again(tmp_path):
+    from dfi.batch.runner import run_row
+
+    calls = []
+
+    def work(settings):
+        calls.append(settings)
+        (tmp_path / "out.png").write_bytes(b"x")
+        return {"n": len(calls)}
+
+    marker = str(tmp_path / "m.json")
+    assert run_row(work, {"a": 1}, "h1", marker) == {"status": "done", "record": {"n": 1, "seconds": pytest.approx(0, abs=1)}}
+    again = run_row(work, {"a": 1}, "h1", marker)
+    assert again["again"] and again["record"]["n"] == 1 and len(calls) == 1
+    assert run_row(work, {"a": 2}, "h2", marker)["record"]["n"] == 2  # other settings: a new run
+
+    def broken(settings):
+        raise FloatingPointError("the loss is not finite")
+
+    failed = run_row(broken, {}, "h3", str(tmp_path / "n.json"))
+    assert failed["status"] == "failed" and failed["error"] == "the loss is not finite"
+
+
+def test_bad_rows_are_named_and_the_others_done(synth_lfw, tmp_path, cli):
+    _, index_file = synth_lfw
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (120, 120), (128, 128, 128)).save(blank)
+    manifest = _manifest(tmp_path, index_file, count=3, alpha_column=False,
+                         extra_rows=["missing.jpg,out/m.png", "blank.png,out/b.png"])
+    code, _, err = cli("--quiet", "batch", "edit", manifest, "--index", index_file, "--attribute", "smiling",
+                       *FAST, "--workers", "1")
+    assert code == 1
+    line = err.strip().splitlines()[-1]
+    assert "2 of 5 rows failed" in line and "missing.jpg" in line and "blank.png" in line
+    assert "no such image file" in line
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.png", "1.png", "2.png"]
+    by_status = {}
+    for record in _ledger(manifest):
+        by_status.setdefault(record["status"], []).append(record)
+    assert len(by_status["done"]) == 3 and len(by_status["failed"]) == 2
+    assert any("no face found" in r["error"] for r in by_status["failed"])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("output\nx.png\n", "no 'input' column"),
+    ("input,output,colour\na.png,b.png,red\n", "unknown column 'colour'"),
+    ("input,output\na.png,o.png\nb.png,o.png\n", "also the output of line 2"),
+    ("input,output\na.png,b.png\nb.png,c.png\n", "is the input of line 3"),
+    ("input,output,alpha\na.png,b.png,strong\n", "column alpha"),
+    ("input,output,alpha\na.png,b.png,99\n", "out of range"),
+    ("input,output,rule\na.png,b.png,nearest\n", "not one of chainer, paper"),
+    ("input,output\na.png,b.txt\n", "use an image extension"),
+    ("input,output\n", "no rows"),
+])
+def test_malformed_manifests_are_refused_before_any_work(synth_lfw, tmp_path, cli, text, message):
+    _, index_file = synth_lfw
+    manifest = tmp_path / "rows.csv"
+    manifest.write_text(text)
+    code, _, err = cli("batch", "edit", manifest, "--index", index_file, "--attribute", "smiling", *FAST,
+                       "--scheduler", "tcp://127.0.0.1:9")  # never contacted: refused before
+    assert code == 2, err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.csv"]
+
+
+def test_an_unreachable_scheduler_is_one_line(synth_lfw, tmp_path, cli):
+    from dfi.batch.cluster import open_client
+
+    with pytest.raises(ConnectionError, match="tcp://127.0.0.1:9"):
+        open_client("tcp://127.0.0.1:9", timeout=1)
+
+
+def test_batch_style_rows(tmp_path, cli):
+    rng = np.random.default_rng(0)
+    for name in ("a", "b", "s1", "s2"):
+        Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(tmp_path / f"{name}.png")
+    manifest = tmp_path / "rows.csv"
+    manifest.write_text("input,output,style\na.png,out/a.png,\nb.png,out/b.png,s1.png;s2.png\n")
+    code, _, err = cli("--quiet", "batch", "style", manifest, "--style", tmp_path / "s1.png",
+                       "--weights", "untrained", "--device", "cpu", "--size", "24", "--iterations", "3",
+                       "--workers", "1")
+    assert code == 0, err
+    for name in ("a", "b"):
+        with Image.open(tmp_path / "out" / f"{name}.png") as image:
+            assert image.size == (24, 24)
+
+
+def test_the_store_gives_the_vector_of_direct_extraction(synth_lfw, tmp_path, cli):
+    from dfi.edit.pipeline import EditConfig, compute_vector
+    from dfi.edit.store import FeatureStore
+    from dfi.nets.weights import load_vgg19
+
+    _, index_file = synth_lfw
+    layers = "conv3_1,conv4_1"
+    for dtype in ("float32", "float16"):
+        store = tmp_path / f"{dtype}.zarr"
+        code, out, err = cli("--quiet", "data", "features", "--index", index_file, "--store", store,
+                             "--size", "32", "--layers", layers, "--dtype", dtype, "--block", "8",
+                             "--weights", "untrained", "--device", "cpu", "--workers", "2")
+        assert code == 0, err
+        assert out.strip() == str(store) and not store.with_name(store.name + ".partial").exists()
+    index = load_index(index_file)
+    net = load_vgg19("untrained")
+    config = EditConfig(layers=tuple(layers.split(",")), size=32)
+    sources, targets = list(index.table["path"][:10]), list(index.table["path"][10:25])
+    direct = compute_vector(net, index, sources, targets, config)
+    for dtype, tolerance in (("float32", 1e-5), ("float16", 3e-3)):
+        store = FeatureStore(tmp_path / f"{dtype}.zarr", net_name=net.identity, layers=config.layers,
+                             size=32, crop=config.crop)
+        assert store.get(index.images_root / sources[0]) is not None
+        stored = compute_vector(net, index, sources, targets, config, cache=store)
+        for name in config.layers:
+            scale = np.abs(direct[name]).max()
+            np.testing.assert_allclose(stored[name], direct[name], atol=tolerance * scale)
+    with pytest.raises(Exception, match="made with size 32, not 48"):
+        FeatureStore(tmp_path / "float32.zarr", net_name=net.identity, layers=config.layers, size=48,
+                     crop=config.crop)
+    # a store that exists with the same settings is kept; other settings are refused
+    code, _, err = cli("--quiet", "data", "features", "--index", index_file, "--store", tmp_path / "float32.zarr",
+                       "--size", "48", "--layers", layers, "--weights", "untrained", "--device", "cpu",
+                       "--workers", "1")
+    assert code == 2 and "exists with other settings" in err
+
+
+def test_edit_reads_the_store(synth_lfw, tmp_path, cli):
+    _, index_file = synth_lfw
+    store = tmp_path / "s.zarr"
+    code, _, err = cli("--quiet", "data", "features", "--index", index_file, "--store", store, "--size", "32",
+                       "--dtype", "float32", "--weights", "untrained", "--device", "cpu", "--workers", "1")
+    assert code == 0, err
+    table = load_index(index_file).table
+    face = f"{table['person'].iloc[0]}/{int(table['imagenum'].iloc[0])}"
+    results = []
+    for extra in ([], ["--feature-store", store]):
+        out = tmp_path / f"e{len(extra)}.png"
+        code, _, err = cli("--quiet", "edit", face, "--index", index_file, "--attribute", "smiling", *FAST,
+                           *extra, "-o", out)
+        assert code == 0, err
+        results.append(np.asarray(Image.open(out), dtype=np.float32))
+    assert np.abs(results[0] - results[1]).max() <= 2.0  # float32 features: the same edit
+    code, _, err = cli("--quiet", "edit", face, "--index", index_file, "--attribute", "smiling", *FAST,
+                       "--feature-store", tmp_path / "nowhere.zarr", "-o", tmp_path / "x.png")
+    assert code == 1 and "no such store" in err
+
+
+def test_rows_that_share_neighbours_share_the_vector(synth_lfw, tmp_path, cli):
+    _, index_file = synth_lfw
+    table = load_index(index_file).table
+    face = f"{table['person'].iloc[0]}/{int(table['imagenum'].iloc[0])}"
+    manifest = tmp_path / "rows.csv"
+    manifest.write_text(f"input,output,alpha\n{face},a.png,0.2\n{face},b.png,0.4\n")
+    code, _, err = cli("--quiet", "batch", "edit", manifest, "--index", index_file, "--attribute", "smiling",
+                       *FAST, "--workers", "1")
+    assert code == 0, err
+    reused = sorted(r["record"]["vectors_reused"] for r in _ledger(manifest))
+    assert reused == [[], ["smiling"]]  # one worker: the second row used the first row's vector
