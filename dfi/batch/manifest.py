@@ -62,7 +62,7 @@ def read_manifest(path: str | os.PathLike, columns: Iterable[str]) -> list[Row]:
     base = path.parent.absolute()
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
-        header = [name.strip() for name in (reader.fieldnames or [])]
+        header = [name.strip().replace("-", "_") for name in (reader.fieldnames or [])]  # tv-weight = tv_weight
         missing = [name for name in REQUIRED if name not in header]
         if missing:
             raise ManifestError(f"manifest {path}: no {' or '.join(repr(m) for m in missing)} column "

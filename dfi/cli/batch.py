@@ -141,9 +141,9 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     for row, settings in _rows(args, parser):
         hashed = {k: v for k, v in settings.items() if k not in UNHASHED}
         jobs.append(Job(row, settings, settings_hash(hashed, row.input)))
-    ledger = Ledger(args.ledger or manifest.with_name(manifest.stem + ".ledger.jsonl"))
-    if any(str(job.row.output) == str(ledger.path) for job in jobs) or ledger.path == manifest:
-        raise UsageError(f"--ledger {ledger.path} is the manifest or an output")
+    ledger = Ledger((args.ledger or manifest.with_name(manifest.stem + ".ledger.jsonl")).absolute())
+    if ledger.path == manifest.absolute() or any(ledger.path in (job.row.output, Path(job.row.input)) for job in jobs):
+        raise UsageError(f"--ledger {ledger.path} is the manifest, an input or an output; refusing to append to it")
     work = edit_row if args.batch_command == "edit" else style_row
     todo, done = split_jobs(jobs, ledger)
     summary = Summary()

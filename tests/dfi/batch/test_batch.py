@@ -4,6 +4,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -183,7 +184,7 @@ def test_batch_style_rows(tmp_path, cli):
     for name in ("a", "b", "s1", "s2"):
         Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(tmp_path / f"{name}.png")
     manifest = tmp_path / "rows.csv"
-    manifest.write_text("input,output,style\na.png,out/a.png,\nb.png,out/b.png,s1.png;s2.png\n")
+    manifest.write_text("input,output,style,tv-weight\na.png,out/a.png,,\nb.png,out/b.png,s1.png;s2.png,0.01\n")
     code, _, err = cli("--quiet", "batch", "style", manifest, "--style", tmp_path / "s1.png",
                        "--weights", "untrained", "--device", "cpu", "--size", "24", "--iterations", "3",
                        "--workers", "1")
@@ -191,6 +192,16 @@ def test_batch_style_rows(tmp_path, cli):
     for name in ("a", "b"):
         with Image.open(tmp_path / "out" / f"{name}.png") as image:
             assert image.size == (24, 24)
+    records = {Path(r["output"]).name: r for r in _ledger(manifest)}
+    assert set(records) == {"a.png", "b.png"} and all(r["status"] == "done" for r in records.values())
+    # row b is exactly `dfi style b.png s1.png s2.png --tv-weight 0.01`
+    code, _, err = cli("--quiet", "style", tmp_path / "b.png", tmp_path / "s1.png", tmp_path / "s2.png",
+                       "--tv-weight", "0.01", "--weights", "untrained", "--device", "cpu", "--size", "24",
+                       "--iterations", "3", "-o", tmp_path / "direct.png")
+    assert code == 0, err
+    batch, direct = (np.asarray(Image.open(p), dtype=np.float32) for p in (tmp_path / "out" / "b.png",
+                                                                            tmp_path / "direct.png"))
+    assert np.abs(batch - direct).max() <= 1.0
 
 
 def test_the_store_gives_the_vector_of_direct_extraction(synth_lfw, tmp_path, cli):
