@@ -79,7 +79,37 @@ def _rows(args: argparse.Namespace, parser: argparse.ArgumentParser):
         except SettingError as exc:
             raise UsageError(f"manifest {args.manifest}:{row.line}: {exc}") from None
         out.append((row, settings))
+    _check_outputs_are_not_inputs(args.manifest, out)
     return out
+
+
+#: path options that are written, not read (never an "input" a row could overwrite)
+WRITTEN = ("output", "feature_cache", "data_dir")
+
+
+def _check_outputs_are_not_inputs(manifest, rows) -> None:
+    """Refuse a manifest whose output is any row's input file (its image, style, mask, index,
+    vector, weights…), before any work."""
+    import os
+
+    def key(path) -> str:
+        return os.path.normcase(os.path.abspath(path))
+
+    inputs = {}
+    for row, settings in rows:
+        for name, value in settings.items():
+            values = value if isinstance(value, list) else [value]
+            if name == "input" or (name == "weights" and os.path.isfile(str(value))):
+                values = [Path(str(value))]
+            for path in values:
+                if isinstance(path, Path) and name not in WRITTEN:
+                    inputs.setdefault(key(path), (row, name))
+    for row, _ in rows:
+        clash = inputs.get(key(row.output))
+        if clash is not None:
+            other, name = clash
+            raise UsageError(f"manifest {manifest}:{row.line}: output {row.output} is the {name} of line {other.line}; "
+                             "refusing to write over an input")
 
 
 def _check_row(args: argparse.Namespace) -> None:

@@ -159,6 +159,7 @@ def test_bad_rows_are_named_and_the_others_done(synth_lfw, tmp_path, cli):
     ("input,output,alpha\na.png,b.png,99\n", "out of range"),
     ("input,output,rule\na.png,b.png,nearest\n", "not one of chainer, paper"),
     ("input,output\na.png,b.txt\n", "use an image extension"),
+    ("input,output,mask\na.png,b.png,\nc.png,d.png,b.png\n", "is the mask of line 3"),
     ("input,output\n", "no rows"),
 ])
 def test_malformed_manifests_are_refused_before_any_work(synth_lfw, tmp_path, cli, text, message):
