@@ -34,6 +34,25 @@ class Job:
     digest: str
 
 
+@dataclass(frozen=True)
+class Task:
+    """What one worker call does: one job, or several jobs that one call serves together
+    (e.g. the α values of one face, reconstructed in one batch). ``settings`` is the work
+    function's argument; for several jobs, the work returns ``{"rows": [record per job]}``."""
+
+    jobs: tuple
+    settings: dict
+
+    @classmethod
+    def single(cls, job: Job) -> "Task":
+        return cls((job,), job.settings)
+
+    @property
+    def digest(self) -> str:
+        return self.jobs[0].digest if len(self.jobs) == 1 else \
+            hashlib.sha256("|".join(job.digest for job in self.jobs).encode()).hexdigest()[:32]
+
+
 @dataclass
 class Summary:
     done: list = field(default_factory=list)
@@ -91,46 +110,53 @@ def split_jobs(jobs: Iterable[Job], ledger: Ledger) -> tuple[list[Job], list[Job
     return todo, done
 
 
-def run_jobs(client, jobs: Iterable[Job], work: Callable[[dict], dict], ledger: Ledger, *,
+def run_jobs(client, tasks: Iterable, work: Callable[[dict], dict], ledger: Ledger, *,
              progress: Optional[Callable[[int], object]] = None) -> Summary:
-    """Run ``work(job.settings)`` for every job on ``client`` (give it the jobs
-    :func:`split_jobs` says to run); each ends as one ledger line."""
+    """Run ``work(task.settings)`` for every :class:`Task` (or :class:`Job`) on ``client``
+    (give it what :func:`split_jobs` says to run); every job ends as one ledger line."""
     from distributed import as_completed
 
     summary = Summary()
     markers = ledger.path.with_name(ledger.path.name + ".running")
     futures = {}
-    for job in jobs:
-        output = str(job.row.output)
-        _remove_partials(job.row.output)
-        _marker(markers, output).unlink(missing_ok=True)  # from an earlier, interrupted run
-        future = client.submit(run_row, work, job.settings, job.digest, str(_marker(markers, output)),
-                               key=f"dfi-row-{job.digest[:12]}-{job.row.line}", pure=False)
-        futures[future] = job
+    for task in tasks:
+        task = task if isinstance(task, Task) else Task.single(task)
+        first = task.jobs[0].row
+        for job in task.jobs:
+            _remove_partials(job.row.output)
+        marker = _marker(markers, str(first.output))
+        marker.unlink(missing_ok=True)  # from an earlier, interrupted run
+        future = client.submit(run_row, work, task.settings, task.digest, str(marker),
+                               key=f"dfi-row-{task.digest[:12]}-{first.line}", pure=False)
+        futures[future] = task
     try:
         for future in as_completed(list(futures)):
-            job = futures.pop(future)
+            task = futures.pop(future)
             try:
                 result = future.result()
             except Exception as exc:  # e.g. KilledWorker: the row killed every worker it ran on
                 result = {"status": "failed", "error": f"{type(exc).__name__}: {_one_line(exc)}"}
-            entry = {"output": str(job.row.output), "input": job.row.input, "line": job.row.line,
-                     "hash": job.digest, "status": result["status"],
-                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            if result["status"] == "done":
-                entry["record"] = result.get("record", {})
-                summary.done.append(job.row)
-            else:
-                entry["error"] = result["error"]
-                summary.failed.append((job.row, result["error"]))
-            ledger.append(entry)
-            if progress is not None:
-                progress(1)
+            record = result.get("record", {})
+            records = record.get("rows") if len(task.jobs) > 1 else [record]
+            for i, job in enumerate(task.jobs):
+                entry = {"output": str(job.row.output), "input": job.row.input, "line": job.row.line,
+                         "hash": job.digest, "status": result["status"],
+                         "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                if result["status"] == "done":
+                    entry["record"] = dict(records[i], seconds=record.get("seconds"))
+                    summary.done.append(job.row)
+                else:
+                    entry["error"] = result["error"]
+                    summary.failed.append((job.row, result["error"]))
+                ledger.append(entry)
+                if progress is not None:
+                    progress(1)
     finally:
         for future in futures:  # interrupted: do not leave rows running on a shared cluster
             future.cancel()
-        for job in futures.values():
-            _remove_partials(job.row.output)
+        for task in futures.values():
+            for job in task.jobs:
+                _remove_partials(job.row.output)
     if markers.is_dir() and not futures:
         for marker in markers.glob("*.json"):
             marker.unlink(missing_ok=True)

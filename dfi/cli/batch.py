@@ -135,18 +135,50 @@ def _cached_net(args: argparse.Namespace):
     return cache[key]
 
 
+#: the most α values (rows) of one face reconstructed together (one batch of α + 1 images)
+ALPHAS_PER_TASK = 6
+
+
 def edit_row(settings: dict) -> dict:
-    """One ``dfi edit`` row on a worker: writes its output, returns its record."""
+    """One ``dfi edit`` row on a worker — or, with ``alphas`` and ``outputs`` in the
+    settings, several rows of the same face that differ only in α, reconstructed in one
+    batch as ``dfi sweep`` does: writes the outputs, returns the record (per row)."""
     from ..batch.cluster import worker_cache
     from ..core.image import write_image
     from .edit import _run_dfi
 
-    args = argparse.Namespace(**settings)
-    out = _run_dfi(args, [args.alpha], net=_cached_net(args), vectors=worker_cache().setdefault("vectors", {}))
-    write_image(args.output, out["results"][0], grey=out["grey"])
+    alphas = settings.get("alphas") or [settings["alpha"]]
+    outputs = settings.get("outputs") or [settings["output"]]
+    args = argparse.Namespace(**dict(settings, output=outputs[0]))
+    out = _run_dfi(args, alphas, net=_cached_net(args), vectors=worker_cache().setdefault("vectors", {}))
+    for output, result in zip(outputs, out["results"]):
+        write_image(output, result, grey=out["grey"])
     record = out["record"]
-    return {"loss": record["losses"][0], "vectors_reused": record.get("vectors_reused", []),
-            "timings_s": record["timings_s"]}
+    rows = [{"loss": loss, "vectors_reused": record.get("vectors_reused", []), "timings_s": record["timings_s"],
+             "alphas_together": len(alphas)} for loss in record["losses"]]
+    return {"rows": rows} if "alphas" in settings else rows[0]
+
+
+def edit_tasks(jobs: list) -> list:
+    """Tasks for edit rows: rows of the same face with the same settings but α go together
+    (up to :data:`ALPHAS_PER_TASK`), the others alone."""
+    import json
+
+    from ..batch.runner import Task
+
+    groups: dict[str, list] = {}
+    for job in jobs:
+        same = {k: v for k, v in job.settings.items() if k not in ("alpha", "output")}
+        groups.setdefault(json.dumps(same, sort_keys=True, default=str), []).append(job)
+    tasks = []
+    for group in groups.values():
+        for start in range(0, len(group), ALPHAS_PER_TASK):
+            part = group[start:start + ALPHAS_PER_TASK]
+            settings = part[0].settings if len(part) == 1 else dict(
+                part[0].settings, alphas=[job.settings["alpha"] for job in part],
+                outputs=[job.settings["output"] for job in part])
+            tasks.append(Task(tuple(part), settings))
+    return tasks
 
 
 def style_row(settings: dict) -> dict:
@@ -163,7 +195,7 @@ def style_row(settings: dict) -> dict:
 def _cmd_batch(args: argparse.Namespace) -> int:
     from ..batch.cluster import close_client, open_client
     from ..batch.ledger import Ledger, settings_hash
-    from ..batch.runner import Job, Summary, run_jobs, split_jobs
+    from ..batch.runner import Job, Summary, Task, run_jobs, split_jobs
 
     parser = args.batch_parser
     manifest = Path(args.manifest)
@@ -182,7 +214,8 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         try:
             with progress_bar(len(jobs), args.quiet, f"batch {args.batch_command}", unit="row",
                               initial=len(done)) as bar:
-                summary = run_jobs(client, todo, work, ledger, progress=bar.update)
+                tasks = edit_tasks(todo) if work is edit_row else [Task.single(job) for job in todo]
+                summary = run_jobs(client, tasks, work, ledger, progress=bar.update)
         finally:
             close_client(client)
     summary.skipped = [job.row for job in done]

@@ -268,9 +268,30 @@ def test_rows_that_share_neighbours_share_the_vector(synth_lfw, tmp_path, cli):
     table = load_index(index_file).table
     face = f"{table['person'].iloc[0]}/{int(table['imagenum'].iloc[0])}"
     manifest = tmp_path / "rows.csv"
-    manifest.write_text(f"input,output,alpha\n{face},a.png,0.2\n{face},b.png,0.4\n")
+    manifest.write_text(f"input,output,tv_weight\n{face},a.png,0.001\n{face},b.png,0.002\n")
     code, _, err = cli("--quiet", "batch", "edit", manifest, "--index", index_file, "--attribute", "smiling",
                        *FAST, "--workers", "1")
     assert code == 0, err
     reused = sorted(r["record"]["vectors_reused"] for r in _ledger(manifest))
     assert reused == [[], ["smiling"]]  # one worker: the second row used the first row's vector
+
+
+def test_rows_of_one_face_that_differ_in_alpha_run_as_one_sweep(synth_lfw, tmp_path, cli):
+    _, index_file = synth_lfw
+    table = load_index(index_file).table
+    faces = [f"{table['person'].iloc[i]}/{int(table['imagenum'].iloc[i])}" for i in (0, 1)]
+    manifest = tmp_path / "rows.csv"
+    manifest.write_text(f"input,output,alpha\n{faces[0]},a.png,0.2\n{faces[1]},c.png,0.4\n{faces[0]},b.png,0.4\n")
+    code, _, err = cli("--quiet", "batch", "edit", manifest, "--index", index_file, "--attribute", "smiling",
+                       *FAST, "--workers", "1")
+    assert code == 0, err
+    together = {Path(r["output"]).name: r["record"]["alphas_together"] for r in _ledger(manifest)}
+    assert together == {"a.png": 2, "b.png": 2, "c.png": 1}
+    losses = {Path(r["output"]).name: r["record"]["loss"]["alpha"] for r in _ledger(manifest)}
+    assert losses == {"a.png": 0.2, "b.png": 0.4, "c.png": 0.4}  # each output got its own alpha
+    # the grouped row equals `dfi edit` of that row alone
+    code, _, err = cli("--quiet", "edit", faces[0], "--index", index_file, "--attribute", "smiling", *FAST,
+                       "--alpha", "0.4", "-o", tmp_path / "alone.png")
+    assert code == 0, err
+    grouped, alone = (np.asarray(Image.open(tmp_path / n), dtype=np.float32) for n in ("b.png", "alone.png"))
+    assert np.abs(grouped - alone).mean() < 0.05 and np.abs(grouped - alone).max() <= 2
