@@ -139,6 +139,7 @@ def run_jobs(client, tasks: Iterable, work: Callable[[dict], dict], ledger: Ledg
             record = result.get("record", {})
             records = record.get("rows") if len(task.jobs) > 1 else [record]
             for i, job in enumerate(task.jobs):
+                _remove_partials(job.row.output)  # left by a run of this row whose worker was killed
                 entry = {"output": str(job.row.output), "input": job.row.input, "line": job.row.line,
                          "hash": job.digest, "status": result["status"],
                          "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -158,7 +159,7 @@ def run_jobs(client, tasks: Iterable, work: Callable[[dict], dict], ledger: Ledg
             for job in task.jobs:
                 _remove_partials(job.row.output)
     if markers.is_dir() and not futures:
-        for marker in markers.glob("*.json"):
+        for marker in markers.iterdir():  # markers, and temporary ones a killed worker left
             marker.unlink(missing_ok=True)
         try:
             os.rmdir(markers)

@@ -101,10 +101,11 @@ def test_a_worker_killed_mid_run_loses_and_repeats_nothing(synth_lfw, tmp_path, 
     assert killed, "no worker was killed: the rows ended too soon"
     assert code == 0, err
     outputs = sorted((tmp_path / "out").iterdir())
-    assert len(outputs) == 6 and all(_valid(p) for p in outputs)
     ledger = _ledger(manifest)
-    assert len(ledger) == 6 and len({r["output"] for r in ledger}) == 6  # each row recorded once
-    assert not list((tmp_path / "out").glob(".*.part"))
+    why = f"files {[p.name for p in outputs]}, ledger {ledger}"
+    assert len(outputs) == 6 and all(_valid(p) for p in outputs), why  # no temporary file left either
+    assert len(ledger) == 6 and len({r["output"] for r in ledger}) == 6, why  # each row recorded once
+    assert not manifest.with_name("rows.ledger.jsonl.running").exists()
 
 
 def test_a_row_that_ran_before_its_worker_died_is_not_run_again(tmp_path):
