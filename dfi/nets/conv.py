@@ -29,7 +29,7 @@ from .. import _compat  # noqa: F401
 import chainer
 from chainer import function_node
 
-from .winograd import ALPHA2_TO_M, THIN, Conv3x3, Filters, Workspace, batch_group, tile_size
+from .winograd import ALPHA2_TO_M, THIN, Conv3x3, Filters, Workspace, batch_group, tile_grid, tile_size
 
 
 def _span(offset: int, tiles: int, size: int, m: int, shift: int = 1) -> tuple[int, int, int]:
@@ -61,6 +61,20 @@ def _gather_tiles(x, gathered, m: int, shift: int = 1) -> None:
                       x[:, src_r:src_r + m * (row1 - row0):m, src_s:src_s + m * (col1 - col0):m])
 
 
+def _tiling(alpha2: int, batch: int, height: int, width: int):
+    """The output tiling of one F(m×m, 3×3) pass: (m, α, tiles down, tiles across, tiles)."""
+    m = ALPHA2_TO_M[alpha2]
+    return (m, m + 2, *tile_grid(m, batch, height, width))
+
+
+def _phases(m: int, height: int, width: int):
+    """(i, j, rows, cols) for every output phase: the pixels ``[i::m, j::m]`` of an H × W
+    map are position (i, j) of ``rows`` × ``cols`` tiles."""
+    for i in range(m):
+        for j in range(m):
+            yield i, j, -(-(height - i) // m), -(-(width - j) // m)
+
+
 def winograd_conv(x, u: Filters, workspace: Workspace, *, bias=None, out=None, valid: bool = False):
     """3×3 / pad 1 correlation of channels-last maps ``x`` (N, H, W, C) with transformed
     filters ``u`` (α², O, C): returns ``out`` or a new array (N, H, W, O); with ``bias``
@@ -71,10 +85,7 @@ def winograd_conv(x, u: Filters, workspace: Workspace, *, bias=None, out=None, v
     if valid:
         height, width = height - 2, width - 2
     alpha2, out_channels, _ = u.shape
-    m = ALPHA2_TO_M[alpha2]
-    alpha = m + 2
-    tiles_h, tiles_w = -(-height // m), -(-width // m)
-    tiles = batch * tiles_h * tiles_w
+    m, alpha, tiles_h, tiles_w, tiles = _tiling(alpha2, batch, height, width)
     kron_b, kron_a = workspace.kron(m, xp)
     gathered = workspace.take(0, (alpha, alpha, batch, tiles_h, tiles_w, channels), xp)
     _gather_tiles(x, gathered, m, 0 if valid else 1)
@@ -90,14 +101,11 @@ def winograd_conv(x, u: Filters, workspace: Workspace, *, bias=None, out=None, v
     result = result.reshape(m, m, batch, tiles_h, tiles_w, out_channels)
     if out is None:
         out = xp.empty((batch, height, width, out_channels), dtype=xp.float32)
-    for i in range(m):
-        rows = -(-(height - i) // m)
-        for j in range(m):
-            cols = -(-(width - j) // m)
-            if bias is None:
-                xp.copyto(out[:, i::m, j::m], result[i, j, :, :rows, :cols])
-            else:
-                xp.maximum(result[i, j, :, :rows, :cols], 0, out=out[:, i::m, j::m])
+    for i, j, rows, cols in _phases(m, height, width):
+        if bias is None:
+            xp.copyto(out[:, i::m, j::m], result[i, j, :, :rows, :cols])
+        else:
+            xp.maximum(result[i, j, :, :rows, :cols], 0, out=out[:, i::m, j::m])
     return out
 
 
@@ -109,24 +117,18 @@ def winograd_conv_adjoint(gy, u: Filters, workspace: Workspace, *, mask=None, ou
     xp = chainer.backend.get_array_module(gy)
     batch, height, width, out_channels = gy.shape
     alpha2, _, channels = u.shape
-    m = ALPHA2_TO_M[alpha2]
-    alpha = m + 2
-    tiles_h, tiles_w = -(-height // m), -(-width // m)
-    tiles = batch * tiles_h * tiles_w
+    m, alpha, tiles_h, tiles_w, tiles = _tiling(alpha2, batch, height, width)
     kron_b, kron_a = workspace.kron(m, xp)
     if mask is not None:
         gated = workspace.take(1, gy.shape, xp)
         xp.multiply(gy, mask > 0, out=gated)
         gy = gated
     out_tiles = workspace.take(0, (m, m, batch, tiles_h, tiles_w, out_channels), xp)
-    for i in range(m):
-        rows = -(-(height - i) // m)
-        for j in range(m):
-            cols = -(-(width - j) // m)
-            tile = out_tiles[i, j]
-            tile[:, rows:] = 0
-            tile[:, :rows, cols:] = 0
-            xp.copyto(tile[:, :rows, :cols], gy[:, i::m, j::m])
+    for i, j, rows, cols in _phases(m, height, width):
+        tile = out_tiles[i, j]
+        tile[:, rows:] = 0
+        tile[:, :rows, cols:] = 0
+        xp.copyto(tile[:, :rows, :cols], gy[:, i::m, j::m])
     grad_products = workspace.take(1, (alpha2, tiles, out_channels), xp)  # (the gated input is done)
     xp.matmul(kron_a.T, out_tiles.reshape(m * m, -1), out=grad_products.reshape(alpha2, -1))
     grad_transformed = workspace.take(0, (alpha2, tiles, channels), xp)

@@ -52,10 +52,16 @@ def winograd_matrices(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return a_t, g, np.round(b_t, 9)
 
 
+def tile_grid(m: int, batch: int, height: int, width: int) -> tuple[int, int, int]:
+    """m × m output tiles covering ``batch`` maps of height × width: (down, across, in all)."""
+    down, across = -(-height // m), -(-width // m)
+    return down, across, batch * down * across
+
+
 def tile_size(batch: int, height: int, width: int) -> int:
     """The Winograd output tile m for maps of this size: 6 (5.06 multiplies fewer than a
     direct convolution), 4 (4×) or 2 (2.25×): see :data:`MIN_TILES`."""
-    return next((m for m, least in MIN_TILES.items() if batch * -(-height // m) * -(-width // m) >= least), 2)
+    return next((m for m, least in MIN_TILES.items() if tile_grid(m, batch, height, width)[2] >= least), 2)
 
 
 def workspace_floats(channels_in: int, channels_out: int, batch: int, height: int,
@@ -68,7 +74,7 @@ def workspace_floats(channels_in: int, channels_out: int, batch: int, height: in
         framed = batch * (height + 2) * (width + 2) + 2 * (width + 3)
         return 9 * thinnest * framed, widest * framed
     m = m or tile_size(batch, height, width)
-    alpha, tiles = m + 2, batch * -(-height // m) * -(-width // m)
+    alpha, tiles = m + 2, tile_grid(m, batch, height, width)[2]
     return alpha * alpha * widest * tiles, max(alpha * alpha * widest * tiles, widest * batch * height * width)
 
 
