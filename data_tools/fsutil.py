@@ -51,6 +51,13 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
         raise
 
 
+def partial_files(path: str | os.PathLike) -> list[Path]:
+    """Temporary files :func:`atomic_path` made for ``path`` and never renamed (their writer
+    was killed before it could clean up)."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{path.name}.*.part"))
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_path(path) as tmp:

@@ -92,3 +92,19 @@ def _limit_threads() -> None:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(int(threads))
+
+
+def cached_vgg(weights: str, device: str, seed: int, data_dir: Optional[str], pooling: str = "max"):
+    """The VGG-19 of these settings (``weights`` as ``load_vgg19`` takes it), loaded once
+    per worker and kept for every row or block it runs."""
+    from pathlib import Path
+
+    from ..core.backend import parse_device
+    from ..nets.weights import load_vgg19
+
+    cache = worker_cache()
+    key = ("vgg19", weights, device, seed, data_dir, pooling)
+    if key not in cache:
+        cache[key] = load_vgg19(weights, data_dir=Path(data_dir) if data_dir else None, seed=seed,
+                                pooling=pooling).to_device(parse_device(device))
+    return cache[key]

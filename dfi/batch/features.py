@@ -15,38 +15,23 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..core.backend import parse_device, to_cpu
+from ..core.backend import to_cpu
 from ..core.errors import SettingError
-from ..edit.pipeline import EditConfig, _load_working
+from ..edit.pipeline import EditConfig, load_working
 from ..edit.store import create_store, mismatch, open_store, store_settings
 from ..nets.features import extract
-from .cluster import worker_cache
-
-
-def cached_vgg(weights: str, device: str, seed: int, data_dir: Optional[str]):
-    """The VGG-19 of these settings, loaded once per worker."""
-    from ..nets.weights import load_vgg19
-
-    cache = worker_cache()
-    key = ("vgg19", weights, device, seed, data_dir)
-    if key not in cache:
-        cache[key] = load_vgg19(weights, data_dir=Path(data_dir) if data_dir else None,
-                                seed=seed).to_device(parse_device(device))
-    return cache[key]
+from .cluster import cached_vgg
 
 
 def feature_block(task: dict) -> dict:
     """Compute and write one block of the store (runs on a worker)."""
-    from data_tools.index import load_index
-
     group = open_store(task["store"], mode="r+")
     block, size = int(group.attrs["block"]), int(group.attrs["size"])
     start = task["block"] * block
     paths = group.attrs["paths"][start:start + block]
     net = cached_vgg(task["weights"], task["device"], task["seed"], task["data_dir"])
-    index = load_index(task["index"])
     config = EditConfig(size=size, crop=tuple(group.attrs["crop"]), layers=tuple(group.attrs["layers"]))
-    images = _load_working(index, paths, config)
+    images = load_working(Path(group.attrs["images_root"]), paths, config)
     feats = extract(net, net.device.send(images), config.layers, batch_size=task["batch_size"])
     for name in config.layers:
         group[name][start:start + len(paths)] = to_cpu(feats[name]).astype(group[name].dtype)
@@ -54,18 +39,16 @@ def feature_block(task: dict) -> dict:
     return {"block": task["block"], "faces": len(paths)}
 
 
-def build_store(client, index_path: Path, store: Path, net, layers, size: int, *, weights: str, device: str, seed: int,
+def build_store(client, index, store: Path, net, layers, size: int, *, weights: str, device: str, seed: int,
                 data_dir: Optional[str], dtype: str = "float16", block: int = 16, batch_size: int = 8,
                 progress: Optional[Callable[[int], object]] = None) -> dict:
-    """Features of every face of the index at ``index_path`` into ``store`` on ``client``'s workers.
+    """Features of every face of ``index`` (an :class:`~data_tools.index.Index`) into ``store`` on ``client``'s workers.
 
     ``net`` (the driver's copy) names the weights and gives the layer shapes; each worker
     loads its own from ``weights``/``device``/``seed``. Returns counts for the record.
     """
     from distributed import as_completed
-    from data_tools.index import load_index
 
-    index = load_index(index_path)
     crop = EditConfig().crop
     settings = store_settings(net.identity, layers, size, crop)
     if store.exists():
@@ -90,7 +73,7 @@ def build_store(client, index_path: Path, store: Path, net, layers, size: int, *
     pending = [b for b in range(len(done)) if not done[b]]
     if progress is not None:
         progress(int(min(len(paths), (len(done) - len(pending)) * block)))
-    task = {"store": str(partial), "index": str(index_path), "weights": weights, "device": device,
+    task = {"store": str(partial), "weights": weights, "device": device,
             "seed": seed, "data_dir": data_dir, "batch_size": batch_size}
     futures = [client.submit(feature_block, dict(task, block=b), key=f"dfi-features-{b}", pure=False)
                for b in pending]

@@ -41,7 +41,8 @@ def _indexed_face(text: str) -> bool:
     return True
 
 
-def _key(path: Path) -> str:
+def path_key(path) -> str:
+    """A path as compared for sameness: absolute, case-folded where the system folds case."""
     return os.path.normcase(os.path.abspath(path))
 
 
@@ -91,7 +92,7 @@ def read_manifest(path: str | os.PathLike, columns: Iterable[str]) -> list[Row]:
         raise ManifestError(f"manifest {path}: no rows")
     outputs: dict[str, Row] = {}
     for row in rows:
-        other = outputs.setdefault(_key(row.output), row)
+        other = outputs.setdefault(path_key(row.output), row)
         if other is not row:
             raise ManifestError(f"manifest {path}:{row.line}: output {row.output} is also the output of "
                                 f"line {other.line}")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-from data_tools.fsutil import write_text_atomic
+from data_tools.fsutil import partial_files, write_text_atomic
 
 from .ledger import Ledger
 from .manifest import Row
@@ -97,8 +97,8 @@ def run_row(work: Callable[[dict], dict], settings: dict, digest: str, marker: s
 
 
 def _remove_partials(output: Path) -> None:
-    """Temporary files a killed writer left beside ``output`` (``.NAME.*.part``)."""
-    for stale in output.parent.glob(f".{output.name}.*.part"):
+    """Temporary files a killed writer left beside ``output``."""
+    for stale in partial_files(output):
         stale.unlink(missing_ok=True)
 
 

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from ..core.errors import SettingError
-from .common import UsageError, check_output, load_net, positive_int, progress_bar, resolve_weights
+from .common import (UsageError, check_output, load_net, parse_layers, positive_int, progress_bar,
+                     resolve_weights)
 
 #: options that run the batch itself, not a row (neither manifest columns nor settings)
 BATCH_OPTIONS = ("scheduler", "workers", "ledger", "manifest", "func", "command", "batch_command",
@@ -92,8 +93,7 @@ def _check_outputs_are_not_inputs(manifest, rows) -> None:
     vector, weights…), before any work."""
     import os
 
-    def key(path) -> str:
-        return os.path.normcase(os.path.abspath(path))
+    from ..batch.manifest import path_key as key
 
     inputs = {}
     for row, settings in rows:
@@ -126,13 +126,10 @@ def _check_row(args: argparse.Namespace) -> None:
 
 def _cached_net(args: argparse.Namespace):
     """The row's VGG-19, loaded once per worker."""
-    from ..batch.cluster import worker_cache
+    from ..batch.cluster import cached_vgg
 
-    cache = worker_cache()
-    key = ("net", args.weights, args.device, args.seed, str(args.data_dir), getattr(args, "pooling", "max"))
-    if key not in cache:
-        cache[key] = load_net(args)[0]
-    return cache[key]
+    return cached_vgg(resolve_weights(args), args.device, args.seed,
+                      str(args.data_dir) if args.data_dir else None, getattr(args, "pooling", "max"))
 
 
 #: the most α values (rows) of one face reconstructed together (one batch of α + 1 images)
@@ -264,29 +261,24 @@ def _cmd_data_features(args: argparse.Namespace) -> int:
 
     from ..batch.cluster import close_client, open_client
     from ..batch.features import build_store
-    from ..nets.vgg import vgg19_layer_names
+    from ..edit.pipeline import EditConfig
 
-    layers = tuple(name.strip() for name in args.layers.split(",") if name.strip())
-    unknown = [name for name in layers if name not in vgg19_layer_names()]
-    if unknown or not layers:
-        raise UsageError(f"--layers {args.layers!r}: unknown layer {unknown[0] if unknown else ''!r}; "
-                         f"valid: {', '.join(vgg19_layer_names())}")
-    if not 16 <= args.size <= 2048:
-        raise UsageError(f"--size {args.size} must be between 16 and 2048 pixels")
+    layers = parse_layers(args.layers)
+    EditConfig(size=args.size, layers=layers)  # the store serves edits: the same size bounds
     if not args.index.is_file():
         raise FileNotFoundError(f"--index {args.index}: no such file (build one with 'dfi data index')")
     if args.store.suffix != ".zarr":
         raise UsageError(f"--store {args.store}: name the store NAME.zarr")
     from data_tools.index import load_index
 
-    count = len(load_index(args.index).table)
+    index = load_index(args.index)
     net = load_net(args)[0]  # here for its name and layer shapes; each worker loads its own
     weights = resolve_weights(args)
     start = time.perf_counter()
     client = open_client(args.scheduler, args.workers)
     try:
-        with progress_bar(count, args.quiet, "features", unit="face") as bar:
-            result = build_store(client, args.index.absolute(), args.store.absolute(), net, layers, args.size,
+        with progress_bar(len(index.table), args.quiet, "features", unit="face") as bar:
+            result = build_store(client, index, args.store.absolute(), net, layers, args.size,
                                  weights=weights, device=args.device, seed=args.seed,
                                  data_dir=str(args.data_dir.absolute()) if args.data_dir else None,
                                  dtype=args.dtype, block=args.block, batch_size=args.batch_size,

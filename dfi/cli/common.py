@@ -87,12 +87,23 @@ def add_run_options(p: argparse.ArgumentParser, *, iterations: int = 150,
                    help="where fetched weights live (default $DFI_HOME or the user cache)")
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+def parse_layers(text: str, option: str = "--layers") -> tuple[str, ...]:
+    """A comma-separated list of VGG-19 layer names, each checked."""
+    from ..nets.vgg import vgg19_layer_names
+
+    layers = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in layers if name not in vgg19_layer_names()]
+    if unknown or not layers:
+        raise UsageError(f"{option} {text!r}: unknown layer {unknown[0] if unknown else ''!r}; "
+                         f"valid: {', '.join(vgg19_layer_names())}")
+    return layers
 
 
 def check_output(path, option: str = "-o") -> Path:
     """An image path to write: a known extension. Its folder is made only when the file is
     written, so a run that fails or is interrupted leaves no empty folder behind."""
+    from ..core.image import IMAGE_SUFFIXES
+
     out = Path(path)
     if out.suffix.lower() not in IMAGE_SUFFIXES:
         raise UsageError(f"{option} {out}: use an image extension ({', '.join(IMAGE_SUFFIXES)})")

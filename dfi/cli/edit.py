@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from .common import (UsageError, add_run_options, alpha_list, check_not_inputs, check_output,
-                     load_net, positive_int, progress_bar)
+                     load_net, parse_layers, positive_int, progress_bar)
 
 
 def _add_dfi_options(p: argparse.ArgumentParser, *, batch: bool = False) -> None:
@@ -80,12 +80,7 @@ def edit_settings(args: argparse.Namespace, alphas: list[float]):
     if args.feature_store is not None and not args.feature_store.is_dir():
         raise FileNotFoundError(f"--feature-store {args.feature_store}: no such store "
                                 "(make one with 'dfi data features')")
-    layers = tuple(name.strip() for name in args.layers.split(",") if name.strip())
-    from ..nets.vgg import vgg19_layer_names
-    unknown = [name for name in layers if name not in vgg19_layer_names()]
-    if unknown or not layers:
-        raise UsageError(f"--layers {args.layers!r}: unknown layer {unknown[0] if unknown else ''!r}; "
-                         f"valid: {', '.join(vgg19_layer_names())}")
+    layers = parse_layers(args.layers)
     rec = ReconstructConfig(iterations=args.iterations, tv_weight=args.tv_weight,
                             optimizer=args.optimizer)
     config = EditConfig(layers=layers, k=args.k, size=args.size, scaling=args.scaling,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import (IMAGE_SUFFIXES, UsageError, add_run_options, check_not_inputs, check_output, load_net,
+from .common import (UsageError, add_run_options, check_not_inputs, check_output, load_net,
                      positive_int, progress_bar)
 
 
@@ -107,6 +107,7 @@ def _check_training_memory(vgg, transform, config) -> None:
 def _cmd_stylize(args: argparse.Namespace) -> int:
     from ..core.backend import parse_device
     from ..style.feedforward import Stylizer, parse_mix
+    from ..core.image import IMAGE_SUFFIXES
     from ..video.io import VIDEO_SUFFIXES
 
     if (args.style is None) == (args.mix is None):
@@ -145,9 +146,9 @@ def _stylize_folder(model, source: Path, out: Path, args, run: dict) -> None:
     size go through the network together, ``--batch-size`` at a time."""
     import numpy as np
 
-    from ..core.image import read_image, write_image
+    from ..core.image import IMAGE_SUFFIXES, image_files, read_image, write_image
 
-    files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(source)
     if not files:
         raise FileNotFoundError(f"INPUT {source}: no images in it ({', '.join(IMAGE_SUFFIXES)})")
     if out.resolve().is_relative_to(source.resolve()):

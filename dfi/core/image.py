@@ -122,6 +122,15 @@ def is_greyscale(path: str | os.PathLike) -> bool:
         return False
 
 
+#: the image files dfi reads and writes (Pillow's formats that keep a photo as it is)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def image_files(folder: str | os.PathLike, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> list[Path]:
+    """The image files under ``folder`` (recursively), sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in suffixes and p.is_file())
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read any Pillow image as RGB float32 CHW in [0, 255] (EXIF rotation applied)."""
     path = Path(path)

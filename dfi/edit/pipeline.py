@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import warnings
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional, Sequence, Union
 
@@ -111,8 +112,9 @@ def load_face(path, config: EditConfig, *, row: Optional[int] = None,
     return Face(full, crop_and_resize(full, box, size), box, row)
 
 
-def _load_working(index: Index, paths: Sequence[str], config: EditConfig) -> np.ndarray:
-    return np.stack([crop_and_resize(read_image(index.images_root / p), config.crop,
+def load_working(images_root: Path, paths: Sequence[str], config: EditConfig) -> np.ndarray:
+    """The working crops of the dataset faces ``paths`` (relative to ``images_root``)."""
+    return np.stack([crop_and_resize(read_image(images_root / p), config.crop,
                                      (config.size, config.size)) for p in paths])
 
 
@@ -136,7 +138,7 @@ def choose_neighbors(index: Index, face: Face, attribute: str,
                           stacklevel=2)
         paths = index.table["path"].to_numpy()[rows]
         thumbs = np.stack([resize(img, small).reshape(-1)
-                           for img in _load_working(index, paths, config)])
+                           for img in load_working(index.images_root, paths, config)])
         order = np.argsort(((thumbs - probe) ** 2).sum(axis=1), kind="stable")[:config.k]
         picked.append([str(p) for p in paths[order]])
     return picked[0], picked[1]
@@ -164,7 +166,7 @@ def _mean_features(net: VGG19, index: Index, paths: Sequence[str], config: EditC
     if progress is not None and len(paths) > len(missing):
         progress(len(paths) - len(missing))
     chunks = [missing[i:i + config.batch_size] for i in range(0, len(missing), config.batch_size)]
-    loads = [functools.partial(_load_working, index, chunk, config) for chunk in chunks]
+    loads = [functools.partial(load_working, index.images_root, chunk, config) for chunk in chunks]
     for chunk, images in zip(chunks, read_ahead(loads)):
         feats = extract(net, device.send(images), config.layers, batch_size=config.batch_size)
         if cache is not None:

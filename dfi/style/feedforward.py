@@ -32,7 +32,7 @@ from data_tools.fsutil import atomic_path
 from ..core.backend import to_cpu
 from ..core.color import combine_luminance
 from ..core.errors import SettingError
-from ..core.image import read_image, resize
+from ..core.image import image_files, read_image, resize
 from ..core.losses import feature_loss, style_loss, total_variation
 from ..nets.stylizer import MULTIPLE, FastTransform, TransformNet
 from ..nets.vgg import VGG19
@@ -88,7 +88,7 @@ def content_images(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"--content {folder}: not a folder")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png") and p.is_file())
+    files = image_files(folder, (".jpg", ".jpeg", ".png"))
     if not files:
         raise FileNotFoundError(f"--content {folder}: no .jpg or .png images in it")
     return files

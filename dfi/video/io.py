@@ -26,10 +26,9 @@ from PIL import Image
 from data_tools.fsutil import atomic_path, write_text_atomic
 
 from ..core.errors import SettingError
-from ..core.image import read_image, write_image
+from ..core.image import IMAGE_SUFFIXES, read_image, write_image
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
-FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 #: frame rate given to a video made from a folder of frames
 FOLDER_RATE = Fraction(25)
 
@@ -123,9 +122,9 @@ def probe(path: str | os.PathLike) -> VideoInfo:
 
 
 def _probe_folder(path: Path) -> VideoInfo:
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in FRAME_SUFFIXES and p.is_file())
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
-        raise VideoError(f"input {path}: a folder with no frames ({', '.join(FRAME_SUFFIXES)})")
+        raise VideoError(f"input {path}: a folder with no frames ({', '.join(IMAGE_SUFFIXES)})")
     sizes = {}
     for file in files:
         try:

@@ -48,14 +48,14 @@ def test_config_validation():
 
 def test_attribute_vector_is_the_difference_of_batched_means(synth_lfw, tiny_net):
     from data_tools.index import load_index
-    from dfi.edit.pipeline import EditConfig, _load_working, compute_vector
+    from dfi.edit.pipeline import EditConfig, load_working, compute_vector
 
     index = load_index(synth_lfw[1])
     config = EditConfig(layers=("conv2_1",), size=32, batch_size=2)
     paths = list(index.table["path"][:7])
     done = []
     w = compute_vector(tiny_net, index, paths[:3], paths[3:], config, progress=done.append)
-    feats = extract(tiny_net, _load_working(index, paths, config), ["conv2_1"], batch_size=7)["conv2_1"]
+    feats = extract(tiny_net, load_working(index.images_root, paths, config), ["conv2_1"], batch_size=7)["conv2_1"]
     expected = feats[3:].mean(axis=0, keepdims=True) - feats[:3].mean(axis=0, keepdims=True)
     np.testing.assert_allclose(w["conv2_1"], expected, rtol=1e-4, atol=1e-4)
     assert done == [2, 1, 2, 2]  # batches of 2: progress after each, 7 faces in all
