@@ -147,7 +147,7 @@ def edit_video(net: VGG19, frames: Iterator[np.ndarray], track: FaceTrack, vecto
         targets = target_features(input_feats, scale_vector(vector, input_feats, config.scaling), [0.0, *alphas])
         earlier = {j: earlier_rows[-j] for j in offsets if j <= len(earlier_rows)}
         if 1 in earlier and video.init == "warped" and 1 in flows.backward:
-            init = np.stack([warped_start(row, flows.backward[1], face.working) for row in earlier[1]])
+            init = np.stack([warped_start(row, flows.backward[1]) for row in earlier[1]])
         else:
             init = np.repeat(face.working[None], len(alphas) + 1, axis=0)
 

@@ -44,17 +44,20 @@ def dis_flow(first: np.ndarray, second: np.ndarray, *, preset: str = "medium") -
     return dis.calc(_grey(first), _grey(second), None)
 
 
-def warp(image: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def warp(image: np.ndarray, flow: np.ndarray, *, clamp: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``image(x + flow(x))`` for CHW ``image`` (bilinear), and the (H, W) bool of pixels
-    whose source lies inside the image (elsewhere the result is 0, never a fill colour)."""
+    whose source lies inside the image. Where it lies outside the result is 0 (never a fill
+    colour), or with ``clamp`` the image's nearest edge pixel (artistic-videos' warp: a start
+    image with no seam where the frame revealed something new)."""
     cv2 = _cv2()
     height, width = flow.shape[:2]
     grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
     map_x, map_y = grid_x + flow[..., 0], grid_y + flow[..., 1]
     inside = (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
+    border = cv2.BORDER_REPLICATE if clamp else cv2.BORDER_CONSTANT
     warped = np.stack([cv2.remap(np.ascontiguousarray(c, dtype=np.float32), map_x, map_y, cv2.INTER_LINEAR,
-                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0.0) for c in image])
-    return warped * inside, inside
+                                 borderMode=border, borderValue=0.0) for c in image])
+    return (warped if clamp else warped * inside), inside
 
 
 def consistency(backward: np.ndarray, forward: np.ndarray, *, smooth: float = 1.0) -> np.ndarray:

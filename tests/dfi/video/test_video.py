@@ -50,6 +50,21 @@ def test_dis_flow_recovers_a_known_pan_and_the_mask_marks_the_revealed_band():
     assert not inside[:, -1].any()
 
 
+def test_the_warped_start_has_no_seam_where_the_frame_revealed_something_new():
+    from dfi.video.stylize import warped_start
+
+    frames = _pan(2)
+    backward = dis_flow(frames[1], frames[0])
+    earlier = np.clip(resize(frames[0][:, ::4, ::4], frames[0].shape[1:]) * 0.5 + 60, 0, 255)  # a smooth "output"
+    start = warped_start(earlier, backward)
+
+    def tv(image):
+        return (np.diff(image, axis=1) ** 2).mean() + (np.diff(image, axis=2) ** 2).mean()
+    assert tv(start) < 1.2 * tv(earlier)  # the raw frame pasted into the band would add a seam
+    np.testing.assert_allclose(start[:, 8:-8, -SHIFT:], earlier[:, 8:-8, -1:].repeat(SHIFT, axis=2), atol=2.0)
+    np.testing.assert_allclose(start[:, 8:-8, 8:-8], earlier[:, 8:-8, 8 + SHIFT:-8 + SHIFT], atol=2.0)
+
+
 def test_long_term_masks_are_combined_nearest_first():
     near, far = np.array([[1.0, 0.0, 0.6]]), np.array([[1.0, 1.0, 0.6]])
     combined = combine_closest_first([near, far])
