@@ -150,7 +150,8 @@ def bench_quality(args) -> None:
     from dfi.core.reconstruct import ReconstructConfig
     from dfi.nets.vgg import untrained_vgg19
     from dfi.style.feedforward import Stylizer, TrainConfig, Trainer, content_images
-    from dfi.style.gatys import StyleConfig, parse_layer_weights, stylize
+    from dfi.style.gatys import StyleConfig, stylize
+    from dfi.style.settings import parse_layer_weights
 
     vgg = untrained_vgg19(seed=0)
     style = _style_image()

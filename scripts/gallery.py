@@ -31,7 +31,7 @@ import numpy as np
 from data_tools.index import build_index, save_index
 from data_tools.synth import make_style_image, make_synthetic_lfw
 from dfi.cli import main as dfi_main
-from dfi.core.color import PRESERVE_COLOR
+from dfi.core.settings import PRESERVE_COLOR
 from dfi.edit.demo import pick_face
 from dfi.core.image import grid, read_image, resize, write_gif, write_image
 from dfi.core.reconstruct import ReconstructConfig

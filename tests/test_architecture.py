@@ -73,6 +73,18 @@ def test_data_tools_never_imports_chainer_or_dfi():
         assert not names & {"chainer", "cupy", "dfi"}, path
 
 
+def test_help_and_usage_errors_load_no_network_stack():
+    """Building the parser (``dfi --help``, a usage error) loads no Chainer, CuPy, OpenCV or
+    PyAV: the defaults it shows come from the settings modules."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from dfi.cli.main import build_parser; build_parser(); "
+            "print(sorted(m for m in ('chainer', 'cupy', 'cv2', 'av', 'dask', 'zarr') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
 def test_no_module_is_too_long():
     long = {str(p.relative_to(ROOT)): n for p in _modules("dfi") + _modules("data_tools")
             if (n := len(p.read_text().splitlines())) > MAX_LINES}

@@ -61,7 +61,7 @@ def _add_dfi_options(p: argparse.ArgumentParser, *, batch: bool = False) -> None
 def edit_settings(args: argparse.Namespace, alphas: list[float]):
     """The checks and settings shared by photos and videos: the alphas, the vector or the
     attributes and their index, the layers; returns (EditConfig, index or None)."""
-    from ..core.reconstruct import ReconstructConfig
+    from ..core.settings import ReconstructConfig
     from ..edit.pipeline import EditConfig, check_alphas
 
     check_alphas(alphas)

@@ -17,8 +17,8 @@ def _style_request(args: argparse.Namespace, *, invert: bool = False):
         (the output is then written in grey too).
     """
     from ..core.image import is_greyscale, read_image
-    from ..core.reconstruct import ReconstructConfig
-    from ..style.gatys import StyleConfig, parse_layer_weights
+    from ..core.settings import ReconstructConfig
+    from ..style.settings import StyleConfig, parse_layer_weights
     from ..video.io import is_video
 
     video = not invert and not args.texture and is_video(args.images[0])
@@ -141,7 +141,7 @@ class _SizeAction(argparse.Action):
 def _add_reconstruction_options(p: argparse.ArgumentParser, *, batch: bool = False) -> None:
     """Options of style and invert: output, size, stages, snapshots, stopping (``batch``:
     no -o, which the manifest gives)."""
-    from ..style.gatys import StyleConfig
+    from ..style.settings import StyleConfig
 
     defaults = StyleConfig().reconstruct
     if not batch:
@@ -164,8 +164,8 @@ def _add_reconstruction_options(p: argparse.ArgumentParser, *, batch: bool = Fal
 def add_style_options(p: argparse.ArgumentParser, *, batch: bool = False) -> None:
     """The options of ``dfi style``; ``batch``: those of ``dfi batch style`` (no IMAGE
     list, -o, --texture or video options)."""
-    from ..core.color import PRESERVE_COLOR
-    from ..style.gatys import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, INITS, StyleConfig
+    from ..core.settings import PRESERVE_COLOR
+    from ..style.settings import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, INITS, StyleConfig
 
     defaults = StyleConfig()
     if not batch:

@@ -196,7 +196,7 @@ def _stylize_video(model, source: Path, out: Path, args, run: dict) -> None:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from ..style.feedforward import CONTENT_LAYERS, FEEDFORWARD_COLOR, TrainConfig
+    from ..style.settings import CONTENT_LAYERS, FEEDFORWARD_COLOR, TrainConfig
 
     defaults = TrainConfig()
     p = sub.add_parser("train-stylizer", help="train a feed-forward network for one or many styles "

@@ -23,7 +23,7 @@ def _frame_list(text: str) -> tuple[int, ...]:
 
 def add_video_options(p: argparse.ArgumentParser) -> None:
     """The flags of the frame loop (they apply when the input is a video or frame folder)."""
-    from ..video.stylize import VIDEO_INITS, VideoConfig
+    from ..video.settings import VIDEO_INITS, VideoConfig
 
     defaults = VideoConfig()
     p.add_argument("--temporal-weight", type=float, default=defaults.temporal_weight,
@@ -38,7 +38,7 @@ def add_video_options(p: argparse.ArgumentParser) -> None:
 
 
 def video_config(args: argparse.Namespace):
-    from ..video.stylize import VideoConfig
+    from ..video.settings import VideoConfig
 
     return VideoConfig(temporal_weight=args.temporal_weight, temporal_frames=tuple(args.temporal_frames),
                        init=args.video_init)

@@ -18,7 +18,6 @@ import numpy as np
 
 from .backend import get_array_module, to_cpu
 
-PRESERVE_COLOR = ("none", "luminance", "histogram", "yuv")
 
 #: RGB → YIQ (NTSC, FCC) and RGB → YUV (BT.601); rows are output channels.
 RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],

@@ -10,16 +10,14 @@ import functools
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping, Optional, Protocol, Sequence, TypeVar, Union
 
-import numpy as np
-
 from .. import _compat  # noqa: F401
 import chainer
 import chainer.functions as F
 
-from .errors import SettingError
 from .image import InputConvention, deprocess, preprocess
 from .losses import total_variation
 from .optimize import adam, lbfgs
+from .settings import ReconstructConfig  # noqa: F401  (its home is settings; callers find it here)
 
 T = TypeVar("T")
 
@@ -40,7 +38,6 @@ class FeatureNet(Protocol):
     def pass_bytes(self, shape: tuple[int, int], layers: Sequence[str], *, batch: int = 1) -> int: ...
 
 
-OPTIMIZERS = ("lbfgs", "adam")
 #: ``loss_fn(feats, rows) -> Variable (n,)`` or ``{term: Variable (n,)}``: the data term(s)
 #: for the rows being evaluated; a plain Variable is recorded as the term ``"feature"``.
 #: ``image_loss(z, rows) -> {term: Variable (n,)}``: terms on the image itself, z (n, 3, H, W)
@@ -48,41 +45,6 @@ OPTIMIZERS = ("lbfgs", "adam")
 ImageLossFn = Callable[[chainer.Variable, object], Mapping[str, chainer.Variable]]
 LossFn = Callable[[Mapping[str, chainer.Variable], object],
                   Union[chainer.Variable, Mapping[str, chainer.Variable]]]
-
-
-@dataclass(frozen=True)
-class ReconstructConfig:
-    """Optimisation settings shared by ``dfi edit``, ``sweep`` and ``style``.
-
-    Attributes:
-        iterations: iteration cap per image.
-        tv_weight: weight λ of the total-variation term (pixel units, see losses).
-        optimizer: ``"lbfgs"`` or ``"adam"``.
-        history: L-BFGS memory.
-        ftol: L-BFGS stops an image when one iteration lowers its loss by less than
-            this fraction.
-        lr: Adam step size, in pixel units (0–255).
-        micro_batch: evaluate at most this many images per forward/backward pass
-            (0 = all); on a CPU small passes are faster, on a GPU large ones.
-    """
-
-    iterations: int = 150
-    tv_weight: float = 1e-3
-    optimizer: str = "lbfgs"
-    history: int = 10
-    ftol: float = 1e-4
-    lr: float = 2.0
-    micro_batch: int = 0
-
-    def __post_init__(self):
-        if self.iterations < 1:
-            raise SettingError(f"--iterations {self.iterations} must be at least 1")
-        if not (self.tv_weight >= 0 and np.isfinite(self.tv_weight)):
-            raise SettingError(f"--tv-weight {self.tv_weight} must be a finite number ≥ 0")
-        if self.optimizer not in OPTIMIZERS:
-            raise SettingError(f"--optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
-        if self.micro_batch < 0:
-            raise SettingError(f"micro_batch {self.micro_batch} must be ≥ 0")
 
 
 @dataclass

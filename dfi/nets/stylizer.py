@@ -31,8 +31,6 @@ LAYERS = (("c1", 9, 1, 32, False, True, True), ("d1", 3, 2, 64, False, True, Tru
           *[(f"r{b}{i}", 3, 1, 128, False, True, i == 1) for b in range(1, 6) for i in (1, 2)],
           ("u1", 3, 1, 64, True, True, True), ("u2", 3, 1, 32, True, True, True),
           ("c2", 9, 1, 3, False, False, False))
-#: the output is a multiple of this in both sides (two stride-2 layers); inputs are padded to it
-MULTIPLE = 4
 
 
 class ReflectionPad2D(function_node.FunctionNode):
@@ -165,7 +163,7 @@ class TransformNet(chainer.Chain):
         return gamma, beta
 
     def forward(self, x, mix: Mapping[int, float]):
-        """NCHW RGB [0, 255] (sides multiples of :data:`MULTIPLE`) → stylised, same shape."""
+        """NCHW RGB [0, 255] (sides multiples of :data:`dfi.nets.names.MULTIPLE`) → stylised, same shape."""
         mix = self.check_mix(mix)
         h = x * (1.0 / 255.0)
         skip = None

@@ -28,19 +28,9 @@ import chainer.functions as F
 from ..core.errors import SettingError
 from ..core.image import CAFFE, InputConvention
 from .conv import conv3x3_relu
+from .names import VGG19_BLOCKS, vgg19_layer_names  # noqa: F401  (their home is names)
 from .pool import pool2x2
 from .winograd import Conv3x3, Workspace
-
-#: (block, convolutions per block, output channels) of VGG-19.
-VGG19_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 4, 256), (4, 4, 512), (5, 4, 512))
-
-
-def vgg19_layer_names() -> tuple[str, ...]:
-    names = []
-    for block, convs, _ in VGG19_BLOCKS:
-        names += [f"conv{block}_{i}" for i in range(1, convs + 1)] + [f"pool{block}"]
-    return tuple(names)
-
 
 def vgg19_shapes(width: float = 1.0) -> dict[str, tuple[int, int, int, int]]:
     """OIHW weight shape of every convolution; ``width`` scales the channel counts."""

@@ -34,53 +34,17 @@ from ..core.color import combine_luminance
 from ..core.errors import SettingError
 from ..core.image import image_files, read_image, resize
 from ..core.losses import feature_loss, style_loss, total_variation
-from ..nets.stylizer import MULTIPLE, FastTransform, TransformNet
+from ..nets.names import MULTIPLE
+from ..nets.stylizer import FastTransform, TransformNet
 from ..nets.vgg import VGG19
-from .gatys import blend_weights, fit_long_side, parse_layer_weights, targets
+from .gatys import blend_weights, fit_long_side, targets
+from .settings import FEEDFORWARD_COLOR, TrainConfig, parse_layer_weights
 
 RECORD = "__dfi_stylizer__"
-CONTENT_LAYERS = ("conv3_1", "conv4_2")
-#: the colour modes of a feed-forward stylizer (the style's own colours, or the input's chroma)
-FEEDFORWARD_COLOR = ("none", "luminance", "yuv")
-TRAIN_STYLE_LAYERS = "conv1_1,conv2_1,conv3_1,conv4_1"
 
 
 class ModelFileError(ValueError):
     """A file that is not a dfi stylizer model (or a damaged one)."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Settings of ``dfi train-stylizer`` (validated here)."""
-
-    size: int = 256
-    batch_size: int = 4
-    iterations: int = 40000
-    lr: float = 1e-3
-    content_weight: float = 1.0
-    style_weight: float = 5.0
-    tv_weight: float = 1e-5
-    content_layer: str = "conv3_1"
-    style_layers: str = TRAIN_STYLE_LAYERS
-    width: float = 1.0
-    seed: int = 0
-    trained_styles: tuple[int, ...] = ()  # empty: every style; fine-tuning: the new ones
-
-    def __post_init__(self):
-        if not 16 <= self.size <= 2048 or self.size % MULTIPLE:
-            raise SettingError(f"--size {self.size} must be a multiple of {MULTIPLE} from 16 to 2048")
-        for name, value in (("--batch-size", self.batch_size), ("--iterations", self.iterations)):
-            if value < 1:
-                raise SettingError(f"{name} {value} must be at least 1")
-        for name, value in (("--lr", self.lr), ("--content-weight", self.content_weight),
-                            ("--style-weight", self.style_weight), ("--tv-weight", self.tv_weight)):
-            if not (np.isfinite(value) and value >= 0):
-                raise SettingError(f"{name} {value} must be a finite number ≥ 0")
-        if not (np.isfinite(self.width) and 0 < self.width <= 4):
-            raise SettingError(f"--width {self.width} must be above 0 and at most 4")
-        if self.content_layer not in CONTENT_LAYERS:
-            raise SettingError(f"--content-layer {self.content_layer!r} is not one of {', '.join(CONTENT_LAYERS)}")
-        parse_layer_weights(self.style_layers, "--style-layers")
 
 
 def content_images(folder: str | os.PathLike) -> list[Path]:
@@ -211,7 +175,7 @@ class Trainer:
 
 
 def _gatys_config(config: TrainConfig, style_layers: Mapping[str, float]):
-    from .gatys import StyleConfig
+    from .settings import StyleConfig
 
     return StyleConfig(content_layers={config.content_layer: 1.0}, style_layers=dict(style_layers),
                        scales=(config.size,))

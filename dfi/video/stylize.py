@@ -6,7 +6,7 @@ plus a temporal term that ties it to the earlier outputs warped into it along th
 flow, where the flow can be trusted: weight · Σ_j mean c_j (x − ω_j)² in pixel units (see
 :func:`dfi.core.losses.temporal_loss`; j over ``temporal_frames``, masks combined nearest
 first). Each frame after the first starts from the previous output warped into it (pixels
-whose source lies outside the frame take the frame's own), which also makes it converge in
+whose source lies outside the frame take its nearest edge pixel), which also makes it converge in
 fewer iterations. The style's Gram matrices are computed once.
 """
 from __future__ import annotations
@@ -18,50 +18,13 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from ..core.backend import to_cpu
-from ..core.errors import SettingError
 from ..core.image import preprocess, resize
 from ..core.losses import temporal_loss
 from ..core.reconstruct import Progress, pixel_scale, reconstruct
 from ..nets.vgg import VGG19
 from ..style.gatys import StyleConfig, blend_weights, finish, initial_image, make_loss, prepare_inputs, targets
 from .flow import FrameFlows, flows_ahead, warp
-
-VIDEO_INITS = ("warped", "content", "noise")
-MAX_TEMPORAL_FRAME = 8
-
-
-@dataclass(frozen=True)
-class VideoConfig:
-    """Settings of the frame loop (the video flags of ``dfi style`` / ``dfi edit``).
-
-    Attributes:
-        temporal_weight: weight of the temporal term (0 turns it off); its unit is a squared
-            pixel difference averaged over the frame, so 1e-3 weighs a 30-level flicker
-            about as much as a typical style loss.
-        temporal_frames: how many frames back the term looks, e.g. (1, 2, 4).
-        init: how frames after the first start: ``warped`` previous output, ``content``
-            or ``noise``.
-        flow_preset: OpenCV DIS preset (``ultrafast``, ``fast``, ``medium``).
-    """
-
-    temporal_weight: float = 1e-3
-    temporal_frames: tuple[int, ...] = (1,)
-    init: str = "warped"
-    flow_preset: str = "medium"
-
-    def __post_init__(self):
-        if not (np.isfinite(self.temporal_weight) and self.temporal_weight >= 0):
-            raise SettingError(f"--temporal-weight {self.temporal_weight} must be a finite number ≥ 0")
-        frames = self.temporal_frames
-        if not frames or any(not 1 <= j <= MAX_TEMPORAL_FRAME for j in frames) or len(set(frames)) != len(frames):
-            raise SettingError(f"--temporal-frames {','.join(map(str, frames))}: give distinct frame offsets "
-                               f"from 1 to {MAX_TEMPORAL_FRAME}, e.g. 1,2,4")
-        if self.init not in VIDEO_INITS:
-            raise SettingError(f"--video-init {self.init!r} is not one of {', '.join(VIDEO_INITS)}")
-        from .flow import PRESETS
-        if self.flow_preset not in PRESETS:
-            raise SettingError(f"flow preset {self.flow_preset!r} is not one of {', '.join(PRESETS)}")
-
+from .settings import VideoConfig
 
 @dataclass
 class FrameResult:

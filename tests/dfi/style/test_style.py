@@ -9,7 +9,8 @@ from dfi.core.image import resize
 from dfi.core.memory import estimate_bytes, largest_fitting
 from dfi.core.reconstruct import ReconstructConfig
 from dfi.style.gatys import (StyleConfig, targets, check_memory, invert_features, make_loss,
-                       parse_layer_weights, stylize, style_transfer)
+                       stylize, style_transfer)
+from dfi.style.settings import parse_layer_weights
 
 
 def _smooth_image(size=32, seed=0):
