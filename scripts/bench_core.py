@@ -3,14 +3,13 @@
     python scripts/bench_core.py passes [--sizes 100,200,300,400] [--batches 1,6] [--repeats 5]
     python scripts/bench_core.py layers [--size 200] [--batch 1]
     python scripts/bench_core.py memory [--sizes 100,200,300,400]
-    python scripts/bench_core.py sweep [--size 200] [--k 100] [--schedule-passes 4]
 
 ``passes``: one forward to conv5_1 + input-gradient backward (loss on conv3_1, conv4_1,
 conv5_1, untrained full VGG-19), timed for dfi's kernels, Chainer's functions and PyTorch,
 alternating A B C in every repetition; medians. ``layers``: each convolution's forward and
 backward alone, dfi against PyTorch. ``memory``: the peak resident size of a fresh process
-doing one pass, for each kernel. ``sweep``: the default 5-α sweep against the chainer-dfi
-schedule measured in the same run, with final losses.
+doing one pass, for each kernel. The default 5-α sweep against the chainer-dfi schedule is
+``python scripts/bench_dfi.py sweep --size 200 --k 100 [--compare-old]``.
 
 PyTorch is only a yardstick and never a dependency: ``pip install torch==2.13.0`` into the
 environment first (the CPU wheel on this machine). Each command prints JSON lines.
