@@ -220,7 +220,7 @@ def _run_dfi(args: argparse.Namespace, alphas: list[float], *, net=None, vectors
         for attribute in args.attribute:
             sources, targets = choose_neighbors(index, face, attribute, config)
             neighbors[attribute] = {"sources": sources, "targets": targets}
-            key = (net.name, attribute, tuple(sources), tuple(targets), config.layers, config.size, config.crop)
+            key = (net.identity, attribute, tuple(sources), tuple(targets), config.layers, config.size, config.crop)
             if vectors is not None and key in vectors:
                 chosen.append(vectors[key])
                 record.setdefault("vectors_reused", []).append(attribute)

@@ -276,6 +276,14 @@ def test_rows_that_share_neighbours_share_the_vector(synth_lfw, tmp_path, cli):
     reused = sorted(r["record"]["vectors_reused"] for r in _ledger(manifest))
     assert reused == [[], ["smiling"]]  # one worker: the second row used the first row's vector
 
+    other = tmp_path / "seeds.csv"  # same neighbours, other (untrained, seeded) weights: no reuse
+    other.write_text(f"input,output,seed\n{face},c.png,0\n{face},d.png,1\n")
+    code, _, err = cli("--quiet", "batch", "edit", other, "--index", index_file, "--attribute", "smiling",
+                       *FAST, "--workers", "1")
+    assert code == 0, err
+    rows = [json.loads(line) for line in other.with_name("seeds.ledger.jsonl").read_text().splitlines()]
+    assert [r["record"].get("vectors_reused", []) for r in rows] == [[], []]
+
 
 def test_rows_of_one_face_that_differ_in_alpha_run_as_one_sweep(synth_lfw, tmp_path, cli):
     _, index_file = synth_lfw
