@@ -89,7 +89,7 @@ def add_run_options(p: argparse.ArgumentParser, *, iterations: int = 150,
 
 def parse_layers(text: str, option: str = "--layers") -> tuple[str, ...]:
     """A comma-separated list of VGG-19 layer names, each checked."""
-    from ..nets.vgg import vgg19_layer_names
+    from ..nets.names import vgg19_layer_names
 
     layers = tuple(name.strip() for name in text.split(",") if name.strip())
     unknown = [name for name in layers if name not in vgg19_layer_names()]

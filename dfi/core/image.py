@@ -126,9 +126,11 @@ def is_greyscale(path: str | os.PathLike) -> bool:
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def image_files(folder: str | os.PathLike, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> list[Path]:
-    """The image files under ``folder`` (recursively), sorted."""
-    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in suffixes and p.is_file())
+def image_files(folder: str | os.PathLike, suffixes: Sequence[str] = IMAGE_SUFFIXES, *,
+                recursive: bool = True) -> list[Path]:
+    """The image files under ``folder`` (in its subfolders too, unless not ``recursive``), sorted."""
+    found = Path(folder).rglob("*") if recursive else Path(folder).iterdir()
+    return sorted(p for p in found if p.suffix.lower() in suffixes and p.is_file())
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Settings the command line shows before any work starts: the reconstruction loop's
 options and the colour modes. Plain values and frozen dataclasses that validate
-themselves; no Chainer, so that ``dfi --help`` and usage errors stay instant.
+themselves; no Chainer, so that ``dfi --help`` stays instant.
 """
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ from PIL import Image
 from data_tools.fsutil import atomic_path, write_text_atomic
 
 from ..core.errors import SettingError
-from ..core.image import IMAGE_SUFFIXES, read_image, write_image
+from ..core.image import IMAGE_SUFFIXES, image_files, read_image, write_image
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 #: frame rate given to a video made from a folder of frames
@@ -122,7 +122,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
 
 
 def _probe_folder(path: Path) -> VideoInfo:
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = image_files(path, recursive=False)
     if not files:
         raise VideoError(f"input {path}: a folder with no frames ({', '.join(IMAGE_SUFFIXES)})")
     sizes = {}
