@@ -3,12 +3,14 @@
     python scripts/bench_core.py passes [--sizes 100,200,300,400] [--batches 1,6] [--repeats 5]
     python scripts/bench_core.py layers [--size 200] [--batch 1]
     python scripts/bench_core.py memory [--sizes 100,200,300,400]
+    python scripts/bench_core.py budget [--size 200] [--batch 6]
 
 ``passes``: one forward to conv5_1 + input-gradient backward (loss on conv3_1, conv4_1,
 conv5_1, untrained full VGG-19), timed for dfi's kernels, Chainer's functions and PyTorch,
 alternating A B C in every repetition; medians. ``layers``: each convolution's forward and
 backward alone, dfi against PyTorch. ``memory``: the peak resident size of a fresh process
-doing one pass, for each kernel. The default 5-α sweep against the chainer-dfi schedule is
+doing one pass, for each kernel. ``budget``: a batch's pass with the transformed filters a
+batch's budget keeps against one image's budget (issue 13, 2026-11-24). The default 5-α sweep against the chainer-dfi schedule is
 ``python scripts/bench_dfi.py sweep --size 200 --k 100 [--compare-old]``.
 
 PyTorch is only a yardstick and never a dependency: ``pip install torch==2.13.0`` into the
@@ -117,12 +119,12 @@ def bench_layers(args) -> None:
     for name, (weight, bias) in net.params.items():
         side = -(-size // 2 ** (int(name[4]) - 1))  # ceil pooling before block b
         channels = weight.shape[1]
-        x = rng.random((channels, batch, side, side), dtype=np.float32)
+        x = rng.random((batch, side, side, channels), dtype=np.float32)  # dfi's maps: channels last
         layer = Conv3x3(weight, bias)
-        tx = torch.from_numpy(np.ascontiguousarray(x.transpose(1, 0, 2, 3)))
+        tx = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
         tw, tb = torch.from_numpy(weight), torch.from_numpy(bias)
-        gy = rng.random((weight.shape[0], batch, side, side), dtype=np.float32)
-        tgy = torch.from_numpy(np.ascontiguousarray(gy.transpose(1, 0, 2, 3)))
+        gy = rng.random((batch, side, side, weight.shape[0]), dtype=np.float32)
+        tgy = torch.from_numpy(np.ascontiguousarray(gy.transpose(0, 3, 1, 2)))
         median = _alternate({
             "dfi_forward": lambda: conv3x3(x, layer, workspace),
             "torch_forward": lambda: torch.relu(torch.nn.functional.conv2d(tx, tw, tb, padding=1)),
@@ -132,6 +134,29 @@ def bench_layers(args) -> None:
         print(json.dumps({"bench": "layers", "layer": name, "side": side, "batch": batch,
                           **{k: round(v * 1e3, 2) for k, v in median.items()}, "unit": "ms",
                           **_machine()}), flush=True)
+
+
+def bench_budget(args) -> None:
+    """One pass of a batch with the transformed filters kept as a batch's budget allows (half
+    of Chainer's column buffer for the batch) against the budget of one image (as before
+    2026-11-24), alternating in one process; seconds per image, medians."""
+    batch, size = args.batch, args.size
+    base = untrained_vgg19()
+    per_image = 9 * 64 * size * size * 4 // 2  # conv1_2's input is the largest column buffer
+    runs, kept = {}, {}
+    for label, budget in (("budget_one_image", per_image), ("budget_batch", batch * per_image)):
+        net = VGG19(base.params)
+        net.workspace.note_input = lambda channels, pixels: None  # hold the budget fixed
+        net.workspace.filter_budget = budget
+        x0 = np.random.default_rng(0).random((batch, 3, size, size), dtype=np.float32) * 255 - 120
+        runs[label] = _dfi_pass(net, x0)
+        runs[label]()
+        kept[label] = net.workspace
+    median = _alternate(runs, args.repeats)
+    print(json.dumps({"bench": "budget", "size": size, "batch": batch,
+                      **{f"{k}_s_per_image": round(v / batch, 4) for k, v in median.items()},
+                      **{f"{k}_kept_mb": round(w.filter_bytes() / 1e6, 1) for k, w in kept.items()},
+                      **_machine()}), flush=True)
 
 
 def bench_memory(args) -> None:
@@ -174,6 +199,11 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--repeats", type=int, default=7)
     p.set_defaults(func=bench_layers)
+    p = sub.add_parser("budget")
+    p.add_argument("--size", type=int, default=200)
+    p.add_argument("--batch", type=int, default=6)
+    p.add_argument("--repeats", type=int, default=15)
+    p.set_defaults(func=bench_budget)
     p = sub.add_parser("memory")
     p.add_argument("--sizes", type=ints, default=[100, 200, 300, 400])
     p.set_defaults(func=bench_memory)

@@ -212,7 +212,7 @@ def conv3x3(x, layer: Conv3x3, workspace: Workspace, *, backward: bool = False, 
     out_channels, channels = layer.channels
     xp = chainer.backend.get_array_module(x)
     batch, height, width = x.shape[:3]
-    workspace.note_input(channels, height * width)
+    workspace.note_input(channels, batch * height * width)
     if channels <= THIN:
         if backward:
             return direct_conv_transpose(x, layer.weight, workspace, mask=mask)

@@ -293,7 +293,7 @@ def _winograd_reflect(x, layer, workspace):
     padded = _reflect(x, 1)
     batch, height, width, channels = padded.shape
     out_channels = layer.channels[0]
-    workspace.note_input(channels, height * width)
+    workspace.note_input(channels, batch * height * width)
     group = batch_group(batch, channels, out_channels, height, width)
     filters = workspace.filters(layer, tile_size(group, height, width))
     out = xp.empty((batch, height - 2, width - 2, out_channels), dtype=xp.float32)

@@ -205,3 +205,16 @@ def test_the_memory_model_follows_what_the_kernels_allocate(tiny_net, batch, sha
     model = kernel_memory(convs, batch)
     assert [b.size for b in net.workspace.buffers] == [model["region0"], model["region1"]]
     assert net.workspace.filter_bytes() == 4 * model["kept_filters"] > 0
+
+
+def test_a_batch_keeps_more_transformed_filters_than_one_image():
+    """The filter budget is half of Chainer's column buffer for the whole batch: at 200² a
+    sweep's six images keep every layer's F(4) filters, one image only the smaller layers'."""
+    from dfi.nets.vgg import vgg19_shapes
+
+    sides = {"1": 200, "2": 100, "3": 50, "4": 25, "5": 13}
+    convs = [(shape[1], shape[0], sides[name[4]], sides[name[4]])
+             for name, shape in vgg19_shapes().items() if name <= "conv5_1"]
+    one, six = winograd.kernel_memory(convs, 1), winograd.kernel_memory(convs, 6)
+    assert six["kept_filters"] > 4 * one["kept_filters"]
+    assert six["made_filters"] == 0 < one["made_filters"]  # nothing made during a call at batch 6
