@@ -59,6 +59,11 @@ class _RowIndex:
         return self.cache[key]
 
 
+def _rowdot(xp, a, b):
+    """Σ_j a[i, j]·b[i, j] per row, without an (n, D) temporary."""
+    return xp.einsum("ij,ij->i", a, b)
+
+
 def lbfgs(objective: Objective, x0, *, max_iter: int = 100, history: int = 10,
           ftol: float = 1e-5, lower=None, upper=None, c1: float = 1e-4,
           max_backtracks: int = 12) -> Iterator[Step]:
@@ -101,35 +106,36 @@ def lbfgs(objective: Objective, x0, *, max_iter: int = 100, history: int = 10,
         act = np.flatnonzero(active)
         if act.size == 0:
             break
-        act_d = device_rows(act)
-        ga, xa, fa = g[act_d], x[act_d], f[act_d]
+        act_d = device_rows(act)  # the rows, for the objective
+        sel = slice(None) if act.size == n_images else act_d  # for indexing: views while all are active
+        ga, xa, fa = g[sel], x[sel], f[sel]
         # two-loop recursion, newest pair first, per image
         q = ga.copy()
         alphas = []
         for k in range(history):
             j = (slot - 1 - k) % history
-            a = rho[j, act_d] * xp.sum(s_hist[j, act_d] * q, axis=1)
-            q -= a[:, None] * y_hist[j, act_d]
+            a = rho[j, sel] * _rowdot(xp, s_hist[j, sel], q)
+            q -= a[:, None] * y_hist[j, sel]
             alphas.append((j, a))
-        q *= gamma[act_d][:, None]
+        q *= gamma[sel][:, None]
         for j, a in reversed(alphas):
-            b = rho[j, act_d] * xp.sum(y_hist[j, act_d] * q, axis=1)
-            q += (a - b)[:, None] * s_hist[j, act_d]
+            b = rho[j, sel] * _rowdot(xp, y_hist[j, sel], q)
+            q += (a - b)[:, None] * s_hist[j, sel]
         # no curvature yet: move the largest component by one unit
         scale = 1.0 / xp.maximum(xp.max(xp.abs(ga), axis=1), 1e-12)
-        direction = xp.where(has_pair[act_d][:, None], -q, -ga * scale[:, None])
+        direction = xp.where(has_pair[sel][:, None], -q, -ga * scale[:, None])
         if lower is not None or upper is not None:  # do not push against active bounds
             blocked = ((xa <= lo) & (direction < 0)) | ((xa >= hi) & (direction > 0))
             direction = xp.where(blocked, 0, direction)
-        uphill = xp.sum(ga * direction, axis=1) >= 0  # lost descent: restart from steepest descent
+        uphill = _rowdot(xp, ga, direction) >= 0  # lost descent: restart from steepest descent
         direction = xp.where(uphill[:, None], -ga, direction)
-        rho[:, act_d] = xp.where(uphill[None], 0, rho[:, act_d])
-        has_pair[act_d] = has_pair[act_d] & ~uphill
+        rho[:, sel] = xp.where(uphill[None], 0, rho[:, sel])
+        has_pair[sel] = has_pair[sel] & ~uphill
         # the unit step for every active image, then one transfer: accepted? converged?
         x_new = _project(xp, xa + direction, lower, upper)
         f_new, g_new = objective(x_new, act_d)
         evaluations += act.size
-        ok = xp.isfinite(f_new) & (f_new <= fa + c1 * xp.sum(ga * (x_new - xa), axis=1))
+        ok = xp.isfinite(f_new) & (f_new <= fa + c1 * _rowdot(xp, ga, x_new - xa))
         rel = (fa - f_new) / xp.maximum(xp.maximum(xp.abs(fa), xp.abs(f_new)), 1e-30)
         ok_host, converged = (np.asarray(v, dtype=bool) for v in xp.stack([ok, rel <= ftol]).tolist())
         stalled = np.zeros(act.size, dtype=bool)
@@ -141,7 +147,7 @@ def lbfgs(objective: Objective, x0, *, max_iter: int = 100, history: int = 10,
             trial = _project(xp, xa[pend_d] + step * direction[pend_d], lower, upper)
             f_t, g_t = objective(trial, act_d[pend_d])
             evaluations += pending.size
-            ok_t = xp.isfinite(f_t) & (f_t <= fa[pend_d] + c1 * xp.sum(ga[pend_d] * (trial - xa[pend_d]), axis=1))
+            ok_t = xp.isfinite(f_t) & (f_t <= fa[pend_d] + c1 * _rowdot(xp, ga[pend_d], trial - xa[pend_d]))
             rel_t = (fa[pend_d] - f_t) / xp.maximum(xp.maximum(xp.abs(fa[pend_d]), xp.abs(f_t)), 1e-30)
             x_new[pend_d] = xp.where(ok_t[:, None], trial, x_new[pend_d])
             f_new[pend_d] = xp.where(ok_t, f_t, f_new[pend_d])
@@ -157,17 +163,17 @@ def lbfgs(objective: Objective, x0, *, max_iter: int = 100, history: int = 10,
             x_new[pend_d], f_new[pend_d], g_new[pend_d] = xa[pend_d], fa[pend_d], ga[pend_d]
         s = x_new - xa
         y = g_new - ga
-        sy = xp.sum(s * y, axis=1)
-        yy = xp.sum(y * y, axis=1)
+        sy = _rowdot(xp, s, y)
+        yy = _rowdot(xp, y, y)
         good = sy > 1e-10 * xp.maximum(yy, 1e-30)  # (a stalled image has s = 0: never good)
-        s_hist[slot, act_d] = s
-        y_hist[slot, act_d] = y
-        rho[slot, act_d] = xp.where(good, 1.0 / xp.where(good, sy, 1.0), 0).astype(xp.float32)
-        gamma[act_d] = xp.where(good, sy / xp.maximum(yy, 1e-30), gamma[act_d]).astype(xp.float32)
-        has_pair[act_d] = has_pair[act_d] | good
+        s_hist[slot, sel] = s
+        y_hist[slot, sel] = y
+        rho[slot, sel] = xp.where(good, 1.0 / xp.where(good, sy, 1.0), 0).astype(xp.float32)
+        gamma[sel] = xp.where(good, sy / xp.maximum(yy, 1e-30), gamma[sel]).astype(xp.float32)
+        has_pair[sel] = has_pair[sel] | good
         slot = (slot + 1) % history
         x, f, g = x.copy(), f.copy(), g  # each step's x and f stay as they were (Progress keeps them)
-        x[act_d], f[act_d], g[act_d] = x_new, f_new, g_new
+        x[sel], f[sel], g[sel] = x_new, f_new, g_new
         active[act] = ~(stalled | converged)
         yield Step(iteration, x, f, active.copy(), evaluations)
 
