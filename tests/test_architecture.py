@@ -85,6 +85,26 @@ def test_help_and_usage_errors_load_no_network_stack():
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
 
 
+def test_edit_and_sweep_refuse_bad_settings_before_loading_chainer(tmp_path):
+    """An α out of range, --attribute without --index, a bad --size: answered (exit 2)
+    before Chainer loads, so in a fraction of a second."""
+    import subprocess
+    import sys
+
+    runs = [["sweep", "face.png", "-o", "out.png", "--alphas", "0.2,20", "--attribute", "smiling"],
+            ["edit", "face.png", "-o", "out.png", "--alpha", "0.4", "--attribute", "smiling"],
+            ["edit", "face.png", "-o", "out.png", "--alpha", "0.4", "--vector", "w.npz", "--size", "8"]]
+    (tmp_path / "w.npz").write_bytes(b"")
+    code = ("import sys; from dfi.cli.main import main\n"
+            f"codes = [main(args) for args in {runs!r}]\n"
+            "print(codes, sorted(m for m in ('chainer', 'cupy', 'cv2', 'av') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=tmp_path, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    assert done.stdout.strip() == "[2, 2, 2] []", done.stdout + done.stderr
+    assert "alpha 20.0 is out of range" in done.stderr and "--attribute needs --index" in done.stderr
+    assert "--size 8 must be between" in done.stderr
+
+
 def test_no_module_is_too_long():
     long = {str(p.relative_to(ROOT)): n for p in _modules("dfi") + _modules("data_tools")
             if (n := len(p.read_text().splitlines())) > MAX_LINES}

@@ -115,7 +115,7 @@ def _check_outputs_are_not_inputs(manifest, rows) -> None:
 def _check_row(args: argparse.Namespace) -> None:
     """The checks of a row that need no file: bad ones refuse the whole batch."""
     if args.command == "edit":
-        from ..edit.pipeline import check_alphas
+        from ..edit.settings import check_alphas
 
         check_alphas([args.alpha])
         if args.vector is None and not args.attribute:
@@ -261,7 +261,7 @@ def _cmd_data_features(args: argparse.Namespace) -> int:
 
     from ..batch.cluster import close_client, open_client
     from ..batch.features import build_store
-    from ..edit.pipeline import EditConfig
+    from ..edit.settings import EditConfig
 
     layers = parse_layers(args.layers)
     EditConfig(size=args.size, layers=layers)  # the store serves edits: the same size bounds

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .common import (UsageError, add_run_options, alpha_list, check_not_inputs, check_output,
                      load_net, parse_layers, positive_int, progress_bar)
+from ..edit.settings import ITERATIONS
 
 
 def _add_dfi_options(p: argparse.ArgumentParser, *, batch: bool = False) -> None:
@@ -52,7 +53,7 @@ def _add_dfi_options(p: argparse.ArgumentParser, *, batch: bool = False) -> None
                         "(faces it lacks are computed, and cached with --feature-cache)")
     p.add_argument("--no-color-match", action="store_true",
                    help="do not match the edit's colour statistics to the input's")
-    add_run_options(p)
+    add_run_options(p, iterations=ITERATIONS)
     if not batch:
         from .video import add_video_options
         add_video_options(p)
@@ -61,8 +62,7 @@ def _add_dfi_options(p: argparse.ArgumentParser, *, batch: bool = False) -> None
 def edit_settings(args: argparse.Namespace, alphas: list[float]):
     """The checks and settings shared by photos and videos: the alphas, the vector or the
     attributes and their index, the layers; returns (EditConfig, index or None)."""
-    from ..core.settings import ReconstructConfig
-    from ..edit.pipeline import EditConfig, check_alphas
+    from ..edit.settings import EditConfig, check_alphas, reconstruct_config
 
     check_alphas(alphas)
     if args.vector is None and not args.attribute:
@@ -81,8 +81,7 @@ def edit_settings(args: argparse.Namespace, alphas: list[float]):
         raise FileNotFoundError(f"--feature-store {args.feature_store}: no such store "
                                 "(make one with 'dfi data features')")
     layers = parse_layers(args.layers)
-    rec = ReconstructConfig(iterations=args.iterations, tv_weight=args.tv_weight,
-                            optimizer=args.optimizer)
+    rec = reconstruct_config(iterations=args.iterations, tv_weight=args.tv_weight, optimizer=args.optimizer)
     config = EditConfig(layers=layers, k=args.k, size=args.size, scaling=args.scaling,
                         rule=args.rule, color_match=not args.no_color_match, reconstruct=rec)
     index = None
@@ -193,9 +192,9 @@ def _run_dfi(args: argparse.Namespace, alphas: list[float], *, net=None, vectors
     from ..edit.attributes import combine, load_vector, save_vector
     from ..core.backend import to_cpu, synchronize
     from ..core.image import is_greyscale
-    from ..edit.pipeline import choose_neighbors, compose, compute_vector, read_mask, sweep
 
-    config, index, face, path = _dfi_request(args, alphas)
+    config, index, face, path = _dfi_request(args, alphas)  # every check before Chainer loads
+    from ..edit.pipeline import choose_neighbors, compose, compute_vector, read_mask, sweep
     mask = read_mask(args.mask, face.full.shape[1:]) if args.mask is not None else None
     t_start = time.perf_counter()
     net, micro = load_net(args) if net is None else (net, args.micro_batch)

@@ -1,30 +1,42 @@
-"""Devices: parse ``--device`` and move arrays. The only module that imports CuPy."""
+"""Devices: parse ``--device`` and move arrays. The only module that imports CuPy.
+
+Chainer is imported when first needed, not with this module: reading and writing images
+(:mod:`dfi.core.image`) and the command line's checks then run without loading it."""
 from __future__ import annotations
 
 import os
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .. import _compat  # noqa: F401  (before chainer)
-import chainer
-
 from .errors import SettingError
+
+if TYPE_CHECKING:
+    import chainer
+
+
+def _chainer():
+    import chainer
+    return chainer
 
 
 def gpu_count() -> int:
     """Number of CUDA devices Chainer can use: 0 without CuPy, without a driver, or when
     Chainer's CUDA backend did not load (``chainer.backends.cuda.available``: e.g. no cuBLAS)."""
-    if not chainer.backends.cuda.available:
+    cuda = _chainer().backends.cuda
+    if not cuda.available:
         return 0
     try:
-        return int(chainer.backends.cuda.cupy.cuda.runtime.getDeviceCount())
+        return int(cuda.cupy.cuda.runtime.getDeviceCount())
     except Exception:  # no driver, no device
         return 0
 
 
 def parse_device(spec: str | None = "auto") -> chainer.backend.Device:
     """``auto`` (GPU 0 if CuPy sees one, else CPU), ``cpu``, ``gpu`` or ``gpu:N``."""
+    chainer = _chainer()
     spec = (spec or "auto").strip().lower()
     if spec == "auto":
         return chainer.get_device("@cupy:0" if gpu_count() > 0 else "@numpy")
@@ -44,11 +56,12 @@ def parse_device(spec: str | None = "auto") -> chainer.backend.Device:
 
 def get_array_module(x):
     """NumPy or CuPy, whichever holds ``x`` (a Variable or an array)."""
-    return chainer.backend.get_array_module(x)
+    return _chainer().backend.get_array_module(x)
 
 
 def to_cpu(x) -> np.ndarray:
     """A NumPy copy (or view) of an array or Variable on any device."""
+    chainer = _chainer()
     if isinstance(x, chainer.Variable):
         x = x.array
     return chainer.backend.CpuDevice().send(x)

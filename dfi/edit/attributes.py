@@ -24,8 +24,8 @@ from data_tools.fsutil import atomic_path
 
 from ..core.backend import get_array_module, to_cpu
 from ..core.errors import SettingError
+from .settings import SCALINGS
 
-SCALINGS = ("none", "beta", "norm")
 
 
 def attribute_vector(src_mean: Mapping, tgt_mean: Mapping) -> dict:

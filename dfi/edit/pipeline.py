@@ -17,7 +17,7 @@ import functools
 import logging
 import warnings
 from pathlib import Path
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
@@ -26,57 +26,17 @@ from data_tools.index import Index
 from data_tools.neighbors import candidate_pools, find_neighbors
 
 from ..core.color import match_color
-from ..core.errors import SettingError
 from ..core.image import crop_and_resize, read_ahead, read_image, resize
 from ..core.losses import feature_loss
-from ..core.reconstruct import Progress, ReconstructConfig, reconstruct
-from ..face.align import LFW_CROP, Alignment, align_face, face_mask, feather, paste_back
+from ..core.reconstruct import Progress, reconstruct
+from ..face.align import Alignment, align_face, face_mask, feather, paste_back
 from ..nets.features import extract
 from ..nets.vgg import VGG19
-from .attributes import SCALINGS, attribute_vector, combine, scale_vector, target_features
+from .attributes import attribute_vector, combine, scale_vector, target_features
 from .cache import FeatureCache
+from .settings import EditConfig, check_alphas  # noqa: F401  (their home is settings)
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_LAYERS = ("conv3_1", "conv4_1", "conv5_1")
-MAX_ALPHA = 10.0
-
-
-@dataclass(frozen=True)
-class EditConfig:
-    """Settings of one DFI edit or sweep (the CLI's flags, validated here)."""
-
-    layers: tuple[str, ...] = DEFAULT_LAYERS
-    k: int = 100
-    size: int = 200
-    crop: tuple[int, int, int, int] = LFW_CROP  # of the dataset's faces (and of aligned photos)
-    scaling: str = "norm"
-    rule: str = "chainer"
-    exclude_person: bool = False
-    batch_size: int = 8
-    color_match: bool = True
-    reconstruct: ReconstructConfig = field(default_factory=ReconstructConfig)
-
-    def __post_init__(self):
-        if self.k < 1:
-            raise SettingError(f"--k {self.k} must be at least 1")
-        if not 16 <= self.size <= 2048:
-            raise SettingError(f"--size {self.size} must be between 16 and 2048 pixels")
-        if self.scaling not in SCALINGS:
-            raise SettingError(f"--scaling {self.scaling!r} is not one of {', '.join(SCALINGS)}")
-
-
-def check_alphas(alphas: Sequence[float]) -> list[float]:
-    """Validate α values: finite, within ±MAX_ALPHA, at least one."""
-    alphas = [float(a) for a in alphas]
-    if not alphas:
-        raise SettingError("give at least one alpha")
-    for alpha in alphas:
-        if not np.isfinite(alpha) or abs(alpha) > MAX_ALPHA:
-            raise SettingError(f"alpha {alpha} is out of range; use finite values in "
-                             f"[-{MAX_ALPHA:g}, {MAX_ALPHA:g}] (typical 0.1–1)")
-    return alphas
-
 
 @dataclass
 class Face:

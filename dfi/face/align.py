@@ -18,20 +18,10 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from data_tools.synth import FACE_CENTRE, LEFT_EYE, MOUTH, RIGHT_EYE, SIZE
-
 from ..core.errors import SettingError
 from ..core.image import resize, to_pil
 from .detect import Detection, NoFaceError, detect_faces
-
-#: where the faces of the 250×250 frame have their left eye, right eye and mouth centre
-#: (x, y), taken from the synthetic LFW's geometry (placed like deep-funneled LFW).
-LFW_TEMPLATE = np.array([[FACE_CENTRE[0] + x, FACE_CENTRE[1] + y] for x, y in (LEFT_EYE, RIGHT_EYE, MOUTH)])
-FRAME = (SIZE, SIZE)
-#: the part of the frame DFI works on (l, t, r, b): the LFW crop, as chainer-dfi uses it
-LFW_CROP = (40, 20, 210, 190)
-#: share of each side of the crop over which an edit fades out
-FEATHER = 0.12
+from .frame import FEATHER, FRAME, LFW_CROP, LFW_TEMPLATE
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

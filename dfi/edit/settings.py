@@ -1,0 +1,61 @@
+"""The settings of ``dfi edit`` / ``dfi sweep``: layers, scalings, the α range,
+:class:`EditConfig` (which validates itself) and DFI's reconstruction defaults. No Chainer,
+so that the command line can show them and refuse bad values before any network loads."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from ..core.errors import SettingError
+from ..core.settings import ReconstructConfig
+from ..face.frame import LFW_CROP
+
+DEFAULT_LAYERS = ("conv3_1", "conv4_1", "conv5_1")
+#: attribute-vector scalings (see :func:`dfi.edit.attributes.scale_vector`)
+SCALINGS = ("none", "beta", "norm")
+MAX_ALPHA = 10.0
+#: DFI's L-BFGS: iteration cap and curvature pairs
+ITERATIONS, HISTORY = 150, 10
+
+
+def reconstruct_config(**options) -> ReconstructConfig:
+    """A :class:`ReconstructConfig` with DFI's defaults, ``options`` overriding them."""
+    return ReconstructConfig(**{"iterations": ITERATIONS, "history": HISTORY, **options})
+
+
+@dataclass(frozen=True)
+class EditConfig:
+    """Settings of one DFI edit or sweep (the CLI's flags, validated here)."""
+
+    layers: tuple[str, ...] = DEFAULT_LAYERS
+    k: int = 100
+    size: int = 200
+    crop: tuple[int, int, int, int] = LFW_CROP  # of the dataset's faces (and of aligned photos)
+    scaling: str = "norm"
+    rule: str = "chainer"
+    exclude_person: bool = False
+    batch_size: int = 8
+    color_match: bool = True
+    reconstruct: ReconstructConfig = field(default_factory=reconstruct_config)
+
+    def __post_init__(self):
+        if self.k < 1:
+            raise SettingError(f"--k {self.k} must be at least 1")
+        if not 16 <= self.size <= 2048:
+            raise SettingError(f"--size {self.size} must be between 16 and 2048 pixels")
+        if self.scaling not in SCALINGS:
+            raise SettingError(f"--scaling {self.scaling!r} is not one of {', '.join(SCALINGS)}")
+
+
+def check_alphas(alphas: Sequence[float]) -> list[float]:
+    """Validate α values: finite, within ±MAX_ALPHA, at least one."""
+    alphas = [float(a) for a in alphas]
+    if not alphas:
+        raise SettingError("give at least one alpha")
+    for alpha in alphas:
+        if not np.isfinite(alpha) or abs(alpha) > MAX_ALPHA:
+            raise SettingError(f"alpha {alpha} is out of range; use finite values in "
+                               f"[-{MAX_ALPHA:g}, {MAX_ALPHA:g}] (typical 0.1–1)")
+    return alphas
