@@ -126,7 +126,7 @@ def _synthetic_index(root: Path, people: int) -> Path:
     return root / "index.csv"
 
 
-def _run_sweep(index_file: Path, size: int, iterations: int, ftol: float, device_spec: str,
+def _run_sweep(index_file: Path, size: int, iterations: int, history: int, ftol: float, device_spec: str,
                k: int, micro: int, kernel: str = "winograd") -> dict:
     from data_tools.index import load_index
     from dfi.edit.pipeline import EditConfig, choose_neighbors, compute_vector, load_face, sweep
@@ -138,7 +138,7 @@ def _run_sweep(index_file: Path, size: int, iterations: int, ftol: float, device
     table = index.table
     row = int(np.flatnonzero((table["Smiling"] < -0.5).to_numpy())[0])
     config = EditConfig(k=k, size=size, batch_size=micro or 8, reconstruct=ReconstructConfig(
-        iterations=iterations, ftol=ftol, micro_batch=micro))
+        iterations=iterations, history=history, ftol=ftol, micro_batch=micro))
     face = load_face(index.image_path(row), config, row=row)
     start = time.perf_counter()
     vector = compute_vector(net, index, *choose_neighbors(index, face, "smiling", config), config)
@@ -147,10 +147,15 @@ def _run_sweep(index_file: Path, size: int, iterations: int, ftol: float, device
     last = final(sweep(net, face, [vector], [0.1, 0.2, 0.3, 0.4, 0.5], config))
     synchronize(device)
     t_done = time.perf_counter()
+    images = chainer.backend.CpuDevice().send(last.images)
+    edits_file = index_file.parent / f"edits-{kernel}-{iterations}-{history}.npy"
+    np.save(edits_file, images[1:] - images[0])  # what reaches the output: z_α − z_0, pixels
     return {"vector_s": round(t_vector - start, 2), "reconstruction_s": round(t_done - t_vector, 2),
+            "edits_file": str(edits_file),
             "total_s": round(t_done - start, 2), "iterations": int(last.iteration),
             "evaluations": int(last.evaluations),
             "feature_loss": [float(v) for v in chainer.backend.CpuDevice().send(last.terms["feature"])],
+            "loss": [float(v) for v in chainer.backend.CpuDevice().send(last.loss)],
             "peak_rss_mb": round(_peak_rss_mb(), 1)}
 
 
@@ -160,18 +165,28 @@ def _subprocess(args_list: list[str]) -> dict:
 
 
 def bench_sweep(args) -> dict:
-    """The default sweep (dfi's kernels, the whole α batch per pass) and, with
-    ``--compare-old``, the previous default (Chainer's functions, one image per pass) on the
-    same data, both against the chainer-dfi schedule measured in the same run."""
-    runs = {"new": ("winograd", args.micro if args.micro is not None else 0)}
+    """The default sweep (dfi's kernels, the whole α batch per pass, DFI's L-BFGS settings)
+    and, with ``--reference``, the settings before issue 13's last change (150 iterations,
+    10 curvature pairs) on the same kernels, with ``--compare-old`` the same on Chainer's
+    functions one image per pass (the path before issue 13), on the same data, all against
+    the chainer-dfi schedule measured in the same run."""
+    from dfi.edit.settings import HISTORY, ITERATIONS
+
+    iterations = args.iterations or ITERATIONS
+    history = args.history or HISTORY
+    micro = args.micro if args.micro is not None else 0
+    runs = {"new": ("winograd", micro, iterations, history)}
+    if args.reference:
+        runs["reference"] = ("winograd", micro, 150, 10)
     if args.compare_old:
-        runs["old"] = ("chainer", 1)
+        runs["old"] = ("chainer", 1, 150, 10)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         index_file = _synthetic_index(Path(tmp), args.people)
-        for name, (kernel, micro) in runs.items():
-            results[name] = _subprocess(["_sweep", str(index_file), str(args.size), str(args.iterations),
+        for name, (kernel, micro, its, hist) in runs.items():
+            results[name] = _subprocess(["_sweep", str(index_file), str(args.size), str(its), str(hist),
                                          str(args.ftol), args.device, str(args.k), str(micro), kernel])
+        edits = {name: np.load(result.pop("edits_file")) for name, result in results.items()}
     # the chainer-dfi schedule, measured in the same run: 5,600 batch-1 passes with
     # parameter gradients (600 for the residual + 1,000 per alpha), extrapolated from a few
     pass_s = _chainer_dfi_pass_seconds(args.size, parse_device(args.device), args.repeats)
@@ -180,9 +195,15 @@ def bench_sweep(args) -> dict:
            "chainer_dfi_pass_s": round(pass_s, 3), "chainer_dfi_schedule_s": round(schedule_s, 1)}
     for name, result in results.items():
         out[name] = dict(result, ratio_to_chainer_dfi=round(result["total_s"] / schedule_s, 4))
-    if "old" in results:
-        out["new_loss_over_old"] = [round(n / o, 4) for n, o in zip(results["new"]["feature_loss"][1:],
-                                                                   results["old"]["feature_loss"][1:])]
+    for name in ("reference", "old"):  # the edited rows' feature loss (row 0 is α = 0)
+        if name in results:
+            change = np.abs(edits["new"] - edits[name])  # in pixels (0-255)
+            out[f"new_edit_minus_{name}_px"] = {"mean": round(float(change.mean()), 3),
+                                               "p99": round(float(np.percentile(change, 99)), 3),
+                                               "max": round(float(change.max()), 3)}
+            for term in ("loss", "feature_loss"):
+                out[f"new_{term}_over_{name}"] = [round(n / o, 4) for n, o in zip(
+                    results["new"][term][1:], results[name][term][1:])]
     return out
 
 
@@ -194,12 +215,15 @@ def bench_sizes(args) -> dict:
 
 
 def bench_quality(args) -> dict:
+    from dfi.edit.settings import HISTORY, ITERATIONS
+
     with tempfile.TemporaryDirectory() as tmp:
         index_file = _synthetic_index(Path(tmp), args.people)
-        default = _subprocess(["_sweep", str(index_file), str(args.size), str(args.iterations),
-                               str(args.ftol), args.device, str(args.k), "0", "winograd"])
-        long = _subprocess(["_sweep", str(index_file), str(args.size), "1000", "0", args.device,
-                            str(args.k), "0", "winograd"])
+        default = _subprocess(["_sweep", str(index_file), str(args.size), str(args.iterations or ITERATIONS),
+                               str(args.history or HISTORY), str(args.ftol), args.device, str(args.k), "0",
+                               "winograd"])
+        long = _subprocess(["_sweep", str(index_file), str(args.size), "1000", str(args.history or HISTORY), "0",
+                            args.device, str(args.k), "0", "winograd"])
     ratio = [d / l for d, l in zip(default["feature_loss"][1:], long["feature_loss"][1:])]
     return {"bench": "quality", "size": args.size, "default": default, "long_1000": long,
             "loss_ratio_per_alpha": [round(r, 4) for r in ratio]}
@@ -252,8 +276,8 @@ def bench_convert(args) -> dict:
 
 def main() -> None:
     if sys.argv[1:2] == ["_sweep"]:  # internal: one sweep in a fresh process
-        index_file, size, iterations, ftol, device, k, micro, kernel = sys.argv[2:10]
-        print(json.dumps(_run_sweep(Path(index_file), int(size), int(iterations), float(ftol),
+        index_file, size, iterations, history, ftol, device, k, micro, kernel = sys.argv[2:11]
+        print(json.dumps(_run_sweep(Path(index_file), int(size), int(iterations), int(history), float(ftol),
                                     device, int(k), int(micro), kernel)))
         return
     if sys.argv[1:2] == ["_one_pass"]:
@@ -268,13 +292,18 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--size", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--iterations", type=int, default=150)
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="sweep: iteration cap (default DFI's); quality: the default run's")
+    parser.add_argument("--history", type=int, default=None, help="sweep: L-BFGS pairs (default DFI's)")
     parser.add_argument("--ftol", type=float, default=1e-4)
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--people", type=int, default=120)
     parser.add_argument("--micro", type=int, default=None)
     parser.add_argument("--compare-old", action="store_true",
-                        help="sweep: also run the previous default (Chainer's functions, micro-batch 1)")
+                        help="sweep: also run the path before issue 13 (Chainer's functions, micro-batch 1, "
+                             "150 iterations, 10 pairs)")
+    parser.add_argument("--reference", action="store_true",
+                        help="sweep: also run the settings before (150 iterations, 10 pairs) on dfi's kernels")
     args = parser.parse_args()
     result = globals()[f"bench_{args.bench}"](args)
     result.update(machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
