@@ -24,11 +24,10 @@ import numpy as np
 from data_tools.fsutil import write_text_atomic
 
 from ..core.errors import SettingError
-from ..core.image import image_files, read_image, write_image
+from ..core.image import IMAGE_SUFFIXES, image_files, read_image, write_image
 from .align import LFW_TEMPLATE, align_face
 from .detect import MIN_SCORE, Detection, NoFaceError, detect_faces
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 REPORT = "align-report.json"
 
 
@@ -46,7 +45,7 @@ class AlignOutcome:
 
 def folder_images(root: Path) -> list[str]:
     """Relative paths (POSIX) of the images under ``root``, sorted."""
-    return sorted(p.relative_to(root).as_posix() for p in image_files(root, IMAGE_SUFFIXES))
+    return sorted(p.relative_to(root).as_posix() for p in image_files(root))
 
 
 def central_first(detections: Sequence[Detection], shape: tuple[int, int]) -> list[Detection]:

@@ -68,5 +68,5 @@ def test_align_refuses_bad_folders(plain_lfw, tmp_path, cli):
     empty = tmp_path / "empty"
     (empty / "Nobody").mkdir(parents=True)
     code, _, err = cli("data", "align", empty, "-o", tmp_path / "out")
-    assert code == 1 and "no .jpg, .jpeg, .png images" in err
+    assert code == 1 and "no .png, .jpg, .jpeg, .bmp, .tif, .tiff, .webp images" in err
     assert not (tmp_path / "out").exists()
