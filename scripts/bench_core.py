@@ -10,7 +10,8 @@ conv5_1, untrained full VGG-19), timed for dfi's kernels, Chainer's functions an
 alternating A B C in every repetition; medians. ``layers``: each convolution's forward and
 backward alone, dfi against PyTorch. ``memory``: the peak resident size of a fresh process
 doing one pass, for each kernel. ``budget``: a batch's pass with the transformed filters a
-batch's budget keeps against one image's budget (issue 13, 2026-11-24). The default 5-α sweep against the chainer-dfi schedule is
+batch's budget keeps against one image's budget (issue 13, 2026-11-24). The default 5-α
+sweep against the chainer-dfi schedule is
 ``python scripts/bench_dfi.py sweep --size 200 --k 100 [--compare-old]``.
 
 PyTorch is only a yardstick and never a dependency: ``pip install torch==2.13.0`` into the
@@ -140,14 +141,17 @@ def bench_budget(args) -> None:
     """One pass of a batch with the transformed filters kept as a batch's budget allows (half
     of Chainer's column buffer for the batch) against the budget of one image (as before
     2026-11-24), alternating in one process; seconds per image, medians."""
+    from dfi.nets.winograd import Workspace
+
     batch, size = args.batch, args.size
     base = untrained_vgg19()
-    per_image = 9 * 64 * size * size * 4 // 2  # conv1_2's input is the largest column buffer
     runs, kept = {}, {}
-    for label, budget in (("budget_one_image", per_image), ("budget_batch", batch * per_image)):
+    for label, images in (("budget_one_image", 1), ("budget_batch", batch)):
+        sizing = Workspace()
+        sizing.note_input(64, images * size * size)  # conv1_2's input: the largest column buffer
         net = VGG19(base.params)
         net.workspace.note_input = lambda channels, pixels: None  # hold the budget fixed
-        net.workspace.filter_budget = budget
+        net.workspace.filter_budget = sizing.filter_budget
         x0 = np.random.default_rng(0).random((batch, 3, size, size), dtype=np.float32) * 255 - 120
         runs[label] = _dfi_pass(net, x0)
         runs[label]()

@@ -31,6 +31,8 @@ import chainer.links as L
 from dfi.core.backend import parse_device, synchronize
 from dfi.nets.vgg import VGG19, VGG19_BLOCKS, untrained_vgg19
 
+#: DFI's L-BFGS settings before 2026-11-24 (iterations, curvature pairs): the sweep's reference
+PREVIOUS_SETTINGS = (150, 10)
 GFLOP_FWD_200 = 28.8  # VGG-19 forward to conv5_1 at 200² (../shared/anchors.md)
 LAYERS = ["conv3_1", "conv4_1", "conv5_1"]
 
@@ -177,9 +179,9 @@ def bench_sweep(args) -> dict:
     micro = args.micro if args.micro is not None else 0
     runs = {"new": ("winograd", micro, iterations, history)}
     if args.reference:
-        runs["reference"] = ("winograd", micro, 150, 10)
+        runs["reference"] = ("winograd", micro, *PREVIOUS_SETTINGS)
     if args.compare_old:
-        runs["old"] = ("chainer", 1, 150, 10)
+        runs["old"] = ("chainer", 1, *PREVIOUS_SETTINGS)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         index_file = _synthetic_index(Path(tmp), args.people)
@@ -195,7 +197,7 @@ def bench_sweep(args) -> dict:
            "chainer_dfi_pass_s": round(pass_s, 3), "chainer_dfi_schedule_s": round(schedule_s, 1)}
     for name, result in results.items():
         out[name] = dict(result, ratio_to_chainer_dfi=round(result["total_s"] / schedule_s, 4))
-    for name in ("reference", "old"):  # the edited rows' feature loss (row 0 is α = 0)
+    for name in ("reference", "old"):  # the edits and the edited rows' losses (row 0 is α = 0)
         if name in results:
             change = np.abs(edits["new"] - edits[name])  # in pixels (0-255)
             out[f"new_edit_minus_{name}_px"] = {"mean": round(float(change.mean()), 3),

@@ -88,6 +88,7 @@ def test_help_and_usage_errors_load_no_network_stack():
 def test_edit_and_sweep_refuse_bad_settings_before_loading_chainer(tmp_path):
     """An α out of range, --attribute without --index, a bad --size: answered (exit 2)
     before Chainer loads, so in a fraction of a second."""
+    import os
     import subprocess
     import sys
 
@@ -99,7 +100,7 @@ def test_edit_and_sweep_refuse_bad_settings_before_loading_chainer(tmp_path):
             f"codes = [main(args) for args in {runs!r}]\n"
             "print(codes, sorted(m for m in ('chainer', 'cupy', 'cv2', 'av') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                          cwd=tmp_path, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.stdout.strip() == "[2, 2, 2] []", done.stdout + done.stderr
     assert "alpha 20.0 is out of range" in done.stderr and "--attribute needs --index" in done.stderr
     assert "--size 8 must be between" in done.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .common import (UsageError, add_run_options, alpha_list, check_not_inputs, check_output,
                      load_net, parse_layers, positive_int, progress_bar)
-from ..edit.settings import ITERATIONS
+from ..edit.settings import DEFAULT_LAYERS, ITERATIONS, SCALINGS, EditConfig
 
 
 def _add_dfi_options(p: argparse.ArgumentParser, *, batch: bool = False) -> None:
@@ -20,17 +20,18 @@ def _add_dfi_options(p: argparse.ArgumentParser, *, batch: bool = False) -> None
                    help='attribute to add, e.g. smiling or "~mouth_closed,smiling"; repeat to '
                         "combine several")
     p.add_argument("--index", type=Path, default=None, help="dataset index (dfi data index)")
-    p.add_argument("--k", type=positive_int, default=100, help="neighbours per side (default 100)")
+    p.add_argument("--k", type=positive_int, default=EditConfig.k, help=f"neighbours per side (default {EditConfig.k})")
     p.add_argument("--rule", choices=("chainer", "paper"), default="chainer",
                    help="neighbour rule (see dfi data neighbors)")
-    p.add_argument("--scaling", choices=("norm", "beta", "none"), default="norm",
+    p.add_argument("--scaling", choices=SCALINGS, default=EditConfig.scaling,
                    help="attribute vector scaling and the alpha it means: norm (default) moves each "
                         "layer by alpha times the face's own feature norm, alpha 0.1-0.5; beta divides "
                         "w by mean(w^2) (official DFI code, its default 0.4), alpha about 0.2-0.6; "
                         "none keeps the raw w, alpha depends on the weights (about 1-4 with real ones)")
-    p.add_argument("--layers", default="conv3_1,conv4_1,conv5_1",
-                   help="feature layers (default conv3_1,conv4_1,conv5_1)")
-    p.add_argument("--size", type=positive_int, default=200, help="working size in pixels (default 200)")
+    p.add_argument("--layers", default=",".join(DEFAULT_LAYERS),
+                   help=f"feature layers (default {','.join(DEFAULT_LAYERS)})")
+    p.add_argument("--size", type=positive_int, default=EditConfig.size,
+                   help=f"working size in pixels (default {EditConfig.size})")
     p.add_argument("--crop", default=None,
                    help="l,t,r,b box of the input image to edit, used as is (no face detection); "
                         "'none' for the whole image")

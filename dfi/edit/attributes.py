@@ -27,7 +27,6 @@ from ..core.errors import SettingError
 from .settings import SCALINGS
 
 
-
 def attribute_vector(src_mean: Mapping, tgt_mean: Mapping) -> dict:
     """``{layer: tgt_mean − src_mean}`` (arrays (1, C, h, w), same device)."""
     return {name: tgt_mean[name] - src_mean[name] for name in tgt_mean}
