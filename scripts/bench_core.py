@@ -4,13 +4,15 @@
     python scripts/bench_core.py layers [--size 200] [--batch 1]
     python scripts/bench_core.py memory [--sizes 100,200,300,400]
     python scripts/bench_core.py budget [--size 200] [--batch 6]
+    python scripts/bench_core.py lbfgs [--size 200] [--batch 6] [--history 20]
 
 ``passes``: one forward to conv5_1 + input-gradient backward (loss on conv3_1, conv4_1,
 conv5_1, untrained full VGG-19), timed for dfi's kernels, Chainer's functions and PyTorch,
 alternating A B C in every repetition; medians. ``layers``: each convolution's forward and
 backward alone, dfi against PyTorch. ``memory``: the peak resident size of a fresh process
 doing one pass, for each kernel. ``budget``: a batch's pass with the transformed filters a
-batch's budget keeps against one image's budget (issue 13, 2026-11-24). The default 5-α
+batch's budget keeps against one image's budget (issue 13, 2026-11-24). ``lbfgs``: the
+optimiser's own time per iteration, the objective's taken out. The default 5-α
 sweep against the chainer-dfi schedule is
 ``python scripts/bench_dfi.py sweep --size 200 --k 100 [--compare-old]``.
 
@@ -163,6 +165,32 @@ def bench_budget(args) -> None:
                       **_machine()}), flush=True)
 
 
+def bench_lbfgs(args) -> None:
+    """The L-BFGS step's own cost (two-loop recursion, line search, bookkeeping) on a batch
+    of images: a quadratic objective whose evaluation is timed apart and subtracted."""
+    from dfi.core.optimize import lbfgs
+
+    rng = np.random.default_rng(0)
+    dim = 3 * args.size * args.size
+    curvature = rng.uniform(0.1, 10, dim).astype(np.float32)
+    spent = [0.0]
+
+    def objective(x, rows):
+        start = time.perf_counter()
+        g = curvature * x
+        f = 0.5 * np.einsum("ij,ij->i", g, x)
+        spent[0] += time.perf_counter() - start
+        return f, g
+
+    x0 = rng.normal(size=(args.batch, dim)).astype(np.float32)
+    start = time.perf_counter()
+    steps = sum(1 for _ in lbfgs(objective, x0, max_iter=args.iterations, history=args.history, ftol=0,
+                                 lower=-100.0, upper=100.0))
+    step_ms = (time.perf_counter() - start - spent[0]) / steps * 1e3
+    print(json.dumps({"bench": "lbfgs", "size": args.size, "batch": args.batch, "history": args.history,
+                      "iterations": steps, "ms_per_iteration": round(step_ms, 1), **_machine()}), flush=True)
+
+
 def bench_memory(args) -> None:
     for size in args.sizes:
         row = {"bench": "memory", "size": size}
@@ -208,6 +236,12 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=6)
     p.add_argument("--repeats", type=int, default=15)
     p.set_defaults(func=bench_budget)
+    p = sub.add_parser("lbfgs")
+    p.add_argument("--size", type=int, default=200)
+    p.add_argument("--batch", type=int, default=6)
+    p.add_argument("--history", type=int, default=20)
+    p.add_argument("--iterations", type=int, default=60)
+    p.set_defaults(func=bench_lbfgs)
     p = sub.add_parser("memory")
     p.add_argument("--sizes", type=ints, default=[100, 200, 300, 400])
     p.set_defaults(func=bench_memory)

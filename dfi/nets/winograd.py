@@ -89,8 +89,8 @@ class Workspace:
     (:attr:`filter_budget`), so this kernel never needs more memory than Chainer's; the
     other layers transform their filters again at each call (one small GEMM). A batch
     (a sweep's six images) thus keeps more of them than one image: at 200², batch 6, every
-    layer keeps F(4)'s filters, which makes conv4_1…conv5_1 about a quarter faster than
-    F(2) with filters made at each call.
+    layer keeps F(4)'s filters rather than making F(2)'s at each call for conv4_1…conv5_1,
+    and a pass is about 15 % faster (BENCHMARKS.md, ``bench_core.py budget``).
     """
 
     def __init__(self):
