@@ -96,15 +96,18 @@ def _limit_threads() -> None:
 
 def cached_vgg(weights: str, device: str, seed: int, data_dir: Optional[str], pooling: str = "max"):
     """The VGG-19 of these settings (``weights`` as ``load_vgg19`` takes it), loaded once
-    per worker and kept for every row or block it runs."""
+    per worker and kept for every row or block it runs; its device is made current in the
+    calling thread each time (Dask runs tasks in executor threads of its own, and CuPy's
+    current device is per thread)."""
     from pathlib import Path
 
-    from ..core.backend import parse_device
+    from ..core.backend import parse_device, use_device
     from ..nets.weights import load_vgg19
 
     cache = worker_cache()
     key = ("vgg19", weights, device, seed, data_dir, pooling)
     if key not in cache:
         cache[key] = load_vgg19(weights, data_dir=Path(data_dir) if data_dir else None, seed=seed,
-                                pooling=pooling).to_device(parse_device(device))
+                                pooling=pooling).to_device(use_device(parse_device(device)))
+    use_device(cache[key].device)
     return cache[key]

@@ -135,11 +135,18 @@ def resolve_weights(args: argparse.Namespace) -> str:
     return "caffe" if converted_path("caffe", args.data_dir).is_file() else "untrained"
 
 
+def select_device(args: argparse.Namespace):
+    """The ``--device`` of the command, made current in this thread for the rest of the run
+    (CuPy makes new arrays on the current device, not on the one the weights went to)."""
+    from ..core.backend import parse_device, use_device
+
+    return use_device(parse_device(args.device))
+
+
 def load_net(args: argparse.Namespace):
-    from ..core.backend import parse_device
     from ..nets.weights import load_vgg19
 
-    device = parse_device(args.device)
+    device = select_device(args)
     spec = resolve_weights(args)
     net = load_vgg19(spec, data_dir=args.data_dir, seed=args.seed,
                      pooling=getattr(args, "pooling", "max")).to_device(device)

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from .common import (UsageError, add_run_options, check_not_inputs, check_output, load_net,
-                     positive_int, progress_bar)
+                     positive_int, progress_bar, select_device)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -105,7 +105,6 @@ def _check_training_memory(vgg, transform, config) -> None:
 
 
 def _cmd_stylize(args: argparse.Namespace) -> int:
-    from ..core.backend import parse_device
     from ..style.feedforward import Stylizer, parse_mix
     from ..core.image import IMAGE_SUFFIXES
     from ..video.io import VIDEO_SUFFIXES
@@ -126,7 +125,7 @@ def _cmd_stylize(args: argparse.Namespace) -> int:
     elif source.is_dir() and out.suffix:
         raise UsageError(f"-o {out}: a folder's output is a folder")
     mix = {args.style: 1.0} if args.style is not None else parse_mix(args.mix)
-    model = Stylizer.load(args.model, device=parse_device(args.device))
+    model = Stylizer.load(args.model, device=select_device(args))
     mix = model.net.check_mix(mix)
     run = dict(mix=mix, preserve_color=args.preserve_color)
     if is_image:

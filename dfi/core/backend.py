@@ -1,4 +1,14 @@
-"""Devices: parse ``--device`` and move arrays. The only module that imports CuPy.
+"""Devices: parse ``--device``, make it current, move arrays. The only module that imports CuPy.
+
+CuPy makes new arrays and launches kernels on the *current* device, which is per thread and
+is GPU 0 until something makes another one current; Chainer makes a device current only
+while it copies an array to it. So whoever chooses a device also makes it current for the
+whole run, in every thread that works on the device (:func:`use_device` for the rest of a
+thread's life, :func:`using_device` for a block): the command line once it has parsed
+``--device``, a batch worker at the start of every task (Dask runs tasks in threads of its
+own), the :class:`~dfi.style.feedforward.Stylizer`'s and ``Trainer``'s calls, the
+reconstruction loop. The threads dfi starts itself (images decoded ahead, optical flow)
+work on host arrays only.
 
 Chainer is imported when first needed, not with this module: reading and writing images
 (:mod:`dfi.core.image`) and the command line's checks then run without loading it."""
@@ -52,6 +62,24 @@ def parse_device(spec: str | None = "auto") -> chainer.backend.Device:
             else f"only {count} GPU(s) are visible"
         raise ValueError(f"--device {spec!r}: {have}")
     return chainer.get_device(f"@cupy:{index}")
+
+
+def use_device(device: chainer.backend.Device) -> chainer.backend.Device:
+    """Make ``device`` current in the calling thread from now on (nothing on the CPU);
+    returns it."""
+    device.use()
+    return device
+
+
+def using_device(device: chainer.backend.Device):
+    """A context manager in which ``device`` is current in the calling thread (the one
+    current before comes back after it)."""
+    return device.create_context()
+
+
+def device_of(x) -> chainer.backend.Device:
+    """The device that holds the array or Variable ``x``."""
+    return _chainer().backend.get_device_from_array(getattr(x, "array", x))
 
 
 def get_array_module(x):

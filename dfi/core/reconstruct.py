@@ -14,6 +14,7 @@ from .. import _compat  # noqa: F401
 import chainer
 import chainer.functions as F
 
+from .backend import device_of, using_device
 from .image import InputConvention, deprocess, preprocess
 from .losses import total_variation
 from .optimize import adam, lbfgs
@@ -105,10 +106,12 @@ def reconstruct(net: FeatureNet, init_images, loss_fn: LossFn, layers: Sequence[
     """
     layers = net.check_layers(layers)
     xp = chainer.backend.get_array_module(init_images)
+    device = device_of(init_images)  # current while this loop works (CuPy makes arrays there)
     shape = init_images.shape
-    x0 = preprocess(init_images, net.convention).reshape(shape[0], -1)
-    lower, upper = _bounds(net, xp, shape)
-    scale = pixel_scale(net.convention, xp)
+    with using_device(device):
+        x0 = preprocess(init_images, net.convention).reshape(shape[0], -1)
+        lower, upper = _bounds(net, xp, shape)
+        scale = pixel_scale(net.convention, xp)
     terms: dict = {}  # {term: (N,)} unweighted by tv_weight, from the last evaluation
     chunk = config.micro_batch or shape[0]
 
@@ -127,7 +130,9 @@ def reconstruct(net: FeatureNet, init_images, loss_fn: LossFn, layers: Sequence[
                 loss = loss + config.tv_weight * parts["tv"]
                 F.sum(loss).backward()
             for name, value in parts.items():
-                terms.setdefault(name, xp.zeros(shape[0], xp.float32))[part] = value.array
+                if name not in terms:
+                    terms[name] = xp.zeros(shape[0], xp.float32)
+                terms[name][part] = value.array
             values.append(loss.array)
             grads.append(xv.grad.reshape(xv.shape[0], -1))
         if len(values) == 1:
@@ -141,9 +146,14 @@ def reconstruct(net: FeatureNet, init_images, loss_fn: LossFn, layers: Sequence[
         pixels_per_unit = max(net.convention.std) * 255.0 / net.convention.scale
         steps = adam(objective, x0, max_iter=config.iterations, lr=config.lr / pixels_per_unit,
                      lower=lower, upper=upper)
-    for step in steps:
-        yield Progress(step.iteration, step.x, step.f, {k: v.copy() for k, v in terms.items()},
-                       step.active, step.evaluations, shape, net.convention)
+    while True:
+        with using_device(device):  # each iteration, not across the yield (the caller's thread may differ)
+            step = next(steps, None)
+            if step is None:
+                return
+            progress = Progress(step.iteration, step.x, step.f, {k: v.copy() for k, v in terms.items()},
+                                step.active, step.evaluations, shape, net.convention)
+        yield progress
         if not step.active.any():
             return
 

@@ -14,6 +14,7 @@ style names, the architecture, the training settings, dfi's version).
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import zipfile
@@ -29,10 +30,10 @@ import chainer.functions as F
 
 from data_tools.fsutil import atomic_path
 
-from ..core.backend import to_cpu
+from ..core.backend import to_cpu, using_device
 from ..core.color import combine_luminance
 from ..core.errors import SettingError
-from ..core.image import image_files, read_image, resize
+from ..core.image import image_files, read_ahead, read_image, resize
 from ..core.losses import feature_loss, style_loss, total_variation
 from ..nets.names import MULTIPLE
 from ..nets.stylizer import FastTransform, TransformNet
@@ -105,9 +106,10 @@ class Trainer:
         self.style_layers = parse_layer_weights(config.style_layers, "--style-layers")
         gatys = _gatys_config(config, self.style_layers)
         self.grams = {}
-        for k, image in enumerate(styles):
-            _, grams = targets(vgg, None, [image], blend_weights(gatys, 1), gatys, config.size)
-            self.grams[style_offset + k] = grams
+        with using_device(vgg.device):  # every call works with the VGG's device current
+            for k, image in enumerate(styles):
+                _, grams = targets(vgg, None, [image], blend_weights(gatys, 1), gatys, config.size)
+                self.grams[style_offset + k] = grams
         self.optimizer = chainer.optimizers.Adam(alpha=config.lr)
         self.optimizer.setup(transform)
         self.trained = list(config.trained_styles) or list(range(transform.n_styles))
@@ -137,18 +139,21 @@ class Trainer:
                 "tv": config.tv_weight * total_variation(y)}
 
     def run(self, until: int) -> Iterator[TrainStep]:
-        """Train up to step ``until`` (inclusive), one :class:`TrainStep` per step."""
+        """Train up to step ``until`` (inclusive), one :class:`TrainStep` per step; the next
+        step's images are decoded in a thread while the device works on this one's."""
         device = self.vgg.device
-        while self.step < until:
-            style, content = batch_for(self.step, self.files, self.trained, self.config)
-            self.step += 1
-            terms = self.loss_terms(style, device.send(content))
-            means = [F.mean(term) for term in terms.values()]
-            loss = sum(means)
-            self.transform.cleargrads()
-            loss.backward()
-            self.optimizer.update()
-            values = device.xp.stack([m.array for m in (*means, loss)]).tolist()  # the one wait
+        loads = [functools.partial(batch_for, step, self.files, self.trained, self.config)
+                 for step in range(self.step, until)]
+        for style, content in read_ahead(loads):
+            with using_device(device):  # (not across the yield: the caller's thread may differ)
+                self.step += 1
+                terms = self.loss_terms(style, device.send(content))
+                means = [F.mean(term) for term in terms.values()]
+                loss = sum(means)
+                self.transform.cleargrads()
+                loss.backward()
+                self.optimizer.update()
+                values = device.xp.stack([m.array for m in (*means, loss)]).tolist()  # the one wait
             yield TrainStep(self.step, style, dict(zip(terms, values[:-1])), values[-1])
 
     # -------------------------------------------------------------- checkpoints
@@ -251,8 +256,9 @@ class Stylizer:
         self.net = net
         self.record = record or {}
         self.device = chainer.get_device(device)
-        self.net.to_device(self.device)
-        self.transform = FastTransform(self.net)  # layers prepared once, reused by every call
+        with using_device(self.device):  # (CuPy makes arrays on the current device)
+            self.net.to_device(self.device)
+            self.transform = FastTransform(self.net)  # layers prepared once, reused by every call
 
     @classmethod
     def load(cls, path: str | os.PathLike, device="@numpy") -> "Stylizer":
@@ -280,8 +286,8 @@ class Stylizer:
         if pad_h or pad_w:
             mode = "reflect" if height > pad_h and width > pad_w else "edge"
             batch = np.pad(batch, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)), mode=mode)
-        out = self.transform(self.device.send(batch), mix)
-        out = np.asarray(to_cpu(out))[:, :, :height, :width]
+        with using_device(self.device):
+            out = np.asarray(to_cpu(self.transform(self.device.send(batch), mix)))[:, :, :height, :width]
         if preserve_color != "none":
             space = "yiq" if preserve_color == "luminance" else "yuv"
             out = np.stack([np.clip(combine_luminance(o, c, space), 0, 255) for o, c in zip(out, inputs)])
