@@ -1,5 +1,11 @@
 """The Dask cluster a batch runs on: an existing one (``--scheduler ADDRESS``) or a local
-one started for the job on 127.0.0.1, and the cache each worker keeps between rows."""
+one started for the job on 127.0.0.1, and the cache each worker keeps between rows.
+
+On a machine with GPUs the local cluster has one worker per GPU, each seeing its own GPU
+first: ``CUDA_VISIBLE_DEVICES`` is rotated per worker (worker i sees GPU i, i+1, …, 0, …,
+i−1), as dask-cuda's ``LocalCUDACluster`` does, and with dask-cuda installed that cluster
+is used. So on a batch worker ``--device gpu:N`` counts from the worker's own GPU: ``auto``
+and ``gpu`` (= ``gpu:0``) give every worker its own device, ``gpu:1`` its neighbour's."""
 from __future__ import annotations
 
 import logging
@@ -23,8 +29,8 @@ def default_workers() -> int:
 def open_client(scheduler: Optional[str] = None, workers: Optional[int] = None, *, timeout: float = 10.0):
     """A ``distributed.Client``: connected to ``scheduler``, or to a local cluster of
     ``workers`` worker processes (one thread each) listening on 127.0.0.1 only, closed
-    with the client. GPUs (when there are some and dask-cuda is installed): one
-    ``dask cuda worker`` per GPU, each seeing its own device."""
+    with the client. With GPUs: one worker per GPU (at most ``workers``), each seeing its
+    own GPU first (dask-cuda's cluster when it is installed, else :func:`worker_gpus`)."""
     try:
         from distributed import Client, LocalCluster
     except ImportError:
@@ -41,24 +47,54 @@ def open_client(scheduler: Optional[str] = None, workers: Optional[int] = None, 
     count = workers or default_workers()
     from ..core.backend import gpu_count
 
-    cluster = None
-    if gpu_count():
-        try:
-            from dask_cuda import LocalCUDACluster
-        except ImportError:
-            LocalCUDACluster = None
-        if LocalCUDACluster is not None:
-            cluster = LocalCUDACluster(n_workers=min(count, gpu_count()), threads_per_worker=1,
-                                       host="127.0.0.1", dashboard_address=None,
-                                       scheduler_kwargs={"dashboard": False}, silence_logs=logging.ERROR)
-    if cluster is None:
-        threads = str(max(1, len(os.sched_getaffinity(0)) // count))
+    gpus = gpu_count()
+    if gpus:
+        count = min(count, gpus)
+    threads = str(max(1, len(os.sched_getaffinity(0)) // count))
+    try:
+        from dask_cuda import LocalCUDACluster
+    except ImportError:
+        LocalCUDACluster = None
+    if gpus and LocalCUDACluster is not None:
+        cluster = LocalCUDACluster(n_workers=count, threads_per_worker=1,
+                                   host="127.0.0.1", dashboard_address=None,
+                                   scheduler_kwargs={"dashboard": False}, silence_logs=logging.ERROR)
+    elif gpus:
+        cluster = _gpu_cluster(worker_gpus(count), {"DFI_WORKER_THREADS": threads})
+    else:
         cluster = LocalCluster(n_workers=count, threads_per_worker=1, processes=True, host="127.0.0.1",
                                dashboard_address=None, scheduler_kwargs={"dashboard": False},
                                silence_logs=logging.ERROR, env={"DFI_WORKER_THREADS": threads})
     client = Client(cluster)
     client._dfi_owns_cluster = cluster  # closed with the client (see close_client)
     return client
+
+
+def worker_gpus(count: int, visible: Optional[str] = None) -> list[str]:
+    """``CUDA_VISIBLE_DEVICES`` for each of ``count`` workers, one GPU each: the GPUs this
+    process sees (``visible``, default its own ``CUDA_VISIBLE_DEVICES``, else 0…count−1)
+    rotated so that worker i's first GPU is the i-th."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES") if visible is None else visible
+    ids = [v.strip() for v in visible.split(",") if v.strip()] if visible else []
+    ids = ids or [str(i) for i in range(count)]
+    if count > len(ids):
+        raise SettingError(f"--workers {count}: only {len(ids)} GPU(s) to give them ({','.join(ids)})")
+    return [",".join(ids[i:] + ids[:i]) for i in range(count)]
+
+
+def _gpu_cluster(visible: list[str], env: dict):
+    """A local cluster of one worker process (one thread) per entry of ``visible``, each with
+    its own ``CUDA_VISIBLE_DEVICES`` (a plain LocalCluster gives every worker the same)."""
+    from distributed import Nanny, Scheduler, SpecCluster
+
+    workers = {f"gpu-{i}": {"cls": Nanny, "options": {"nthreads": 1, "host": "127.0.0.1",
+                                                        "env": dict(env, CUDA_VISIBLE_DEVICES=devices),
+                                                        "dashboard": False, "dashboard_address": None,
+                                                        "silence_logs": logging.ERROR}}
+               for i, devices in enumerate(visible)}
+    scheduler = {"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard": False,
+                                                "dashboard_address": None}}
+    return SpecCluster(workers=workers, scheduler=scheduler, silence_logs=logging.ERROR)
 
 
 def close_client(client) -> None:

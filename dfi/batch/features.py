@@ -39,18 +39,26 @@ def feature_block(task: dict) -> dict:
     return {"block": task["block"], "faces": len(paths)}
 
 
-def build_store(client, index, store: Path, net, layers, size: int, *, weights: str, device: str, seed: int,
-                data_dir: Optional[str], dtype: str = "float16", block: int = 16, batch_size: int = 8,
-                progress: Optional[Callable[[int], object]] = None) -> dict:
+def layer_shapes(net, layers, size: int) -> dict:
+    """{layer: (channels, h, w)} of ``layers``, in their order, for a ``size``² input of ``net``."""
+    shapes = {name: (c_out, h, w) for name, _, c_out, h, w in net.layer_shapes((size, size), layers)}
+    return {name: shapes[name] for name in layers}
+
+
+def build_store(client, index, store: Path, identity: str, shapes: dict, size: int, *, weights: str,
+                device: str, seed: int, data_dir: Optional[str], dtype: str = "float16", block: int = 16,
+                batch_size: int = 8, progress: Optional[Callable[[int], object]] = None) -> dict:
     """Features of every face of ``index`` (an :class:`~data_tools.index.Index`) into ``store`` on ``client``'s workers.
 
-    ``net`` (the driver's copy) names the weights and gives the layer shapes; each worker
-    loads its own from ``weights``/``device``/``seed``. Returns counts for the record.
+    ``identity`` (:attr:`VGG19.identity`) names the weights and ``shapes`` gives each
+    layer's (:func:`layer_shapes`); the driver holds no network: each worker loads its own
+    from ``weights``/``device``/``seed``. Returns counts for the record.
     """
     from distributed import as_completed
 
     crop = EditConfig().crop
-    settings = store_settings(net.identity, layers, size, crop)
+    layers = tuple(shapes)
+    settings = store_settings(identity, layers, size, crop)
     if store.exists():
         group = open_store(store)
         problem = mismatch(group, settings)
@@ -60,8 +68,6 @@ def build_store(client, index, store: Path, net, layers, size: int, *, weights: 
         return {"faces": len(group.attrs["paths"]), "computed": 0}
     partial = store.with_name(store.name + ".partial")
     paths = [str(p) for p in index.table["path"]]
-    shapes = {name: (c_out, h, w) for name, _, c_out, h, w in net.layer_shapes((size, size), layers)
-              if name in layers}
     if partial.exists():
         group = open_store(partial, mode="r+")
         if mismatch(group, settings) or group.attrs.get("paths") != paths or group.attrs.get("dtype") != dtype:

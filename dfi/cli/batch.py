@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import SettingError
-from .common import (UsageError, check_output, load_net, parse_layers, positive_int, progress_bar,
+from .common import (UsageError, check_output, parse_layers, positive_int, progress_bar,
                      resolve_weights)
 
 #: options that run the batch itself, not a row (neither manifest columns nor settings)
@@ -260,7 +260,9 @@ def _cmd_data_features(args: argparse.Namespace) -> int:
     import time
 
     from ..batch.cluster import close_client, open_client
-    from ..batch.features import build_store
+    from ..batch.features import build_store, layer_shapes
+    from ..core.backend import parse_device
+    from ..nets.weights import load_vgg19
     from ..edit.settings import EditConfig
 
     layers = parse_layers(args.layers)
@@ -272,13 +274,18 @@ def _cmd_data_features(args: argparse.Namespace) -> int:
     from data_tools.index import load_index
 
     index = load_index(args.index)
-    net = load_net(args)[0]  # here for its name and layer shapes; each worker loads its own
+    parse_device(args.device)  # a --device this machine lacks is refused before the cluster starts
     weights = resolve_weights(args)
+    # the weights' identity and layer shapes, from a host copy dropped at once: no network stays
+    # on the driver (or on its GPU); each worker loads its own on its device
+    net = load_vgg19(weights, data_dir=args.data_dir, seed=args.seed)
+    identity, shapes = net.identity, layer_shapes(net, layers, args.size)
+    del net
     start = time.perf_counter()
     client = open_client(args.scheduler, args.workers)
     try:
         with progress_bar(len(index.table), args.quiet, "features", unit="face") as bar:
-            result = build_store(client, index, args.store.absolute(), net, layers, args.size,
+            result = build_store(client, index, args.store.absolute(), identity, shapes, args.size,
                                  weights=weights, device=args.device, seed=args.seed,
                                  data_dir=str(args.data_dir.absolute()) if args.data_dir else None,
                                  dtype=args.dtype, block=args.block, batch_size=args.batch_size,

@@ -304,3 +304,47 @@ def test_rows_of_one_face_that_differ_in_alpha_run_as_one_sweep(synth_lfw, tmp_p
     assert code == 0, err
     grouped, alone = (np.asarray(Image.open(tmp_path / n), dtype=np.float32) for n in ("b.png", "alone.png"))
     assert np.abs(grouped - alone).mean() < 0.05 and np.abs(grouped - alone).max() <= 2
+
+
+def test_each_gpu_worker_sees_its_own_gpu_first():
+    from dfi.batch.cluster import worker_gpus
+
+    assert worker_gpus(3, "") == ["0,1,2", "1,2,0", "2,0,1"]
+    assert worker_gpus(2, "5, 7") == ["5,7", "7,5"]
+    with pytest.raises(Exception, match="--workers 3: only 2 GPU"):
+        worker_gpus(3, "5,7")
+
+
+def test_a_local_cluster_without_dask_cuda_gives_each_worker_its_own_gpu(monkeypatch):
+    """Two GPUs and no dask-cuda: two workers, CUDA_VISIBLE_DEVICES rotated (a plain
+    LocalCluster gave every worker every GPU, so each resolved gpu:0 to the same one)."""
+    import sys
+
+    import dfi.core.backend as backend
+    from dfi.batch.cluster import close_client, open_client
+
+    monkeypatch.setattr(backend, "gpu_count", lambda: 2)
+    monkeypatch.setitem(sys.modules, "dask_cuda", None)  # not installed
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    client = open_client(None, 4)
+    try:
+        seen = client.run(lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
+    finally:
+        close_client(client)
+    assert sorted(seen.values()) == ["0,1", "1,0"]
+
+
+def test_the_feature_store_driver_holds_no_network(synth_lfw, tmp_path, cli, monkeypatch):
+    """dfi data features loads the weights on the host for their identity and shapes only,
+    and never moves a network to a device (each worker loads its own)."""
+    import dfi.nets.vgg as vgg
+
+    _, index_file = synth_lfw
+    moved = []
+    original = vgg.VGG19.to_device
+    monkeypatch.setattr(vgg.VGG19, "to_device", lambda self, device: moved.append(str(device)) or original(self, device))
+    code, _, err = cli("-q", "data", "features", "--index", index_file, "--store", tmp_path / "s.zarr",
+                       "--weights", "untrained", "--device", "cpu", "--size", "32", "--layers", "conv3_1",
+                       "--workers", "1")
+    assert code == 0, err
+    assert moved == []  # the worker is another process: its to_device is not seen here
