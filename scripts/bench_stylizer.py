@@ -6,7 +6,7 @@
     python scripts/bench_stylizer.py quality [--size 64] [--steps 1500] [--iterations 50,100,300]
 
 ``speed``: images per second of the published network (width 1) on dfi's kernels
-(:class:`dfi.nets.stylizer.FastTransform`, prepared once) and as a Chainer graph without backprop, alternating in
+(:class:`dfi.nets.stylizer_kernels.FastTransform`, prepared once) and as a Chainer graph without backprop, alternating in
 every repetition; medians. ``memory``: the peak resident size of a fresh process that loads
 a model and stylises one image. ``train``: training steps per second (Adam, VGG-19 losses).
 ``quality``: trains a network on synthetic photos, then scores its output on held-out
@@ -31,7 +31,8 @@ import numpy as np
 import dfi._compat  # noqa: F401
 import chainer
 
-from dfi.nets.stylizer import FastTransform, TransformNet
+from dfi.nets.stylizer import TransformNet
+from dfi.nets.stylizer_kernels import FastTransform
 
 
 def _machine() -> dict:

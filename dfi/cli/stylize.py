@@ -84,21 +84,29 @@ def _sample_rows(transform, content) -> list:
     return tiles
 
 
-def _check_training_memory(vgg, transform, config) -> None:
-    """Refuse before training when the VGG pass and the transformation network's
-    activations (about ten maps of each layer's size kept for its backward pass) will not fit."""
-    from ..core.backend import available_memory
-    from ..core.memory import format_bytes
-    from ..nets.stylizer import LAYERS
+def training_bytes(vgg, transform, config) -> int:
+    """Device memory one training step needs: the VGG pass, the transformation network's
+    activations (about ten maps of each layer's size kept for its backward pass) and
+    Chainer's column buffers (the largest layer's, alive up to three times: im2col, its
+    gradient, col2im)."""
+    from ..nets.stylizer import LAYERS, column_elements
 
     side, maps = config.size, 0
     for name, _, stride, _, upsample, _, _ in LAYERS:
         side = side * 2 if upsample else side // stride
         maps += 10 * getattr(transform, name).out_channels * side * side
     layers = [config.content_layer, *(name.split(":")[0].strip() for name in config.style_layers.split(","))]
-    need = vgg.pass_bytes((config.size, config.size), layers, batch=config.batch_size) + \
-        4 * config.batch_size * (maps + 3 * config.size * config.size)
-    free = available_memory(vgg.device)
+    return vgg.pass_bytes((config.size, config.size), layers, batch=config.batch_size) + \
+        4 * config.batch_size * (maps + 3 * config.size * config.size) + \
+        4 * 3 * max(column_elements(transform, config.size, config.batch_size).values())
+
+
+def _check_training_memory(vgg, transform, config) -> None:
+    """Refuse before training when :func:`training_bytes` will not fit."""
+    from ..core.backend import available_memory
+    from ..core.memory import format_bytes
+
+    need, free = training_bytes(vgg, transform, config), available_memory(vgg.device)
     if need > free:
         raise MemoryError(f"training at --size {config.size} with --batch-size {config.batch_size} needs about "
                           f"{format_bytes(need)}, but only {format_bytes(free)} is free; lower either")

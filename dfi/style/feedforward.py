@@ -36,7 +36,8 @@ from ..core.errors import SettingError
 from ..core.image import image_files, read_ahead, read_image, resize
 from ..core.losses import feature_loss, style_loss, total_variation
 from ..nets.names import MULTIPLE
-from ..nets.stylizer import FastTransform, TransformNet
+from ..nets.stylizer import TransformNet, check_columns
+from ..nets.stylizer_kernels import FastTransform
 from ..nets.vgg import VGG19
 from .gatys import blend_weights, fit_long_side, targets
 from .settings import FEEDFORWARD_COLOR, TrainConfig, parse_layer_weights
@@ -102,6 +103,8 @@ class Trainer:
 
     def __init__(self, vgg: VGG19, transform: TransformNet, styles: Sequence[np.ndarray], files: Sequence[Path],
                  config: TrainConfig, *, style_offset: int = 0):
+        if vgg.device.xp is not np:  # Chainer trains the stylizer by im2col, with 32-bit offsets on a GPU
+            check_columns(transform, config.size, config.batch_size)
         self.vgg, self.transform, self.files, self.config = vgg, transform, list(files), config
         self.style_layers = parse_layer_weights(config.style_layers, "--style-layers")
         gatys = _gatys_config(config, self.style_layers)

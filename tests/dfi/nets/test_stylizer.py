@@ -8,7 +8,8 @@ import chainer
 from chainer import gradient_check
 
 from dfi.core.errors import SettingError
-from dfi.nets.stylizer import LAYERS, TransformNet, reflection_pad, run
+from dfi.nets.stylizer import LAYERS, TransformNet, reflection_pad
+from dfi.nets.stylizer_kernels import run
 
 
 def _net(n_styles=2, width=0.25, seed=0):
@@ -118,9 +119,27 @@ def test_tiny_images_follow_the_graph_too(shape):
 
 
 def test_thin_layers_in_bands_equal_one_band(monkeypatch):
-    import dfi.nets.stylizer as stylizer
+    import dfi.nets.stylizer_kernels as stylizer
 
     net, x = _net(), _images(2, 24, 20)
     whole = run(net, x, {1: 1.0})
     monkeypatch.setattr(stylizer, "BAND_FLOATS", 3000)  # a few rows per band
     np.testing.assert_allclose(run(net, x, {1: 1.0}), whole, atol=2e-3)
+
+
+def test_column_buffers_of_training_and_the_2_31_guard():
+    """Chainer trains the stylizer by im2col / col2im, with 32-bit offsets on a GPU: the 9×9
+    output layer's buffer is 32·81 = 2,592 elements per pixel per image at width 1, past
+    2³¹ at --size 512 --batch-size 4."""
+    from dfi.core.errors import SettingError
+    from dfi.nets.stylizer import check_columns, column_elements
+
+    net = TransformNet(1)
+    columns = column_elements(net, 512, 4)
+    assert columns["c2"] == 2592 * 512 * 512 * 4 == max(columns.values())
+    assert columns["c1"] == 3 * 81 * 512 * 512 * 4 and columns["d1"] == 32 * 9 * 256 * 256 * 4
+    with pytest.raises(SettingError, match=r"--size 512 with --batch-size 4: layer c2's column buffer would hold "
+                                           r"2,717,908,992 .* --batch-size 3 at --size 512 or --size 452 at"):
+        check_columns(net, 512, 4)
+    check_columns(net, 512, 3)
+    check_columns(TransformNet(1, width=0.5), 512, 4)  # 16 channels into c2: half as many

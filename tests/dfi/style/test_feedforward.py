@@ -171,3 +171,27 @@ def test_mixes_and_colour_preservation():
 def test_bad_training_settings(setting, match):
     with pytest.raises(SettingError, match=match):
         TrainConfig(**setting)
+
+
+def test_training_on_a_gpu_refuses_columns_past_2_31_before_any_work():
+    import types
+
+    gpu_vgg = types.SimpleNamespace(device=types.SimpleNamespace(xp=object()))  # not NumPy: a GPU
+    with pytest.raises(SettingError, match="col2im_gpu"):
+        Trainer(gpu_vgg, TransformNet(1), [], [], TrainConfig(size=512, batch_size=4))
+
+
+def test_the_training_memory_check_counts_three_column_buffers(tiny_net):
+    from dfi.cli import stylize as cli_stylize
+    from dfi.nets import stylizer
+
+    transform, config = TransformNet(1, width=0.25), TrainConfig(size=64, batch_size=2)
+    with_columns = cli_stylize.training_bytes(tiny_net, transform, config)
+    largest = max(stylizer.column_elements(transform, 64, 2).values())
+    original = stylizer.column_elements
+    try:
+        stylizer.column_elements = lambda *args: {"c2": 0}
+        without = cli_stylize.training_bytes(tiny_net, transform, config)
+    finally:
+        stylizer.column_elements = original
+    assert with_columns - without == 3 * 4 * largest == 3 * 4 * 8 * 81 * 64 * 64 * 2
