@@ -83,8 +83,11 @@ def device_of(x) -> chainer.backend.Device:
 
 
 def get_array_module(x):
-    """NumPy or CuPy, whichever holds ``x`` (a Variable or an array)."""
-    return _chainer().backend.get_array_module(x)
+    """NumPy or CuPy, whichever holds ``x`` (a Variable or an array); an array type may
+    name its own module as ``array_module`` (:mod:`dfi.core.launches`' stand-in device
+    arrays do)."""
+    module = getattr(type(getattr(x, "array", x)), "array_module", None)
+    return module if module is not None else _chainer().backend.get_array_module(x)
 
 
 def to_cpu(x) -> np.ndarray:

@@ -18,6 +18,8 @@ import chainer
 import chainer.functions as F
 from chainer import function_node
 
+from .backend import get_array_module
+
 
 def feature_loss(feats: Mapping[str, chainer.Variable], targets: Mapping[str, object],
                  layer_weights: Optional[Mapping[str, float]] = None) -> chainer.Variable:
@@ -62,7 +64,7 @@ class TotalVariation(function_node.FunctionNode):
 
     def forward(self, inputs):
         x, = inputs
-        xp = chainer.backend.get_array_module(x)
+        xp = get_array_module(x)
         self.retain_inputs((0,))
         dy, dx = _differences(x, 1.0)
         weights = self._weights(xp, x.dtype)
@@ -82,7 +84,7 @@ class TotalVariationGrad(function_node.FunctionNode):
 
     def forward(self, inputs):
         x, gy = inputs
-        xp = chainer.backend.get_array_module(x)
+        xp = get_array_module(x)
         dy, dx = _differences(x, self.tv._weights(xp, x.dtype))
         gx = xp.zeros_like(x)
         gx[:, :, 1:, :] += dy

@@ -14,7 +14,7 @@ from .. import _compat  # noqa: F401
 import chainer
 import chainer.functions as F
 
-from .backend import device_of, using_device
+from .backend import device_of, get_array_module, using_device
 from .image import InputConvention, deprocess, preprocess
 from .losses import total_variation
 from .optimize import adam, lbfgs
@@ -105,7 +105,7 @@ def reconstruct(net: FeatureNet, init_images, loss_fn: LossFn, layers: Sequence[
         :class:`Progress` after every iteration.
     """
     layers = net.check_layers(layers)
-    xp = chainer.backend.get_array_module(init_images)
+    xp = get_array_module(init_images)
     device = device_of(init_images)  # current while this loop works (CuPy makes arrays there)
     shape = init_images.shape
     with using_device(device):

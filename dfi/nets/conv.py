@@ -26,9 +26,9 @@ im2col (nor im2col's 32-bit indexes).
 from __future__ import annotations
 
 from .. import _compat  # noqa: F401
-import chainer
 from chainer import function_node
 
+from ..core.backend import get_array_module
 from .winograd import ALPHA2_TO_M, THIN, Conv3x3, Filters, Workspace, batch_group, tile_grid, tile_size
 
 
@@ -45,7 +45,7 @@ def _gather_tiles(x, gathered, m: int, shift: int = 1) -> None:
     """``gathered[r, s, n, ty, tx, :] = x[n, m·ty + r − shift, m·tx + s − shift, :]``: the
     α×α input tiles (stride m) read straight from ``x`` (N, H, W, C); what falls outside the
     maps is 0 (``shift`` 1: the maps' one-pixel zero padding; 0: no padding)."""
-    xp = chainer.backend.get_array_module(x)
+    xp = get_array_module(x)
     height, width = x.shape[1:3]
     tiles_h, tiles_w = gathered.shape[3:5]
     for r in range(m + 2):
@@ -80,7 +80,7 @@ def winograd_conv(x, u: Filters, workspace: Workspace, *, bias=None, out=None, v
     filters ``u`` (α², O, C): returns ``out`` or a new array (N, H, W, O); with ``bias``
     (O,), ``max(conv + bias, 0)`` (bias and ReLU fused into the scatter). With ``valid``,
     no padding: x is already padded and the output is (N, H − 2, W − 2, O)."""
-    xp = chainer.backend.get_array_module(x)
+    xp = get_array_module(x)
     batch, height, width, channels = x.shape
     if valid:
         height, width = height - 2, width - 2
@@ -114,7 +114,7 @@ def winograd_conv_adjoint(gy, u: Filters, workspace: Workspace, *, mask=None, ou
     gated by ``mask > 0`` (the ReLU): the adjoint of each step, with the same filters ``u``
     (α², O, C). Output tiles (m×m, not overlapping) go through (Aᵀ⊗Aᵀ)ᵀ, the products with
     Uᵀ, then (Bᵀ⊗Bᵀ)ᵀ, and the overlapping α×α input tiles are summed into the maps."""
-    xp = chainer.backend.get_array_module(gy)
+    xp = get_array_module(gy)
     batch, height, width, out_channels = gy.shape
     alpha2, _, channels = u.shape
     m, alpha, tiles_h, tiles_w, tiles = _tiling(alpha2, batch, height, width)
@@ -154,7 +154,7 @@ def _flat_frame(x, workspace: Workspace, region: int, mask=None):
     """``x`` (N, H, W, C) zero-padded by one pixel and flattened over its pixels, with a
     margin of one padded row (+1) at both ends: every 3×3 tap of every pixel is then a
     constant offset into the flat pixel axis, ``dy·(W+2) + dx``."""
-    xp = chainer.backend.get_array_module(x)
+    xp = get_array_module(x)
     batch, height, width, channels = x.shape
     margin = width + 3
     length = batch * (height + 2) * (width + 2)
@@ -175,7 +175,7 @@ def _flat_frame(x, workspace: Workspace, region: int, mask=None):
 def direct_conv(x, weight, workspace: Workspace):
     """3×3 / pad 1 correlation of a thin input (few channels, e.g. the image) by one GEMM
     over its 9 shifted copies: (pixels, 9C) @ (9C, O). Returns (N, H, W, O)."""
-    xp = chainer.backend.get_array_module(x)
+    xp = get_array_module(x)
     batch, height, width, channels = x.shape
     flat, margin, length, offsets = _flat_frame(x, workspace, 1)
     columns = workspace.take(0, (length, 9, channels), xp)
@@ -191,7 +191,7 @@ def direct_conv_transpose(gy, weight, workspace: Workspace, *, mask=None):
     """The input gradient of a 3×3 / pad 1 correlation onto few channels (the image): one
     GEMM gives each tap's share, (pixels, O) @ (O, 9C), then 9 shifted sums of thin maps.
     ``gy`` (N, H, W, O), optionally gated by ``mask > 0``; returns (N, H, W, C)."""
-    xp = chainer.backend.get_array_module(gy)
+    xp = get_array_module(gy)
     batch, height, width, _ = gy.shape
     channels = weight.shape[1]
     flat, margin, length, offsets = _flat_frame(gy, workspace, 1, mask)
@@ -210,7 +210,7 @@ def conv3x3(x, layer: Conv3x3, workspace: Workspace, *, backward: bool = False, 
     ``backward`` the correlation's input gradient for the output gradient ``x`` (gated by
     ``mask > 0``)."""
     out_channels, channels = layer.channels
-    xp = chainer.backend.get_array_module(x)
+    xp = get_array_module(x)
     batch, height, width = x.shape[:3]
     workspace.note_input(channels, batch * height * width)
     if channels <= THIN:

@@ -6,6 +6,8 @@ from typing import Sequence
 from .. import _compat  # noqa: F401
 import chainer
 
+from ..core.backend import get_array_module
+
 from ..core.image import preprocess
 from .vgg import VGG19
 
@@ -18,7 +20,7 @@ def extract(net: VGG19, images, layers: Sequence[str], *, batch_size: int = 8) -
     """
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be at least 1")
-    xp = chainer.backend.get_array_module(images)
+    xp = get_array_module(images)
     chunks: dict[str, list] = {name: [] for name in layers}
     with chainer.no_backprop_mode(), chainer.using_config("train", False):
         for start in range(0, images.shape[0], batch_size):

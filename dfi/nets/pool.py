@@ -5,15 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _compat  # noqa: F401
-import chainer
 from chainer import function_node
+
+from ..core.backend import get_array_module
 
 
 def _windows(x, fill: float):
     """The four inputs of each 2×2 window of ``x`` (N, H, W, C), as strided views. With
     ``fill`` −inf an odd last row or column is pooled on its own (ceil mode, max pooling);
     with ``fill`` None it is dropped (floor mode, average pooling)."""
-    xp = chainer.backend.get_array_module(x)
+    xp = get_array_module(x)
     height, width = x.shape[1:3]
     if fill is None:
         x = x[:, :height - height % 2, :width - width % 2]
@@ -25,7 +26,7 @@ def _windows(x, fill: float):
 
 
 def _window_max(windows):
-    xp = chainer.backend.get_array_module(windows[0])
+    xp = get_array_module(windows[0])
     y = xp.maximum(windows[0], windows[1])
     xp.maximum(y, windows[2], out=y)
     return xp.maximum(y, windows[3], out=y)
@@ -63,7 +64,7 @@ class Pool2x2Grad(function_node.FunctionNode):
 
     def forward(self, inputs):
         gy = inputs[-1]
-        xp = chainer.backend.get_array_module(gy)
+        xp = get_array_module(gy)
         height, width = self.shape[1:3]
         gx = xp.zeros((self.shape[0], height + height % 2, width + width % 2, self.shape[3]), dtype=xp.float32)
         corners = ((0, 0), (0, 1), (1, 0), (1, 1))

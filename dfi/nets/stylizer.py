@@ -23,6 +23,8 @@ import chainer.functions as F
 import chainer.links as L
 from chainer import function_node
 
+from ..core.backend import get_array_module
+
 from ..core.errors import SettingError
 
 #: (name, kernel, stride, channels at width 1, upsample first, normalise, relu)
@@ -42,7 +44,7 @@ class ReflectionPad2D(function_node.FunctionNode):
 
     def forward(self, inputs):
         x, = inputs
-        xp = chainer.backend.get_array_module(x)
+        xp = get_array_module(x)
         p = self.pad
         return xp.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), mode="reflect"),
 

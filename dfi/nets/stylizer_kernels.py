@@ -10,7 +10,8 @@ from typing import Mapping
 import numpy as np
 
 from .. import _compat  # noqa: F401
-import chainer
+
+from ..core.backend import get_array_module
 
 from .stylizer import LAYERS, TransformNet
 def _reflect(x, pad: int):
@@ -18,7 +19,7 @@ def _reflect(x, pad: int):
     interior is copied once, then the border rows and columns."""
     if not pad:
         return x
-    xp = chainer.backend.get_array_module(x)
+    xp = get_array_module(x)
     batch, height, width, channels = x.shape
     if pad >= min(height, width):  # tiny maps: numpy reflects repeatedly
         return xp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
@@ -36,7 +37,7 @@ def _reflect(x, pad: int):
 def _columns_conv(padded, weight, stride: int):
     """Valid correlation of (N, H', W', C) with OIHW ``weight`` by a GEMM over the k²
     shifted (strided) copies, per band of output rows: for the stride-2 layers."""
-    xp = chainer.backend.get_array_module(padded)
+    xp = get_array_module(padded)
     out_channels, channels, kernel, _ = weight.shape
     batch = padded.shape[0]
     height, width = (padded.shape[1] - kernel) // stride + 1, (padded.shape[2] - kernel) // stride + 1
@@ -69,7 +70,7 @@ def _few_inputs_conv(padded, weight):
     """Valid correlation (stride 1) of (N, H', W', C) from few input channels (the 9×9 first
     layer): columns built channels-first, where each of the C·k² copies is a run of whole
     rows, then one GEMM per band of output rows."""
-    xp = chainer.backend.get_array_module(padded)
+    xp = get_array_module(padded)
     out_channels, channels, kernel, _ = weight.shape
     batch, height, width = padded.shape[0], padded.shape[1] - kernel + 1, padded.shape[2] - kernel + 1
     stacked = weight.reshape(out_channels, -1)  # (O, C·k²) in (c, i, j) order, as the columns
@@ -91,7 +92,7 @@ def _few_outputs_conv(padded, weight):
     """Valid correlation (stride 1) onto few output channels (the 9×9 last layer): one GEMM
     gives every tap's share channels-first, (k²·O, C) @ (C, pixels), then k² shifted sums of
     whole-row runs; by bands of output rows."""
-    xp = chainer.backend.get_array_module(padded)
+    xp = get_array_module(padded)
     out_channels, channels, kernel, _ = weight.shape
     batch, rows, cols = padded.shape[:3]
     height, width = rows - kernel + 1, cols - kernel + 1
@@ -115,7 +116,7 @@ def _winograd_reflect(x, layer, workspace):
     from .conv import winograd_conv
     from .winograd import batch_group, tile_size
 
-    xp = chainer.backend.get_array_module(x)
+    xp = get_array_module(x)
     padded = _reflect(x, 1)
     batch, height, width, channels = padded.shape
     out_channels = layer.channels[0]
@@ -132,7 +133,7 @@ def _winograd_reflect(x, layer, workspace):
 def _instance_norm_inplace(h, gamma, beta, eps: float = 1e-5):
     """:func:`instance_norm` of channels-last maps, in place: centred first (no
     cancellation in the variance), the variance without a temporary, then scale and shift."""
-    xp = chainer.backend.get_array_module(h)
+    xp = get_array_module(h)
     batch, height, width, channels = h.shape
     flat = h.reshape(batch, height * width, channels)
     flat -= flat.mean(axis=1, keepdims=True)
@@ -149,7 +150,7 @@ _PHASE_ROWS = (((0, (0,)), (1, (1, 2))), ((1, (0, 1)), (2, (2,))))
 
 def _phase_weights(weight):
     """{(a, b): (offsets, (4·C, O) weights)} of :func:`_upsample_conv` from OIHW 3×3 ``weight``."""
-    xp = chainer.backend.get_array_module(weight)
+    xp = get_array_module(weight)
     phases = {}
     for a in (0, 1):
         for b in (0, 1):
@@ -168,7 +169,7 @@ def _upsample_conv(h, phases):
     map's edge, and each output phase (a, b) (rows 2y + a, columns 2x + b) sees only two
     low-resolution rows and columns, so it is a 2×2 correlation with summed weights. One
     GEMM per phase and band, 16/36 of the direct convolution's multiplies; no upsampled map."""
-    xp = chainer.backend.get_array_module(h)
+    xp = get_array_module(h)
     batch, height, width, channels = h.shape
     out_channels = phases[0, 0][1].shape[1]
     padded = xp.pad(h, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
@@ -228,7 +229,7 @@ class FastTransform:
     def __call__(self, x, mix: Mapping[int, float]):
         net = self.net
         mix = net.check_mix(mix)
-        xp = chainer.backend.get_array_module(x)
+        xp = get_array_module(x)
         h = xp.ascontiguousarray(x.transpose(0, 2, 3, 1)) * np.float32(1.0 / 255.0)
         skip = None
         for name, _, _, _, _, normalise, relu in LAYERS:

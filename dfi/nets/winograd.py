@@ -11,7 +11,8 @@ import functools
 import numpy as np
 
 from .. import _compat  # noqa: F401
-import chainer
+
+from ..core.backend import get_array_module
 
 
 #: interpolation points of each tile size (Toom-Cook, the usual choices)
@@ -123,7 +124,7 @@ class Workspace:
     def take(self, region: int, shape: tuple, xp):
         size = int(np.prod(shape))
         buffer = self.buffers[region]
-        if buffer is None or buffer.size < size or chainer.backend.get_array_module(buffer) is not xp:
+        if buffer is None or buffer.size < size or get_array_module(buffer) is not xp:
             self.buffers[region] = None  # let the old buffer go before the larger one comes
             buffer = self.buffers[region] = xp.empty(size, dtype=xp.float32)
         return buffer[:size].reshape(shape)
@@ -155,7 +156,7 @@ class Conv3x3:
         """U = G g Gᵀ of every filter as (α², out, in) (or those ``points`` of the α²),
         float32 on the weights' device: one GEMM, (α², 9) @ (9, out·in), reading the OIHW
         weights in place."""
-        xp = chainer.backend.get_array_module(self.weight)
+        xp = get_array_module(self.weight)
         _, g, _ = winograd_matrices(m)
         alpha = m + 2
         taps = np.einsum("jk,il->jikl", g, g).reshape(alpha * alpha, 9)[points]

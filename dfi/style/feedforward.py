@@ -30,7 +30,7 @@ import chainer.functions as F
 
 from data_tools.fsutil import atomic_path
 
-from ..core.backend import to_cpu, using_device
+from ..core.backend import get_array_module, to_cpu, using_device
 from ..core.color import combine_luminance
 from ..core.errors import SettingError
 from ..core.image import image_files, read_ahead, read_image, resize
@@ -78,7 +78,7 @@ def batch_for(step: int, files: Sequence[Path], styles: Sequence[int], config: T
 
 def _network_input(y, convention):
     """Differentiable :func:`dfi.core.image.preprocess` of a Variable of RGB [0, 255]."""
-    xp = chainer.backend.get_array_module(y)
+    xp = get_array_module(y)
     shape = (1, 3, 1, 1)
     mean = xp.asarray(convention.mean, xp.float32).reshape(shape)
     std = xp.asarray(convention.std, xp.float32).reshape(shape)
