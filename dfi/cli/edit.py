@@ -244,8 +244,8 @@ def _run_dfi(args: argparse.Namespace, alphas: list[float], *, net=None, vectors
     with progress_bar(config.reconstruct.iterations, args.quiet, "reconstructing") as bar:
         for last in sweep(net, face, chosen, alphas, config):
             bar.update(1)
-            if not args.quiet:  # reading the loss waits for the device: only when shown
-                bar.set_postfix(loss=f"{float(last.loss.mean()):.4g}", active=int(last.active.sum()))
+            if not args.quiet:  # the optimiser's host copy: no wait for the device
+                bar.set_postfix(loss=f"{last.loss_host.mean():.4g}", active=int(last.active.sum()))
     synchronize(net.device)
     t_done = time.perf_counter()
     images = to_cpu(last.images)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from .common import (UsageError, add_run_options, alpha_list, check_not_inputs, check_output, int_list,
@@ -99,15 +100,17 @@ def stylize_to_file(args: argparse.Namespace, config, content, styles, grey: boo
     check_memory(net, content, styles, config, micro_batch=1)
     out = Path(args.output)
     bar = progress_bar(config.reconstruct.iterations * len(config.scales), args.quiet, "stylising")
-    last, stage = None, 0
+    last, stage, shown = None, 0, 0.0
     try:
         for last in stylize(net, content, styles, config):
             if last.stage != stage:  # a stage that stopped early: skip its remaining ticks
                 bar.n, stage = last.stage * config.reconstruct.iterations, last.stage
             bar.update(1)
-            if not args.quiet:  # reading the loss waits for the device: only when shown
-                bar.set_postfix({name: f"{float(v[0]):.3g}" for name, v in last.progress.terms.items()},
-                                refresh=False)
+            if not args.quiet and time.monotonic() - shown >= 0.5:  # reading the terms waits for the
+                shown = time.monotonic()                               # device: twice a second at most
+                terms = last.progress.terms
+                values = net.device.xp.stack([v[0] for v in terms.values()]).tolist()  # one wait
+                bar.set_postfix({name: f"{v:.3g}" for name, v in zip(terms, values)}, refresh=False)
             if args.save_every and last.progress.iteration % args.save_every == 0:
                 snapshot = finish(to_cpu(last.progress.images[0]), content, config)
                 write_image(out.with_name(f"{out.stem}_{last.shape[1]}px_{last.progress.iteration:04d}"

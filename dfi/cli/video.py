@@ -110,7 +110,7 @@ def run_style_video(args: argparse.Namespace, config, styles) -> int:
             bar.update(1)
             if not args.quiet:
                 bar.set_postfix(iterations=result.progress.iteration,
-                                loss=f"{float(result.progress.loss[0]):.3g}", refresh=False)
+                                loss=f"{result.progress.loss_host[0]:.3g}", refresh=False)
     out = store.finish()
     print(out)
     return 0

@@ -15,7 +15,7 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
-from .backend import get_array_module
+from .backend import get_array_module, sum_of_products
 
 Objective = Callable[[object, object], tuple[object, object]]
 
@@ -30,13 +30,23 @@ class Step:
     f: object           # (N,) current objective values
     active: np.ndarray  # (N,) bool, on the host: still being optimised
     evaluations: int    # objective rows evaluated so far (sum over images)
+    f_host: Optional[np.ndarray] = None  # (N,) ``f`` on the host, from the iteration's one transfer
 
 
-def _check_finite(xp, f, where: str) -> None:
-    bad = ~xp.isfinite(f)
-    if bool(bad.any()):
-        raise FloatingPointError(f"the loss is not finite {where} (image {int(xp.argmax(bad))}); "
+def _host_values(f, where: str) -> np.ndarray:
+    """``f`` on the host (one wait), checked to be finite."""
+    values = np.asarray(f.tolist(), dtype=np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise FloatingPointError(f"the loss is not finite {where} (image {int(np.argmax(bad))}); "
                                  "check the input image, the weights and --tv-weight")
+    return values
+
+
+def _read(xp, accepted, small, values) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two (n,) bool arrays and the (n,) values on the host, in one transfer."""
+    flags_a, flags_s, host = np.asarray(xp.stack([accepted, small, values]).tolist(), dtype=np.float64)
+    return flags_a > 0.5, flags_s > 0.5, host
 
 
 def _project(xp, x, lower, upper):
@@ -59,9 +69,10 @@ class _RowIndex:
         return self.cache[key]
 
 
-def _rowdot(xp, a, b):
-    """Σ_j a[i, j]·b[i, j] per row, without an (n, D) temporary."""
-    return xp.einsum("ij,ij->i", a, b)
+def _rowdot(a, b):
+    """Σ_j a[i, j]·b[i, j] per row (:func:`~dfi.core.backend.sum_of_products`: on NumPy
+    without an (n, D) temporary, on CuPy without einsum's copies and 1×1 GEMMs)."""
+    return sum_of_products(a, b, axis=1)
 
 
 def lbfgs(objective: Objective, x0, *, max_iter: int = 100, history: int = 10,
@@ -92,7 +103,7 @@ def lbfgs(objective: Objective, x0, *, max_iter: int = 100, history: int = 10,
     x = _project(xp, x0.astype(xp.float32, copy=True), lower, upper)
     f, g = objective(x, device_rows(all_rows))
     evaluations = n_images
-    _check_finite(xp, f, "at the start")
+    f_host = _host_values(f, "at the start")
     s_hist = xp.zeros((history, n_images, dim), dtype=xp.float32)
     y_hist = xp.zeros_like(s_hist)
     rho = xp.zeros((history, n_images), dtype=xp.float32)  # 0 marks an empty/invalid slot
@@ -114,12 +125,12 @@ def lbfgs(objective: Objective, x0, *, max_iter: int = 100, history: int = 10,
         alphas = []
         for k in range(history):
             j = (slot - 1 - k) % history
-            a = rho[j, sel] * _rowdot(xp, s_hist[j, sel], q)
+            a = rho[j, sel] * _rowdot(s_hist[j, sel], q)
             q -= a[:, None] * y_hist[j, sel]
             alphas.append((j, a))
         q *= gamma[sel][:, None]
         for j, a in reversed(alphas):
-            b = rho[j, sel] * _rowdot(xp, y_hist[j, sel], q)
+            b = rho[j, sel] * _rowdot(y_hist[j, sel], q)
             q += (a - b)[:, None] * s_hist[j, sel]
         # no curvature yet: move the largest component by one unit
         scale = 1.0 / xp.maximum(xp.max(xp.abs(ga), axis=1), 1e-12)
@@ -127,17 +138,18 @@ def lbfgs(objective: Objective, x0, *, max_iter: int = 100, history: int = 10,
         if lower is not None or upper is not None:  # do not push against active bounds
             blocked = ((xa <= lo) & (direction < 0)) | ((xa >= hi) & (direction > 0))
             direction = xp.where(blocked, 0, direction)
-        uphill = _rowdot(xp, ga, direction) >= 0  # lost descent: restart from steepest descent
+        uphill = _rowdot(ga, direction) >= 0  # lost descent: restart from steepest descent
         direction = xp.where(uphill[:, None], -ga, direction)
         rho[:, sel] = xp.where(uphill[None], 0, rho[:, sel])
         has_pair[sel] = has_pair[sel] & ~uphill
-        # the unit step for every active image, then one transfer: accepted? converged?
+        # the unit step for every active image, then one transfer: accepted? converged? its value
         x_new = _project(xp, xa + direction, lower, upper)
         f_new, g_new = objective(x_new, act_d)
         evaluations += act.size
-        ok = xp.isfinite(f_new) & (f_new <= fa + c1 * _rowdot(xp, ga, x_new - xa))
+        ok = xp.isfinite(f_new) & (f_new <= fa + c1 * _rowdot(ga, x_new - xa))
         rel = (fa - f_new) / xp.maximum(xp.maximum(xp.abs(fa), xp.abs(f_new)), 1e-30)
-        ok_host, converged = (np.asarray(v, dtype=bool) for v in xp.stack([ok, rel <= ftol]).tolist())
+        ok_host, converged, trial_f = _read(xp, ok, rel <= ftol, f_new)
+        f_act = np.where(ok_host, trial_f, f_host[act])  # each image's value, as it ends this iteration
         stalled = np.zeros(act.size, dtype=bool)
         pending = np.flatnonzero(~ok_host)
         step = 1.0
@@ -147,13 +159,14 @@ def lbfgs(objective: Objective, x0, *, max_iter: int = 100, history: int = 10,
             trial = _project(xp, xa[pend_d] + step * direction[pend_d], lower, upper)
             f_t, g_t = objective(trial, act_d[pend_d])
             evaluations += pending.size
-            ok_t = xp.isfinite(f_t) & (f_t <= fa[pend_d] + c1 * _rowdot(xp, ga[pend_d], trial - xa[pend_d]))
+            ok_t = xp.isfinite(f_t) & (f_t <= fa[pend_d] + c1 * _rowdot(ga[pend_d], trial - xa[pend_d]))
             rel_t = (fa[pend_d] - f_t) / xp.maximum(xp.maximum(xp.abs(fa[pend_d]), xp.abs(f_t)), 1e-30)
             x_new[pend_d] = xp.where(ok_t[:, None], trial, x_new[pend_d])
             f_new[pend_d] = xp.where(ok_t, f_t, f_new[pend_d])
             g_new[pend_d] = xp.where(ok_t[:, None], g_t, g_new[pend_d])
-            accepted, small = (np.asarray(v, dtype=bool) for v in xp.stack([ok_t, rel_t <= ftol]).tolist())
+            accepted, small, trial_f = _read(xp, ok_t, rel_t <= ftol, f_t)
             converged[pending[accepted]] = small[accepted]
+            f_act[pending[accepted]] = trial_f[accepted]
             pending = pending[~accepted]
             if pending.size == 0:
                 break
@@ -163,8 +176,8 @@ def lbfgs(objective: Objective, x0, *, max_iter: int = 100, history: int = 10,
             x_new[pend_d], f_new[pend_d], g_new[pend_d] = xa[pend_d], fa[pend_d], ga[pend_d]
         s = x_new - xa
         y = g_new - ga
-        sy = _rowdot(xp, s, y)
-        yy = _rowdot(xp, y, y)
+        sy = _rowdot(s, y)
+        yy = _rowdot(y, y)
         good = sy > 1e-10 * xp.maximum(yy, 1e-30)  # (a stalled image has s = 0: never good)
         s_hist[slot, sel] = s
         y_hist[slot, sel] = y
@@ -175,7 +188,9 @@ def lbfgs(objective: Objective, x0, *, max_iter: int = 100, history: int = 10,
         x, f, g = x.copy(), f.copy(), g  # each step's x and f stay as they were (Progress keeps them)
         x[sel], f[sel], g[sel] = x_new, f_new, g_new
         active[act] = ~(stalled | converged)
-        yield Step(iteration, x, f, active.copy(), evaluations)
+        f_host = f_host.copy()
+        f_host[act] = f_act
+        yield Step(iteration, x, f, active.copy(), evaluations, f_host)
 
 
 def adam(objective: Objective, x0, *, max_iter: int = 100, lr: float = 1.0,
@@ -190,7 +205,7 @@ def adam(objective: Objective, x0, *, max_iter: int = 100, lr: float = 1.0,
     v = xp.zeros_like(x)
     active = np.ones(n_images, dtype=bool)  # Adam runs every image to the end
     f, g = objective(x, rows)
-    _check_finite(xp, f, "at the start")
+    _host_values(f, "at the start")
     for iteration in range(1, max_iter + 1):
         m = beta1 * m + (1 - beta1) * g
         v = beta2 * v + (1 - beta2) * g * g
@@ -198,8 +213,8 @@ def adam(objective: Objective, x0, *, max_iter: int = 100, lr: float = 1.0,
         v_hat = v / (1 - beta2 ** iteration)
         x = _project(xp, x - lr * m_hat / (xp.sqrt(v_hat) + eps), lower, upper)
         f, g = objective(x, rows)
-        _check_finite(xp, f, f"at iteration {iteration}")
-        yield Step(iteration, x, f, active, iteration * n_images + n_images)
+        f_host = _host_values(f, f"at iteration {iteration}")  # the iteration's one wait
+        yield Step(iteration, x, f, active, iteration * n_images + n_images, f_host)
 
 
 def run(steps: Iterator[Step]) -> Optional[Step]:

@@ -10,6 +10,8 @@ import functools
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping, Optional, Protocol, Sequence, TypeVar, Union
 
+import numpy as np
+
 from .. import _compat  # noqa: F401
 import chainer
 import chainer.functions as F
@@ -53,13 +55,15 @@ class Progress:
     """One iteration of :func:`reconstruct`; arrays on the working device, except ``active``.
 
     Nothing here waits for the device: ``images`` is made from the iterate when first read
-    (a caller that only wants the last one pays for one), and reading ``loss`` or ``terms``
-    as numbers is the caller's choice.
+    (a caller that only wants the last one pays for one); ``loss_host`` came with the
+    optimiser's one transfer per iteration, while reading ``loss`` or ``terms`` as numbers
+    waits for the device.
     """
 
     iteration: int
     x: object                 # (N, D) the iterate, in the network's input space
     loss: object              # (N,) total loss per image
+    loss_host: Optional[np.ndarray] = None  # (N,) ``loss`` on the host: read with no extra wait
     terms: dict = field(default_factory=dict)  # {"feature": (N,), "tv": (N,)…}, last evaluated
     active: object = None     # (N,) bool, on the host
     evaluations: int = 0      # image forward+backward passes so far
@@ -151,8 +155,9 @@ def reconstruct(net: FeatureNet, init_images, loss_fn: LossFn, layers: Sequence[
             step = next(steps, None)
             if step is None:
                 return
-            progress = Progress(step.iteration, step.x, step.f, {k: v.copy() for k, v in terms.items()},
-                                step.active, step.evaluations, shape, net.convention)
+            progress = Progress(step.iteration, step.x, step.f, step.f_host,
+                                {k: v.copy() for k, v in terms.items()}, step.active, step.evaluations,
+                                shape, net.convention)
         yield progress
         if not step.active.any():
             return

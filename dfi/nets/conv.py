@@ -32,47 +32,65 @@ from ..core.backend import get_array_module
 from .winograd import ALPHA2_TO_M, THIN, Conv3x3, Filters, Workspace, batch_group, tile_grid, tile_size
 
 
-def _span(offset: int, tiles: int, size: int, m: int, shift: int = 1) -> tuple[int, int, int]:
-    """For tile element ``offset`` (of α), which reads map index m·t + offset − shift of
-    tile t: the first and end tile whose element lies inside the maps, and the map index of
-    the first."""
-    first = 1 if offset < shift else 0
-    end = min(tiles, (size - 1 - offset + shift) // m + 1)
-    return first, max(first, end), offset - shift + m * first
+def _tile_view(xp, maps, m: int, rows: tuple[int, int, int, int], cols: tuple[int, int, int, int]):
+    """A strided view of C-contiguous channels-last ``maps`` (N, H, W, C) as tiles of stride
+    m: ``view[e, f, n, t, u, c] = maps[n, m·(t0 + t) + e0 + e, m·(u0 + u) + f0 + f, c]`` for
+    ``rows = (t0, t1, e0, e1)`` (tiles t0…t1 − 1, tile elements e0…e1 − 1) and ``cols``
+    alike. Tiles overlap when e1 − e0 > m (reading only); one copy or one ufunc then moves
+    every tile at once, a single kernel launch on a GPU."""
+    if not maps.flags.c_contiguous:
+        raise ValueError("tile views need C-contiguous maps")
+    batch, height, width, channels = maps.shape
+    (t0, t1, e0, e1), (u0, u1, f0, f1) = rows, cols
+    offset = ((m * t0 + e0) * width + m * u0 + f0) * channels
+    strides = (width * channels, channels, height * width * channels, m * width * channels, m * channels, 1)
+    return xp.lib.stride_tricks.as_strided(
+        maps.reshape(-1)[offset:], shape=(e1 - e0, f1 - f0, batch, t1 - t0, u1 - u0, channels),
+        strides=tuple(stride * maps.itemsize for stride in strides))
 
 
-def _gather_tiles(x, gathered, m: int, shift: int = 1) -> None:
+def _tile_blocks(size: int, m: int):
+    """(t0, t1, e0, e1) covering ``size`` map rows by m-row tiles: the whole tiles, then the
+    last partial one (its first size mod m rows)."""
+    whole, rest = divmod(size, m)
+    return [block for block in ((0, whole, 0, m), (whole, whole + 1, 0, rest)) if block[1] > block[0] and block[3]]
+
+
+def _blocks(height: int, width: int, m: int):
+    """Pairs of (rows, cols) blocks that cover an H × W map by m × m tiles (at most four)."""
+    return [(rows, cols) for rows in _tile_blocks(height, m) for cols in _tile_blocks(width, m)]
+
+
+def _padded_copy(xp, x, padded, shift: int) -> None:
+    """``padded[:, shift:shift + H, shift:shift + W] = x`` and zeros everywhere else (only
+    the borders are written twice: at most five launches)."""
+    rows, cols = x.shape[1:3]
+    padded[:, shift:shift + rows, shift:shift + cols] = x
+    for border in ((slice(None), slice(0, shift)), (slice(None), slice(shift + rows, None)),
+                   (slice(None), slice(shift, shift + rows), slice(0, shift)),
+                   (slice(None), slice(shift, shift + rows), slice(shift + cols, None))):
+        part = padded[border]
+        if part.size:
+            part[...] = 0
+
+
+def _gather_tiles(x, gathered, padded, m: int, shift: int = 1) -> None:
     """``gathered[r, s, n, ty, tx, :] = x[n, m·ty + r − shift, m·tx + s − shift, :]``: the
-    α×α input tiles (stride m) read straight from ``x`` (N, H, W, C); what falls outside the
-    maps is 0 (``shift`` 1: the maps' one-pixel zero padding; 0: no padding)."""
+    α×α input tiles (stride m) of ``x`` (N, H, W, C), zero outside the maps (``shift`` 1:
+    the maps' one-pixel zero padding; 0: no padding). ``padded`` (N, m·tiles down + 2,
+    m·tiles across + 2, C) is scratch: x is copied into it with zeros around, then every
+    tile is read from it by one strided copy."""
     xp = get_array_module(x)
-    height, width = x.shape[1:3]
+    alpha = m + 2
     tiles_h, tiles_w = gathered.shape[3:5]
-    for r in range(m + 2):
-        row0, row1, src_r = _span(r, tiles_h, height, m, shift)
-        for s in range(m + 2):
-            col0, col1, src_s = _span(s, tiles_w, width, m, shift)
-            tile = gathered[r, s]
-            tile[:, :row0] = 0
-            tile[:, row1:] = 0
-            tile[:, row0:row1, :col0] = 0
-            tile[:, row0:row1, col1:] = 0
-            xp.copyto(tile[:, row0:row1, col0:col1],
-                      x[:, src_r:src_r + m * (row1 - row0):m, src_s:src_s + m * (col1 - col0):m])
+    _padded_copy(xp, x, padded, shift)
+    xp.copyto(gathered, _tile_view(xp, padded, m, (0, tiles_h, 0, alpha), (0, tiles_w, 0, alpha)))
 
 
 def _tiling(alpha2: int, batch: int, height: int, width: int):
     """The output tiling of one F(m×m, 3×3) pass: (m, α, tiles down, tiles across, tiles)."""
     m = ALPHA2_TO_M[alpha2]
     return (m, m + 2, *tile_grid(m, batch, height, width))
-
-
-def _phases(m: int, height: int, width: int):
-    """(i, j, rows, cols) for every output phase: the pixels ``[i::m, j::m]`` of an H × W
-    map are position (i, j) of ``rows`` × ``cols`` tiles."""
-    for i in range(m):
-        for j in range(m):
-            yield i, j, -(-(height - i) // m), -(-(width - j) // m)
 
 
 def winograd_conv(x, u: Filters, workspace: Workspace, *, bias=None, out=None, valid: bool = False):
@@ -88,12 +106,13 @@ def winograd_conv(x, u: Filters, workspace: Workspace, *, bias=None, out=None, v
     m, alpha, tiles_h, tiles_w, tiles = _tiling(alpha2, batch, height, width)
     kron_b, kron_a = workspace.kron(m, xp)
     gathered = workspace.take(0, (alpha, alpha, batch, tiles_h, tiles_w, channels), xp)
-    _gather_tiles(x, gathered, m, 0 if valid else 1)
+    padded = workspace.take(1, (batch, m * tiles_h + 2, m * tiles_w + 2, channels), xp)  # (before `transformed`)
+    _gather_tiles(x, gathered, padded, m, 0 if valid else 1)
     transformed = workspace.take(1, (alpha2, tiles, channels), xp)
     xp.matmul(kron_b, gathered.reshape(alpha2, -1), out=transformed.reshape(alpha2, -1))
     products = workspace.take(0, (alpha2, tiles, out_channels), xp)
-    for points, part in u.chunks():
-        xp.matmul(transformed[points], part.transpose(0, 2, 1), out=products[points])
+    for points, part in u.chunks(transposed=True):
+        xp.matmul(transformed[points], part, out=products[points])
     result = workspace.take(1, (m * m, tiles, out_channels), xp)
     xp.matmul(kron_a, products.reshape(alpha2, -1), out=result.reshape(m * m, -1))
     if bias is not None:
@@ -101,11 +120,12 @@ def winograd_conv(x, u: Filters, workspace: Workspace, *, bias=None, out=None, v
     result = result.reshape(m, m, batch, tiles_h, tiles_w, out_channels)
     if out is None:
         out = xp.empty((batch, height, width, out_channels), dtype=xp.float32)
-    for i, j, rows, cols in _phases(m, height, width):
+    for rows, cols in _blocks(height, width, m):  # the output tiles into the maps: at most 4 launches
+        source = result[:rows[3], :cols[3], :, rows[0]:rows[1], cols[0]:cols[1]]
         if bias is None:
-            xp.copyto(out[:, i::m, j::m], result[i, j, :, :rows, :cols])
+            xp.copyto(_tile_view(xp, out, m, rows, cols), source)
         else:
-            xp.maximum(result[i, j, :, :rows, :cols], 0, out=out[:, i::m, j::m])
+            xp.maximum(source, 0, out=_tile_view(xp, out, m, rows, cols))
     return out
 
 
@@ -123,12 +143,16 @@ def winograd_conv_adjoint(gy, u: Filters, workspace: Workspace, *, mask=None, ou
         gated = workspace.take(1, gy.shape, xp)
         xp.multiply(gy, mask > 0, out=gated)
         gy = gated
+    elif not gy.flags.c_contiguous:
+        gy = xp.ascontiguousarray(gy)
     out_tiles = workspace.take(0, (m, m, batch, tiles_h, tiles_w, out_channels), xp)
-    for i, j, rows, cols in _phases(m, height, width):
-        tile = out_tiles[i, j]
-        tile[:, rows:] = 0
-        tile[:, :rows, cols:] = 0
-        xp.copyto(tile[:, :rows, :cols], gy[:, i::m, j::m])
+    rest_h, rest_w = height % m, width % m  # the last partial tiles' elements beyond the maps are 0
+    if rest_h:
+        out_tiles[rest_h:, :, :, tiles_h - 1] = 0
+    if rest_w:
+        out_tiles[:, rest_w:, :, :, tiles_w - 1] = 0
+    for rows, cols in _blocks(height, width, m):
+        xp.copyto(out_tiles[:rows[3], :cols[3], :, rows[0]:rows[1], cols[0]:cols[1]], _tile_view(xp, gy, m, rows, cols))
     grad_products = workspace.take(1, (alpha2, tiles, out_channels), xp)  # (the gated input is done)
     xp.matmul(kron_a.T, out_tiles.reshape(m * m, -1), out=grad_products.reshape(alpha2, -1))
     grad_transformed = workspace.take(0, (alpha2, tiles, channels), xp)
@@ -136,17 +160,24 @@ def winograd_conv_adjoint(gy, u: Filters, workspace: Workspace, *, mask=None, ou
         xp.matmul(grad_products[points], part, out=grad_transformed[points])
     grad_tiles = workspace.take(1, (alpha, alpha, batch, tiles_h, tiles_w, channels), xp)
     xp.matmul(kron_b.T, grad_transformed.reshape(alpha2, -1), out=grad_tiles.reshape(alpha2, -1))
-    if out is None:
-        gx = xp.zeros((batch, height, width, channels), dtype=xp.float32)
-    else:
-        gx = out
-        gx[...] = 0
-    for r in range(alpha):
-        row0, row1, dst_r = _span(r, tiles_h, height, m)
-        for s in range(alpha):
-            col0, col1, dst_s = _span(s, tiles_w, width, m)
-            gx[:, dst_r:dst_r + m * (row1 - row0):m, dst_s:dst_s + m * (col1 - col0):m] += \
-                grad_tiles[r, s, :, row0:row1, col0:col1]
+    # the overlapping input tiles summed into a frame one pixel wider all round, by four
+    # strided moves (tile rows 0…m−1 and m…m+1 by the same of columns: no two elements of one
+    # move land on the same pixel); the first covers all but the frame's last two rows and
+    # columns, so it is a copy, those are zeroed, and the other three add; the frame's
+    # inside is then the gradient
+    frame = workspace.take(0, (batch, m * tiles_h + 2, m * tiles_w + 2, channels), xp)
+    frame[:, m * tiles_h:] = 0
+    frame[:, :m * tiles_h, m * tiles_w:] = 0
+    for rows in ((0, m), (m, alpha)):
+        for cols in ((0, m), (m, alpha)):
+            view = _tile_view(xp, frame, m, (0, tiles_h, *rows), (0, tiles_w, *cols))
+            tiles = grad_tiles[rows[0]:rows[1], cols[0]:cols[1]]
+            if rows[0] == cols[0] == 0:
+                xp.copyto(view, tiles)
+            else:
+                view += tiles
+    gx = xp.empty((batch, height, width, channels), dtype=xp.float32) if out is None else out
+    xp.copyto(gx, frame[:, 1:height + 1, 1:width + 1])
     return gx
 
 
@@ -179,8 +210,11 @@ def direct_conv(x, weight, workspace: Workspace):
     batch, height, width, channels = x.shape
     flat, margin, length, offsets = _flat_frame(x, workspace, 1)
     columns = workspace.take(0, (length, 9, channels), xp)
-    for k, offset in enumerate(offsets):
-        xp.copyto(columns[:, k], flat[margin + offset:margin + offset + length])
+    # columns[p, 3·ky + kx] = flat[margin + p + (ky − 1)(W + 2) + kx − 1]: one strided copy
+    shifted = xp.lib.stride_tricks.as_strided(
+        flat.reshape(-1)[(margin + offsets[0]) * channels:], shape=(length, 3, 3, channels),
+        strides=tuple(s * flat.itemsize for s in (channels, (width + 2) * channels, channels, 1)))
+    xp.copyto(columns.reshape(length, 3, 3, channels), shifted)
     stacked = xp.ascontiguousarray(weight.transpose(2, 3, 1, 0).reshape(9 * channels, -1))
     framed = xp.matmul(columns.reshape(length, 9 * channels), stacked)
     framed = framed.reshape(batch, height + 2, width + 2, -1)
@@ -198,9 +232,14 @@ def direct_conv_transpose(gy, weight, workspace: Workspace, *, mask=None):
     per_tap = xp.ascontiguousarray(weight.transpose(0, 2, 3, 1).reshape(weight.shape[0], 9 * channels))
     taps = workspace.take(0, (flat.shape[0], 9, channels), xp)
     xp.matmul(flat, per_tap, out=taps.reshape(flat.shape[0], -1))
-    summed = xp.zeros((length, channels), dtype=xp.float32)
-    for k, offset in enumerate(offsets):  # gx(p) = Σ_k Wₖᵀ gy(p − offsetₖ)
-        summed += taps[margin - offset:margin - offset + length, k]
+    # gx(p) = Σ_k Wₖᵀ gy(p − offsetₖ) = Σ_k taps[margin − offsetₖ + p, k]: with u = 2 − ky and
+    # v = 2 − kx every term is at (margin + p)·9C − (W + 2)·9C − C + u·((W + 2)·9C − 3C) + v·8C,
+    # so the nine shifted terms are one strided view, summed by one reduction
+    stride_u, stride_v = (width + 2) * 9 * channels - 3 * channels, 8 * channels
+    terms = xp.lib.stride_tricks.as_strided(
+        taps.reshape(-1)[(margin - width - 2) * 9 * channels - channels:], shape=(length, 3, 3, channels),
+        strides=tuple(s * taps.itemsize for s in (9 * channels, stride_u, stride_v, 1)))
+    summed = terms.sum(axis=(1, 2))
     framed = summed.reshape(batch, height + 2, width + 2, channels)
     return xp.ascontiguousarray(framed[:, 1:-1, 1:-1])
 

@@ -11,12 +11,13 @@ import numpy as np
 
 from .. import _compat  # noqa: F401
 
-from ..core.backend import get_array_module
+from ..core.backend import get_array_module, sum_of_products
 
 from .stylizer import LAYERS, TransformNet
 def _reflect(x, pad: int):
     """Reflection padding of channels-last maps (N, H, W, C), as numpy's ``reflect``: the
-    interior is copied once, then the border rows and columns."""
+    interior is copied once, then each border from reversed rows or columns (five copies
+    whatever the padding)."""
     if not pad:
         return x
     xp = get_array_module(x)
@@ -25,88 +26,117 @@ def _reflect(x, pad: int):
         return xp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
     out = xp.empty((batch, height + 2 * pad, width + 2 * pad, channels), dtype=x.dtype)
     out[:, pad:pad + height, pad:pad + width] = x
-    for k in range(1, pad + 1):
-        out[:, pad - k] = out[:, pad + k]
-        out[:, pad + height - 1 + k] = out[:, pad + height - 1 - k]
-    for k in range(1, pad + 1):
-        out[:, :, pad - k] = out[:, :, pad + k]
-        out[:, :, pad + width - 1 + k] = out[:, :, pad + width - 1 - k]
+    # row pad − k is row pad + k, row pad + H − 1 + k is row pad + H − 1 − k (k = 1…pad)
+    out[:, :pad, pad:pad + width] = out[:, 2 * pad:pad:-1, pad:pad + width]
+    out[:, pad + height:, pad:pad + width] = out[:, pad + height - 2:height - 2:-1, pad:pad + width]
+    out[:, :, :pad] = out[:, :, 2 * pad:pad:-1]
+    out[:, :, pad + width:] = out[:, :, pad + width - 2:width - 2:-1]
     return out
 
 
-def _columns_conv(padded, weight, stride: int):
-    """Valid correlation of (N, H', W', C) with OIHW ``weight`` by a GEMM over the k²
-    shifted (strided) copies, per band of output rows: for the stride-2 layers."""
+def _windows(xp, maps, kernel: tuple[int, int], *, top: int = 0, rows: int, width: int,
+             stride: int = 1, offset: tuple[int, int] = (0, 0)):
+    """A strided view of C-contiguous ``maps`` (N, H, W, C) as every output pixel's window:
+    ``view[n, y, x, i, j, c] = maps[n, stride·(top + y) + dy + i, stride·x + dx + j, c]``
+    for y < ``rows``, x < ``width``, (i, j) in ``kernel``, ``offset`` (dy, dx). Copying it
+    builds an im2col matrix in one launch."""
+    batch, height, map_width, channels = maps.shape
+    start = ((stride * top + offset[0]) * map_width + offset[1]) * channels
+    strides = (height * map_width * channels, stride * map_width * channels, stride * channels,
+               map_width * channels, channels, 1)
+    return xp.lib.stride_tricks.as_strided(
+        maps.reshape(-1)[start:], shape=(batch, rows, width, *kernel, channels),
+        strides=tuple(s * maps.itemsize for s in strides))
+
+
+def _columns_conv(padded, stacked, kernel: int, stride: int):
+    """Valid correlation of (N, H', W', C) with ``stacked`` (k²·C, O) weights (rows in (i,
+    j, c) order) by one GEMM over the windows, per chunk of images or band of output rows
+    (:func:`_chunks`): for the stride-2 layers."""
     xp = get_array_module(padded)
-    out_channels, channels, kernel, _ = weight.shape
+    channels, out_channels = stacked.shape[0] // (kernel * kernel), stacked.shape[1]
     batch = padded.shape[0]
     height, width = (padded.shape[1] - kernel) // stride + 1, (padded.shape[2] - kernel) // stride + 1
-    stacked = xp.ascontiguousarray(weight.transpose(2, 3, 1, 0).reshape(-1, out_channels))
     out = xp.empty((batch, height, width, out_channels), dtype=xp.float32)
-    for n in range(batch):
-        for top, bottom in _bands(height, kernel * kernel * channels * width):
-            columns = xp.empty((bottom - top, width, kernel * kernel, channels), dtype=xp.float32)
-            for i in range(kernel):
-                for j in range(kernel):
-                    first = stride * top + i
-                    columns[:, :, i * kernel + j] = padded[n, first:first + stride * (bottom - top):stride,
-                                                           j:j + stride * width:stride]
-            xp.matmul(columns.reshape(-1, kernel * kernel * channels), stacked,
-                      out=out[n, top:bottom].reshape(-1, out_channels))
+    for images, top, bottom in _chunks(xp, batch, height, kernel * kernel * channels * width):
+        columns = xp.ascontiguousarray(_windows(xp, padded[images], (kernel, kernel), top=top, rows=bottom - top,
+                                                width=width, stride=stride))
+        out[images, top:bottom] = xp.matmul(columns.reshape(-1, kernel * kernel * channels), stacked).reshape(
+            -1, bottom - top, width, out_channels)
     return out
 
 
-#: floats in one band's buffer of the thin-layer convolutions below (bands bound their memory)
+#: floats in one band's buffer of the thin-layer convolutions below (bands bound their memory):
+#: on NumPy sized for the CPU's caches; elsewhere (a GPU, where every band costs kernel
+#: launches and memory is plentiful) large enough for whole images, several at a time
 BAND_FLOATS = 2 ** 20
+DEVICE_BAND_FLOATS = 2 ** 27
 
 
-def _bands(rows: int, floats_per_row: int):
-    """Row ranges [start, stop) of the output that keep a buffer under :data:`BAND_FLOATS`."""
-    step = max(1, BAND_FLOATS // max(1, floats_per_row))
-    return [(start, min(rows, start + step)) for start in range(0, rows, step)]
+def _chunks(xp, batch: int, rows: int, floats_per_row: int):
+    """(images, start, stop): the work of a thin-layer convolution on ``batch`` images of
+    ``rows`` output rows, in pieces whose buffer stays under :data:`BAND_FLOATS` (NumPy) or
+    :data:`DEVICE_BAND_FLOATS`: groups of whole images where one fits, else bands of rows
+    of one image at a time."""
+    limit = BAND_FLOATS if xp is np else DEVICE_BAND_FLOATS
+    per_image = rows * max(1, floats_per_row)
+    if per_image <= limit:
+        group = max(1, limit // per_image)
+        return [(slice(n, min(batch, n + group)), 0, rows) for n in range(0, batch, group)]
+    step = max(1, limit // max(1, floats_per_row))
+    return [(slice(n, n + 1), start, min(rows, start + step)) for n in range(batch) for start in range(0, rows, step)]
 
 
-def _few_inputs_conv(padded, weight):
+def _few_inputs_conv(padded, stacked, kernel: int):
     """Valid correlation (stride 1) of (N, H', W', C) from few input channels (the 9×9 first
-    layer): columns built channels-first, where each of the C·k² copies is a run of whole
-    rows, then one GEMM per band of output rows."""
+    layer), with ``stacked`` (O, C·k²) weights in (c, i, j) order: columns built
+    channels-first (C, k, k, images, rows, W) by one strided copy, then one GEMM, per chunk
+    (:func:`_chunks`)."""
     xp = get_array_module(padded)
-    out_channels, channels, kernel, _ = weight.shape
+    out_channels = stacked.shape[0]
+    channels = stacked.shape[1] // (kernel * kernel)
     batch, height, width = padded.shape[0], padded.shape[1] - kernel + 1, padded.shape[2] - kernel + 1
-    stacked = weight.reshape(out_channels, -1)  # (O, C·k²) in (c, i, j) order, as the columns
+    rows_in, cols_in = padded.shape[1:3]
     out = xp.empty((batch, height, width, out_channels), dtype=xp.float32)
-    for n in range(batch):
-        planes = xp.ascontiguousarray(padded[n].transpose(2, 0, 1))
-        for top, bottom in _bands(height, channels * kernel * kernel * width):
-            columns = xp.empty((channels, kernel, kernel, bottom - top, width), dtype=xp.float32)
-            for i in range(kernel):
-                for j in range(kernel):
-                    columns[:, i, j] = planes[:, top + i:bottom + i, j:j + width]
-            # (O, K) @ (K, pixels): the long side last is BLAS's fast layout here; then transposed
-            out[n, top:bottom] = xp.matmul(stacked, columns.reshape(channels * kernel * kernel, -1)).T.reshape(
-                bottom - top, width, out_channels)
+    planes = None
+    for images, top, bottom in _chunks(xp, batch, height, channels * kernel * kernel * width):
+        if planes is None or images.start != planes[0]:
+            planes = (images.start, xp.ascontiguousarray(padded[images].transpose(0, 3, 1, 2)))  # (n, C, H', W')
+        maps, count, rows = planes[1], images.stop - images.start, bottom - top
+        # columns[c, i, j, n, y, x] = maps[n, c, top + y + i, j + x]
+        view = xp.lib.stride_tricks.as_strided(
+            maps.reshape(-1)[top * cols_in:], shape=(channels, kernel, kernel, count, rows, width),
+            strides=tuple(s * maps.itemsize for s in (rows_in * cols_in, cols_in, 1, channels * rows_in * cols_in,
+                                                      cols_in, 1)))
+        columns = xp.ascontiguousarray(view).reshape(channels * kernel * kernel, -1)
+        # (O, K) @ (K, pixels): the long side last is BLAS's fast layout here; then transposed
+        out[images, top:bottom] = xp.matmul(stacked, columns).T.reshape(count, rows, width, out_channels)
     return out
 
 
-def _few_outputs_conv(padded, weight):
-    """Valid correlation (stride 1) onto few output channels (the 9×9 last layer): one GEMM
-    gives every tap's share channels-first, (k²·O, C) @ (C, pixels), then k² shifted sums of
-    whole-row runs; by bands of output rows."""
+def _few_outputs_conv(padded, per_tap, kernel: int):
+    """Valid correlation (stride 1) onto few output channels (the 9×9 last layer), with
+    ``per_tap`` (k²·O, C) weights: one GEMM gives every tap's share channels-first,
+    (k²·O, C) @ (C, pixels), then the k² shifted shares are one strided view summed by one
+    reduction, per chunk (:func:`_chunks`)."""
     xp = get_array_module(padded)
-    out_channels, channels, kernel, _ = weight.shape
-    batch, rows, cols = padded.shape[:3]
-    height, width = rows - kernel + 1, cols - kernel + 1
-    per_tap = xp.ascontiguousarray(weight.transpose(2, 3, 0, 1).reshape(-1, channels))  # (k²·O, C)
+    channels = per_tap.shape[1]
+    out_channels = per_tap.shape[0] // (kernel * kernel)
+    batch, rows_in, cols = padded.shape[:3]
+    height, width = rows_in - kernel + 1, cols - kernel + 1
     out = xp.empty((batch, height, width, out_channels), dtype=xp.float32)
-    for n in range(batch):
-        for top, bottom in _bands(height, kernel * kernel * out_channels * cols):
-            band = padded[n, top:bottom + kernel - 1].reshape(-1, channels)
-            taps = xp.matmul(per_tap, band.T).reshape(kernel * kernel, out_channels, -1, cols)
-            total = xp.zeros((out_channels, bottom - top, width), dtype=xp.float32)
-            for i in range(kernel):
-                for j in range(kernel):
-                    total += taps[i * kernel + j, :, i:i + bottom - top, j:j + width]
-            out[n, top:bottom] = total.transpose(1, 2, 0)
+    for images, top, bottom in _chunks(xp, batch, height, kernel * kernel * out_channels * cols):
+        count, rows = images.stop - images.start, bottom - top
+        span = rows + kernel - 1
+        band = padded[images, top:bottom + kernel - 1].reshape(-1, channels)
+        taps = xp.matmul(per_tap, band.T)  # (k²·O, count·span·cols), C-contiguous
+        # total[o, n, y, x] = Σ_ij taps[(i·k + j)·O + o, n, y + i, x + j]
+        plane = count * span * cols
+        shares = xp.lib.stride_tricks.as_strided(
+            taps, shape=(out_channels, count, rows, width, kernel, kernel),
+            strides=tuple(s * taps.itemsize for s in (plane, span * cols, cols, 1, kernel * out_channels * plane + cols,
+                                                      out_channels * plane + 1)))
+        out[images, top:bottom] = shares.sum(axis=(4, 5)).transpose(1, 2, 3, 0)
     return out
 
 
@@ -137,7 +167,7 @@ def _instance_norm_inplace(h, gamma, beta, eps: float = 1e-5):
     batch, height, width, channels = h.shape
     flat = h.reshape(batch, height * width, channels)
     flat -= flat.mean(axis=1, keepdims=True)
-    variance = xp.einsum("npc,npc->nc", flat, flat) / (height * width)
+    variance = sum_of_products(flat, flat, axis=1) / (height * width)
     flat *= (gamma.reshape(1, -1) / xp.sqrt(variance + eps))[:, None]
     flat += beta.reshape(1, 1, -1)
     return h
@@ -168,26 +198,25 @@ def _upsample_conv(h, phases):
     the low-resolution maps: the upsampled map's reflected border is the low-resolution
     map's edge, and each output phase (a, b) (rows 2y + a, columns 2x + b) sees only two
     low-resolution rows and columns, so it is a 2×2 correlation with summed weights. One
-    GEMM per phase and band, 16/36 of the direct convolution's multiplies; no upsampled map."""
+    window copy and one GEMM per phase and chunk (:func:`_chunks`), 16/36 of the direct
+    convolution's multiplies; no upsampled map."""
     xp = get_array_module(h)
     batch, height, width, channels = h.shape
     out_channels = phases[0, 0][1].shape[1]
     padded = xp.pad(h, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
     out = xp.empty((batch, 2 * height, 2 * width, out_channels), dtype=xp.float32)
-    for n in range(batch):
-        for top, bottom in _bands(height, 4 * channels * width):
-            rows = bottom - top
-            columns = xp.empty((rows, width, 4, channels), dtype=xp.float32)
-            for (a, b), (offsets, weights) in phases.items():
-                for k, (dy, dx) in enumerate(offsets):
-                    columns[:, :, k] = padded[n, top + dy:bottom + dy, dx:dx + width]
-                out[n, 2 * top + a:2 * bottom:2, b::2] = xp.matmul(
-                    columns.reshape(-1, 4 * channels), weights).reshape(rows, width, out_channels)
+    for images, top, bottom in _chunks(xp, batch, height, 4 * channels * width):
+        rows = bottom - top
+        for (a, b), (_, weights) in phases.items():  # phase (a, b) reads rows a, a + 1 and columns b, b + 1
+            columns = xp.ascontiguousarray(_windows(xp, padded[images], (2, 2), top=top, rows=rows, width=width,
+                                                    offset=(a, b)))
+            out[images, 2 * top + a:2 * bottom:2, b::2] = xp.matmul(
+                columns.reshape(-1, 4 * channels), weights).reshape(-1, rows, width, out_channels)
     return out
 
 
 #: bytes of transformed filters :class:`FastTransform` keeps (all of the published network's)
-FILTER_BUDGET = 64 * 2 ** 20
+FILTER_BUDGET = 128 * 2 ** 20
 
 
 class FastTransform:
@@ -204,22 +233,27 @@ class FastTransform:
         from .winograd import THIN, Conv3x3, Workspace
 
         self.net, self.workspace = net, workspace or Workspace()
-        # keep every layer's transformed filters (about 40 MB at width 1): they are few
+        # keep every layer's transformed filters (about 40 MB at width 1, twice that on CuPy,
+        # winograd.filter_layouts): they are few
         self.workspace.filter_budget = max(self.workspace.filter_budget, FILTER_BUDGET)
         self.layers = {}
         for name, kernel, stride, _, upsample, normalise, _ in LAYERS:
             link = getattr(net, name)
             weight, bias = link.W.array, (None if normalise else link.b.array)
+            xp = get_array_module(weight)
+            out_channels, channels = weight.shape[:2]
             if upsample:
                 self.layers[name] = (_upsample_conv, _phase_weights(weight))
             elif kernel == 3 and stride == 1:
                 self.layers[name] = (self._winograd, Conv3x3(weight, link.b.array))
-            elif stride == 1 and weight.shape[1] <= THIN:
-                self.layers[name] = (_few_inputs_conv, weight)
-            elif stride == 1 and weight.shape[0] <= THIN:
-                self.layers[name] = (_few_outputs_conv, weight)
+            elif stride == 1 and channels <= THIN:
+                self.layers[name] = (_few_inputs_conv, weight.reshape(out_channels, -1), kernel)
+            elif stride == 1 and out_channels <= THIN:
+                per_tap = xp.ascontiguousarray(weight.transpose(2, 3, 0, 1).reshape(-1, channels))
+                self.layers[name] = (_few_outputs_conv, per_tap, kernel)
             else:
-                self.layers[name] = (_columns_conv, weight, stride)
+                stacked = xp.ascontiguousarray(weight.transpose(2, 3, 1, 0).reshape(-1, out_channels))
+                self.layers[name] = (_columns_conv, stacked, kernel, stride)
             pad = 0 if upsample or (kernel == 3 and stride == 1) else kernel // 2  # (the others pad themselves)
             self.layers[name] += (pad, bias)
 

@@ -193,7 +193,7 @@ class VGG19:
         kept (pooling also keeps its argmax, int32 on a GPU, int64 on a CPU), and the
         largest ``9·C_in·h·w`` column buffer is live with that layer's gradients.
         """
-        from .winograd import kernel_memory
+        from .winograd import filter_layouts, kernel_memory
 
         maps = self.layer_shapes(shape, layers)
         convs = [m for m in maps if m[0].startswith("conv")]
@@ -206,7 +206,7 @@ class VGG19:
             columns = max(batch * 9 * c_in * h * w for _, c_in, _, h, w in convs)
             return 4 * (kept + columns + gradients)
         activations = sum(batch * c_out * h * w for _, _, c_out, h, w in convs)
-        shared = kernel_memory([shape[1:] for shape in convs], batch)
+        shared = kernel_memory([shape[1:] for shape in convs], batch, layouts=filter_layouts(self.device.xp))
         return 4 * (activations + gradients + sum(shared.values()))
 
 

@@ -113,13 +113,16 @@ class Workspace:
         key = (id(layer), m)
         if key in self._filters:
             return self._filters[key][1]
-        if self.filter_bytes() + filter_bytes(m, *layer.channels) <= self.filter_budget:
-            self._filters[key] = (layer, Filters(layer, m, layer.transform(m)))  # (the layer is held,
-            return self._filters[key][1]                                         # so its id stays unique)
+        layouts = filter_layouts(get_array_module(layer.weight))
+        if self.filter_bytes() + filter_bytes(m, *layer.channels, layouts=layouts) <= self.filter_budget:
+            kept = layer.transform(m)
+            kept_t = kept.transpose(0, 2, 1).copy() if layouts == 2 else None
+            self._filters[key] = (layer, Filters(layer, m, kept, kept_t))  # (the layer is held,
+            return self._filters[key][1]                                   # so its id stays unique)
         return self.filters(layer, 2) if m != 2 else Filters(layer, 2)
 
     def filter_bytes(self) -> int:
-        return sum(f.kept.nbytes for _, f in self._filters.values())
+        return sum(f.kept.nbytes + (0 if f.kept_t is None else f.kept_t.nbytes) for _, f in self._filters.values())
 
     def take(self, region: int, shape: tuple, xp):
         size = int(np.prod(shape))
@@ -146,6 +149,7 @@ class Conv3x3:
 
     def __init__(self, weight, bias):
         self.weight, self.bias = weight, bias
+        self._taps: dict = {}  # (m, points) -> G⊗G rows on the weights' device (no upload per call)
 
     @property
     def channels(self) -> tuple[int, int]:
@@ -157,11 +161,15 @@ class Conv3x3:
         float32 on the weights' device: one GEMM, (α², 9) @ (9, out·in), reading the OIHW
         weights in place."""
         xp = get_array_module(self.weight)
-        _, g, _ = winograd_matrices(m)
-        alpha = m + 2
-        taps = np.einsum("jk,il->jikl", g, g).reshape(alpha * alpha, 9)[points]
+        key = (m, points.start, points.stop)
+        if key not in self._taps:
+            _, g, _ = winograd_matrices(m)
+            alpha = m + 2
+            taps = np.einsum("jk,il->jikl", g, g).reshape(alpha * alpha, 9)[points]
+            self._taps[key] = xp.asarray(taps.astype(np.float32))
+        taps = self._taps[key]
         out_channels, channels = self.channels
-        u = xp.matmul(xp.asarray(taps.astype(np.float32)), self.weight.reshape(out_channels * channels, 9).T)
+        u = xp.matmul(taps, self.weight.reshape(out_channels * channels, 9).T)
         return u.reshape(len(taps), out_channels, channels)
 
 
@@ -170,34 +178,47 @@ class Filters:
     :data:`POINTS_AT_ONCE` points at a time while a convolution runs (so a layer whose
     filters are not kept needs only that slice of memory)."""
 
-    def __init__(self, layer: Conv3x3, m: int, kept=None):
-        self.layer, self.m, self.kept = layer, m, kept
+    def __init__(self, layer: Conv3x3, m: int, kept=None, kept_t=None):
+        self.layer, self.m, self.kept, self.kept_t = layer, m, kept, kept_t
         self.shape = ((m + 2) ** 2, *layer.channels)
 
-    def chunks(self):
-        """(points, U[points]) covering every point."""
+    def chunks(self, *, transposed: bool = False):
+        """(points, U[points]) covering every point, or with ``transposed`` (points,
+        U[points]ᵀ) (α'², in, out): the kept transposed copy where there is one
+        (:func:`filter_layouts`), else a view."""
         if self.kept is not None:
-            yield slice(None), self.kept
+            yield slice(None), (self.kept if not transposed else self.kept_t if self.kept_t is not None
+                                else self.kept.transpose(0, 2, 1))
             return
         for start in range(0, self.shape[0], POINTS_AT_ONCE):
             points = slice(start, min(self.shape[0], start + POINTS_AT_ONCE))
-            yield points, self.layer.transform(self.m, points)
+            part = self.layer.transform(self.m, points)
+            yield points, part.transpose(0, 2, 1) if transposed else part
+
+
+def filter_layouts(xp) -> int:
+    """How many layouts of a layer's transformed filters are kept: U (α², out, in) serves
+    the input gradient and Uᵀ the forward pass. NumPy's matmul hands a transposed view to
+    BLAS as it is (1: U alone); CuPy's batched matmul copies a non-C-contiguous operand at
+    every call (``_routines_linalg.pyx``), so on CuPy Uᵀ is kept too (2)."""
+    return 1 if xp is np else 2
 
 
 
-def filter_bytes(m: int, channels_out: int, channels_in: int) -> int:
-    """Bytes of one layer's transformed filters for F(m)."""
-    return 4 * (m + 2) ** 2 * channels_out * channels_in
+def filter_bytes(m: int, channels_out: int, channels_in: int, *, layouts: int = 1) -> int:
+    """Bytes of one layer's transformed filters for F(m), in ``layouts`` layouts."""
+    return 4 * (m + 2) ** 2 * channels_out * channels_in * layouts
 
 
-def plan_filters(layers, budget: int) -> list[tuple[int, bool]]:
+def plan_filters(layers, budget: int, *, layouts: int = 1) -> list[tuple[int, bool]]:
     """(m, kept) of each layer, as :meth:`Workspace.filters` decides them in this order:
-    ``layers`` are (m wanted, channels out, channels in)."""
+    ``layers`` are (m wanted, channels out, channels in); ``layouts`` as :func:`filter_layouts`."""
     plan, used = [], 0
     for m, channels_out, channels_in in layers:
         for option in ((m, 2) if m != 2 else (2,)):
-            if used + filter_bytes(option, channels_out, channels_in) <= budget:
-                used += filter_bytes(option, channels_out, channels_in)
+            size = filter_bytes(option, channels_out, channels_in, layouts=layouts)
+            if used + size <= budget:
+                used += size
                 plan.append((option, True))
                 break
         else:
@@ -205,23 +226,25 @@ def plan_filters(layers, budget: int) -> list[tuple[int, bool]]:
     return plan
 
 
-def kernel_memory(layers, batch: int) -> dict[str, int]:
+def kernel_memory(layers, batch: int, *, layouts: int = 1) -> dict[str, int]:
     """Floats of the memory the kernels share over one pass of ``layers`` (each (channels
     in, channels out, height, width), in order) on ``batch`` images: the workspace's two
-    regions, the filters it keeps, and the largest filter slice made during a call."""
+    regions, the filters it keeps (in ``layouts`` layouts, :func:`filter_layouts`), and the
+    largest filter slice made during a call (and its transposed copy on CuPy)."""
     thin = [(c_in, c_out, h, w) for c_in, c_out, h, w in layers if c_in <= THIN]
     winograd = [(batch_group(batch, c_in, c_out, h, w), c_in, c_out, h, w)
                 for c_in, c_out, h, w in layers if c_in > THIN]
     budget = max(9 * c_in * batch * h * w * 4 // 2 for c_in, _, h, w in layers)  # as Workspace.note_input
-    plan = plan_filters([(tile_size(g, h, w), c_out, c_in) for g, c_in, c_out, h, w in winograd], budget)
+    plan = plan_filters([(tile_size(g, h, w), c_out, c_in) for g, c_in, c_out, h, w in winograd], budget,
+                        layouts=layouts)
     regions = [workspace_floats(c_in, c_out, batch, h, w) for c_in, c_out, h, w in thin]
     regions += [workspace_floats(c_in, c_out, g, h, w, m=m) for (m, _), (g, c_in, c_out, h, w) in zip(plan, winograd)]
     steps = list(zip(plan, winograd))
     return {"region0": max(r[0] for r in regions), "region1": max(r[1] for r in regions),
-            "kept_filters": sum(filter_bytes(m, c_out, c_in) for (m, kept), (_, c_in, c_out, _, _) in steps
-                                if kept) // 4,
-            "made_filters": max((POINTS_AT_ONCE * c_in * c_out for (_, kept), (_, c_in, c_out, _, _) in steps
-                                 if not kept), default=0)}
+            "kept_filters": sum(filter_bytes(m, c_out, c_in, layouts=layouts)
+                                for (m, kept), (_, c_in, c_out, _, _) in steps if kept) // 4,
+            "made_filters": layouts * max((POINTS_AT_ONCE * c_in * c_out for (_, kept), (_, c_in, c_out, _, _)
+                                           in steps if not kept), default=0)}
 
 
 def batch_group(batch: int, channels_in: int, channels_out: int, height: int, width: int) -> int:
