@@ -184,3 +184,26 @@ def test_a_batch_worker_makes_the_device_current_in_each_task_thread(gpu):
         thread.join()
     cluster._LOCAL_CACHE.clear()
     assert seen == [N, N] and len(gpu.used_in) == 2
+
+
+@pytest.mark.gpu
+def test_on_a_real_second_gpu_every_array_of_an_edit_is_there(face, tmp_path, cli):
+    """With two or more GPUs: an edit on the last one leaves its output arrays there and
+    needs no peer access (CuPy warns or fails when a kernel reads another device's memory)."""
+    import warnings
+
+    import cupy
+
+    from dfi.core.backend import gpu_count
+
+    if gpu_count() < 2:
+        pytest.skip("needs two GPUs")
+    spec, index_file = face
+    last = gpu_count() - 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", cupy._util.PerformanceWarning)
+        code, _, err = cli("-q", "sweep", spec, "--index", index_file, "--attribute", "smiling", "--alphas", "0.3",
+                           "--size", "32", "--k", "2", "--weights", "untrained", "--device", f"gpu:{last}",
+                           "--iterations", "2", "-o", tmp_path / "g.png")
+    assert code == 0, err
+    assert cupy.cuda.Device().id == last  # the CLI left the chosen device current

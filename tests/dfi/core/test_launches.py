@@ -145,3 +145,32 @@ def test_tile_moves_cover_maps_of_any_size(height, width):
         # <conv(x), gy> = <x, conv^T(gy)> for the linear part
         plain = winograd_conv(x, u, Workspace())
         assert np.isclose((plain * gy).sum(), (x * gx).sum(), rtol=1e-3)
+
+
+@pytest.mark.gpu
+def test_on_a_gpu_the_kernels_compute_what_numpy_does(tiny_net):
+    """The launch-lean paths on CuPy itself (the stand-in runs them on NumPy)."""
+    from dfi.core.backend import parse_device, using_device
+    from dfi.nets.stylizer import TransformNet
+    from dfi.nets.stylizer_kernels import FastTransform
+    from dfi.nets.vgg import VGG19
+
+    gpu = parse_device("gpu")
+    x = np.random.default_rng(0).uniform(-100, 100, (2, 3, 64, 64)).astype(np.float32)
+    cpu_feats, cpu_grad = _vgg_pass(VGG19(tiny_net.params, pooling=tiny_net.pooling), x)
+    with using_device(gpu):
+        net = VGG19(tiny_net.params, pooling=tiny_net.pooling).to_device(gpu)
+        xv = chainer.Variable(gpu.send(x))
+        feats = net.pick(xv, ["conv3_1", "conv4_1", "conv5_1"])
+        sum(F.sum(f * f) for f in feats.values()).backward()
+        for name, value in cpu_feats.items():
+            np.testing.assert_allclose(chainer.backend.CpuDevice().send(feats[name].array), value, rtol=1e-3,
+                                       atol=1e-3 * np.abs(value).max())
+        np.testing.assert_allclose(chainer.backend.CpuDevice().send(xv.grad), cpu_grad, rtol=1e-3,
+                                   atol=1e-3 * np.abs(cpu_grad).max())
+        stylizer = TransformNet(1, width=0.25)
+        images = np.random.default_rng(1).uniform(0, 255, (2, 3, 96, 96)).astype(np.float32)
+        expected = FastTransform(stylizer)(images, {0: 1.0})
+        stylizer.to_device(gpu)
+        got = chainer.backend.CpuDevice().send(FastTransform(stylizer)(gpu.send(images), {0: 1.0}))
+    np.testing.assert_allclose(got, expected, atol=2e-3)
