@@ -35,7 +35,8 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
 
     The temporary file lives in the same folder (so the rename is atomic) and is
     removed if the block raises. ``suffix`` keeps an extension that writers such as
-    Pillow or NumPy use to pick a format. The file ends with the umask's permissions.
+    Pillow or NumPy use to pick a format. A new file ends with the umask's permissions, a
+    replaced one with the permissions it had.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -44,7 +45,10 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        fix_mode(tmp_path)
+        try:  # a file replaced keeps its permission bits; a new one gets the umask's
+            os.chmod(tmp_path, os.stat(path).st_mode & 0o7777)
+        except FileNotFoundError:
+            fix_mode(tmp_path)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -62,3 +66,23 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def unwritable(path: str | os.PathLike, *, folder: bool = False) -> str | None:
+    """Why ``path`` (a file, or with ``folder`` a folder) could not be written, or None: it
+    is a folder (a file, for ``folder``), a parent is a file, or the nearest existing folder
+    is not writable (the missing ones would be made in it)."""
+    path = Path(path)
+    if path.exists():
+        if folder != path.is_dir():
+            return "is a folder, not a file" if path.is_dir() else "is a file, not a folder"
+        where = path if folder else path.parent
+    else:
+        where = path.absolute().parent
+        while not where.exists():
+            where = where.parent
+        if not where.is_dir():
+            return f"{where} is a file, not a folder"
+    if not os.access(where, os.W_OK | os.X_OK):
+        return f"cannot write in {where} (permission denied)"
+    return None

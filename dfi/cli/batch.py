@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import SettingError
-from .common import (UsageError, check_output, parse_layers, positive_int, progress_bar,
+from .common import (UsageError, check_output, check_writable, parse_layers, positive_int, progress_bar,
                      resolve_weights)
 
 #: options that run the batch itself, not a row (neither manifest columns nor settings)
@@ -203,6 +203,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     ledger = Ledger((args.ledger or manifest.with_name(manifest.stem + ".ledger.jsonl")).absolute())
     if ledger.path == manifest.absolute() or any(ledger.path in (job.row.output, Path(job.row.input)) for job in jobs):
         raise UsageError(f"--ledger {ledger.path} is the manifest, an input or an output; refusing to append to it")
+    check_writable({"--ledger": args.ledger or ledger.path})
     work = edit_row if args.batch_command == "edit" else style_row
     todo, done = split_jobs(jobs, ledger)
     summary = Summary()
@@ -271,6 +272,7 @@ def _cmd_data_features(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--index {args.index}: no such file (build one with 'dfi data index')")
     if args.store.suffix != ".zarr":
         raise UsageError(f"--store {args.store}: name the store NAME.zarr")
+    check_writable({}, {"--store": args.store})
     from data_tools.index import load_index
 
     index = load_index(args.index)

@@ -100,14 +100,29 @@ def parse_layers(text: str, option: str = "--layers") -> tuple[str, ...]:
 
 
 def check_output(path, option: str = "-o") -> Path:
-    """An image path to write: a known extension. Its folder is made only when the file is
-    written, so a run that fails or is interrupted leaves no empty folder behind."""
+    """An image path to write: a known extension, and writable (:func:`check_writable`). Its
+    folder is made only when the file is written, so a run that fails or is interrupted
+    leaves no empty folder behind."""
     from ..core.image import IMAGE_SUFFIXES
 
     out = Path(path)
     if out.suffix.lower() not in IMAGE_SUFFIXES:
         raise UsageError(f"{option} {out}: use an image extension ({', '.join(IMAGE_SUFFIXES)})")
+    check_writable({option: path})
     return out
+
+
+def check_writable(files: dict, folders: Optional[dict] = None) -> None:
+    """Before any work: each output file (``files``, label → path; None skipped) and folder
+    (``folders``) can be written: its folder exists or can be made and is writable, and a
+    file's name is not a folder (a folder's not a file). One line naming the path as given."""
+    from data_tools.fsutil import unwritable
+
+    for paths, folder in ((files, False), (folders or {}, True)):
+        for label, path in paths.items():
+            why = None if path is None else unwritable(path, folder=folder)
+            if why:
+                raise UsageError(f"{label} {path}: {why}")
 
 
 def _same_file(a: Path, b: Path) -> bool:

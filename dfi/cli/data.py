@@ -7,12 +7,13 @@ from pathlib import Path
 
 from data_tools import download as _download
 
-from .common import check_not_inputs, positive_int, progress_bar, progress_factory
+from .common import check_not_inputs, check_writable, positive_int, progress_bar, progress_factory
 
 
 def _cmd_data_synth(args: argparse.Namespace) -> int:
     from data_tools.synth import make_synthetic_lfw
 
+    check_writable({}, {"DIR": args.dir})
     result = make_synthetic_lfw(args.dir, n_people=args.people, seed=args.seed,
                                 layout="plain" if args.plain else "deepfunneled")
     print(f"wrote {len(result.table)} images of {result.table['person'].nunique()} people to "
@@ -22,6 +23,7 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
 
 def _cmd_data_download(args: argparse.Namespace) -> int:
     dataset = _download.get_dataset(args.name)
+    check_writable({}, {"--data-dir": args.data_dir})
     path = _download.fetch(dataset.name, data_dir=args.data_dir, source=args.source,
                            verify=not args.no_verify, progress=progress_factory(args.quiet))
     print(path)
@@ -31,6 +33,9 @@ def _cmd_data_download(args: argparse.Namespace) -> int:
 def _cmd_data_index(args: argparse.Namespace) -> int:
     from data_tools.index import build_index, save_index
 
+    from data_tools.index import meta_path
+
+    check_writable({"-o": args.output, "-o (its record)": meta_path(args.output)})
     check_not_inputs({"-o": args.output}, {"--attributes": args.attributes})
     with progress_bar(None, args.quiet, "scanning images", unit="image") as bar:
         index = build_index(args.images, args.attributes, on_image=bar.update)
@@ -69,6 +74,7 @@ def _cmd_data_align(args: argparse.Namespace) -> int:
     src, dst = args.src, args.output
     if not src.is_dir():
         raise FileNotFoundError(f"SRC {src}: not a folder")
+    check_writable({}, {"-o": dst})
     outcomes = []
     with progress_bar(len(folder_images(src)), args.quiet, "aligning", unit="image") as bar:
         for outcome in align_folder(src, dst, workers=args.workers):

@@ -16,6 +16,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .edit import run_sweep
     from .main import build_parser
 
+    from ..core.backend import parse_device
+    from .common import check_writable
+
+    parse_device(args.device)  # every option checked before the synthetic dataset is written
+    check_writable({}, {"-o": args.out})
     data_dir = args.data_dir or default_data_dir()
     plan = plan_demo(args.out, data_dir, have_real_weights=converted_path("caffe", data_dir).is_file())
     print(f"demo: {plan.description}", file=sys.stderr)

@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import (UsageError, add_run_options, alpha_list, check_not_inputs, check_output,
+from .common import (UsageError, add_run_options, alpha_list, check_not_inputs, check_output, check_writable,
                      load_net, parse_layers, positive_int, progress_bar)
 from ..edit.settings import DEFAULT_LAYERS, ITERATIONS, SCALINGS, EditConfig
 
@@ -101,10 +101,11 @@ def _dfi_request(args: argparse.Namespace, alphas: list[float]):
     from data_tools.attributes import parse_person_image
     from ..core.image import parse_crop
 
-    config, index = edit_settings(args, alphas)
     check_output(args.output)
     if getattr(args, "show_landmarks", None) is not None:
         check_output(args.show_landmarks, "--show-landmarks")
+    check_writable(_outputs(args, alphas))  # every file the run writes, before the index is read
+    config, index = edit_settings(args, alphas)
     crop = None
     if args.crop is not None:
         crop = "none" if args.crop.strip().lower() == "none" else parse_crop(args.crop)

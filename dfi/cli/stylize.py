@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import (UsageError, add_run_options, check_not_inputs, check_output, load_net,
+from .common import (UsageError, add_run_options, check_not_inputs, check_output, check_writable, load_net,
                      positive_int, progress_bar, select_device)
 
 
@@ -20,6 +20,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise UsageError(f"-o {out}: a model file ends in .npz")
     if not args.style:
         raise UsageError("give at least one --style IMAGE")
+    check_writable({"-o": out})  # (its checkpoint and samples go beside it)
     check_not_inputs({"-o": out}, {"--finetune": args.finetune, **{f"--style {s}": s for s in args.style}})
     config = TrainConfig(size=args.size, batch_size=args.batch_size, iterations=args.iterations, lr=args.lr,
                          content_weight=args.content_weight, style_weight=args.style_weight,
@@ -124,14 +125,22 @@ def _cmd_stylize(args: argparse.Namespace) -> int:
     if not source.exists():
         raise FileNotFoundError(f"INPUT {source}: no such file or folder")
     is_image = source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES
-    is_video = source.is_file() and source.suffix.lower() in VIDEO_SUFFIXES
+    # a video, or a folder of frames made into one (-o VIDEO), as dfi style takes them
+    is_video = source.suffix.lower() in VIDEO_SUFFIXES if source.is_file() else \
+        out.suffix.lower() in VIDEO_SUFFIXES
     if not (is_image or is_video or source.is_dir()):
         raise UsageError(f"INPUT {source}: not an image ({', '.join(IMAGE_SUFFIXES)}), a folder of images "
                          f"or a video ({', '.join(VIDEO_SUFFIXES)})")
     if is_image:
         check_output(out)
-    elif source.is_dir() and out.suffix:
-        raise UsageError(f"-o {out}: a folder's output is a folder")
+    elif is_video:
+        from .video import check_video_output
+        check_video_output(args)
+    elif out.suffix:
+        raise UsageError(f"-o {out}: a folder's output is a folder (or a video: "
+                         f"{', '.join(VIDEO_SUFFIXES)})")
+    else:
+        check_writable({}, {"-o": out})
     mix = {args.style: 1.0} if args.style is not None else parse_mix(args.mix)
     model = Stylizer.load(args.model, device=select_device(args))
     mix = model.net.check_mix(mix)
@@ -141,10 +150,10 @@ def _cmd_stylize(args: argparse.Namespace) -> int:
 
         write_image(out, model.stylize(read_image(source), **run))
         print(out)
-    elif source.is_dir():
-        _stylize_folder(model, source, out, args, run)
-    else:
+    elif is_video:
         _stylize_video(model, source, out, args, run)
+    else:
+        _stylize_folder(model, source, out, args, run)
     return 0
 
 
@@ -183,9 +192,6 @@ def _stylize_video(model, source: Path, out: Path, args, run: dict) -> None:
     import numpy as np
 
     from ..video.io import FrameStore, probe, read_frames
-    from .video import check_video_output
-
-    check_video_output(args)
     info = probe(source)
     store = FrameStore(out, info, {"command": "stylize", "model": str(Path(args.model).resolve()),
                                    "mix": run["mix"], "preserve_color": run["preserve_color"]})

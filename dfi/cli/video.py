@@ -44,13 +44,17 @@ def video_config(args: argparse.Namespace):
                        init=args.video_init)
 
 
-def check_video_output(args: argparse.Namespace) -> None:
-    """A video's output is a video file or a folder (of PNG frames), never the input."""
+def check_video_output(args: argparse.Namespace, outputs=None) -> None:
+    """A video's output is a video file or a folder (of PNG frames), never the input, and
+    each of ``outputs`` (default ``-o``; a sweep writes one per α) can be written."""
     from ..video.io import VIDEO_SUFFIXES
+    from .common import check_writable
 
     out = Path(args.output)
     if out.suffix and out.suffix.lower() not in VIDEO_SUFFIXES:
         raise UsageError(f"-o {out}: a video's output is a video ({', '.join(VIDEO_SUFFIXES)}) or a folder")
+    for path in map(Path, outputs or [out]):
+        check_writable({"-o": path} if path.suffix else {}, {} if path.suffix else {"-o": path})
 
 
 def _resume(store, info, count: int, shape, keep_back: int):
@@ -141,10 +145,10 @@ def run_edit_video(args: argparse.Namespace, alphas) -> int:
             raise UsageError(f"{option} is for photos; a video's face is tracked and aligned in every frame")
     if args.no_align:
         raise UsageError("--no-align is for photos; a video's face is tracked and aligned in every frame")
-    check_video_output(args)
+    outputs = _edit_outputs(args, alphas)
+    check_video_output(args, list(outputs.values()))
     config, index = edit_settings(args, alphas)
     video = video_config(args)
-    outputs = _edit_outputs(args, alphas)
     check_not_inputs({f"-o ({'alpha ' + format(a, 'g')})": o for a, o in outputs.items()},
                      {"INPUT": args.input, "--vector": args.vector, "--index": args.index})
     info = probe(args.input)

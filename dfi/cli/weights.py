@@ -4,12 +4,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import UsageError, check_not_inputs, progress_factory
+from .common import UsageError, check_not_inputs, check_writable, progress_factory
 
 
 def _cmd_weights_fetch(args: argparse.Namespace) -> int:
     from ..nets.weights import fetch_weights
 
+    check_writable({}, {"--data-dir": args.data_dir})
     path = fetch_weights(args.name, data_dir=args.data_dir, verify=not args.no_verify,
                          progress=progress_factory(args.quiet))
     print(path)
@@ -21,6 +22,7 @@ def _cmd_weights_convert(args: argparse.Namespace) -> int:
 
     if Path(args.output).suffix != ".npz":
         raise UsageError(f"-o {args.output}: the converted file must end in .npz")
+    check_writable({"-o": args.output})
     check_not_inputs({"-o": args.output}, {"FILE": args.file})
     params, convention, kind = convert(args.file)
     save_npz(args.output, params, convention, source=str(args.file))

@@ -60,7 +60,7 @@ def parse_device(spec: str | None = "auto") -> chainer.backend.Device:
     if index >= count:
         have = "no GPU is visible (is CuPy installed? pip install '.[gpu]')" if count == 0 \
             else f"only {count} GPU(s) are visible"
-        raise ValueError(f"--device {spec!r}: {have}")
+        raise SettingError(f"--device {spec!r}: {have}")
     return chainer.get_device(f"@cupy:{index}")
 
 
