@@ -76,11 +76,20 @@ def _rows(args: argparse.Namespace, parser: argparse.ArgumentParser):
         settings.update(input=row.input, output=row.output, quiet=True, command=args.batch_command)
         try:
             check_output(row.output, "output")
-            _check_row(argparse.Namespace(**settings))
         except SettingError as exc:
             raise UsageError(f"manifest {args.manifest}:{row.line}: {exc}") from None
         out.append((row, settings))
     _check_outputs_are_not_inputs(args.manifest, out)
+    from data_tools.attributes import UnknownNameError
+
+    checked = {"indexes": {}, "devices": set()}
+    for row, settings in out:  # then each row as its single command checks it
+        try:
+            _check_row(argparse.Namespace(**settings), checked, local=args.scheduler is None)
+        except (SettingError, UnknownNameError) as exc:
+            raise UsageError(f"manifest {args.manifest}:{row.line}: {exc}") from None
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"manifest {args.manifest}:{row.line}: {exc}") from None
     return out
 
 
@@ -112,16 +121,29 @@ def _check_outputs_are_not_inputs(manifest, rows) -> None:
                              "refusing to write over an input")
 
 
-def _check_row(args: argparse.Namespace) -> None:
-    """The checks of a row that need no file: bad ones refuse the whole batch."""
+def _check_row(args: argparse.Namespace, checked: dict, *, local: bool) -> None:
+    """A row's settings through the checks its single command makes before any work (not
+    its input image, whose absence fails only that row): a bad one refuses the whole batch.
+    ``checked`` keeps the indexes read and the devices seen; a device is checked only for a
+    local cluster (a remote one's workers may have GPUs this machine lacks)."""
     if args.command == "edit":
-        from ..edit.settings import check_alphas
+        from .edit import edit_settings
 
-        check_alphas([args.alpha])
         if args.vector is None and not args.attribute:
             raise UsageError("give --attribute (with --index) or --vector, on the command line or in a column")
-    elif not args.style:
-        raise UsageError("give --style IMAGE, on the command line or in a 'style' column")
+        edit_settings(args, [args.alpha], indexes=checked["indexes"])
+    else:
+        from .style import style_config
+
+        if not args.style:
+            raise UsageError("give --style IMAGE, on the command line or in a 'style' column")
+        style_config(argparse.Namespace(**{"size_given": False, **vars(args), "texture": False}),
+                     n_images=1 + len(args.style))
+    if local and args.device not in checked["devices"]:
+        from ..core.backend import parse_device
+
+        parse_device(args.device)
+        checked["devices"].add(args.device)
 
 
 def _cached_net(args: argparse.Namespace):

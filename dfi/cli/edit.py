@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Optional
 
 from .common import (UsageError, add_run_options, alpha_list, check_not_inputs, check_output, check_writable,
                      load_net, parse_layers, positive_int, progress_bar)
@@ -60,9 +61,10 @@ def _add_dfi_options(p: argparse.ArgumentParser, *, batch: bool = False) -> None
         add_video_options(p)
 
 
-def edit_settings(args: argparse.Namespace, alphas: list[float]):
-    """The checks and settings shared by photos and videos: the alphas, the vector or the
-    attributes and their index, the layers; returns (EditConfig, index or None)."""
+def edit_settings(args: argparse.Namespace, alphas: list[float], *, indexes: Optional[dict] = None):
+    """The checks and settings shared by photos, videos and batch rows: the alphas, the
+    vector or the attributes and their index, the layers; returns (EditConfig, index or
+    None). ``indexes`` keeps the indexes read, by path (a batch checks every row)."""
     from ..edit.settings import EditConfig, check_alphas, reconstruct_config
 
     check_alphas(alphas)
@@ -90,7 +92,11 @@ def edit_settings(args: argparse.Namespace, alphas: list[float]):
         from data_tools.attributes import attribute_columns
         from data_tools.index import load_index
         from data_tools.neighbors import parse_spec
-        index = load_index(args.index)
+        index = indexes.get(args.index) if indexes is not None else None
+        if index is None:
+            index = load_index(args.index)
+            if indexes is not None:
+                indexes[args.index] = index
         for spec in args.attribute or ():  # names checked before any weights are loaded
             parse_spec(spec, attribute_columns(index.table))
     return config, index

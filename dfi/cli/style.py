@@ -18,8 +18,6 @@ def _style_request(args: argparse.Namespace, *, invert: bool = False):
         (the output is then written in grey too).
     """
     from ..core.image import is_greyscale, read_image
-    from ..core.settings import ReconstructConfig
-    from ..style.settings import StyleConfig, parse_layer_weights
     from ..video.io import is_video
 
     video = not invert and not args.texture and is_video(args.images[0])
@@ -31,6 +29,25 @@ def _style_request(args: argparse.Namespace, *, invert: bool = False):
     sources = [args.image] if invert else list(args.images)
     check_not_inputs({"-o": args.output}, {f"IMAGE {i + 1}": p for i, p in enumerate(sources)})
     grey = not video and all(is_greyscale(p) for p in sources)
+    if invert:
+        return style_config(args, invert=True), read_image(args.image), [], grey
+    images = [read_image(path) for path in args.images[1 if video else 0:]]
+    if video:
+        content, styles = None, images
+    elif args.texture:
+        content, styles = None, images
+    else:
+        content, styles = images[0], images[1:]
+    return style_config(args, n_images=len(images), video=video), content, styles, grey
+
+
+def style_config(args: argparse.Namespace, *, n_images: int = 0, video: bool = False, invert: bool = False):
+    """The :class:`~dfi.style.settings.StyleConfig` of the flags, for ``n_images`` images
+    given after the video (or all of them): every check that needs no pixel, so that a
+    batch checks its rows without reading them."""
+    from ..core.settings import ReconstructConfig
+    from ..style.settings import StyleConfig, parse_layer_weights
+
     scales = tuple(args.scales) if args.scales else (args.size,)
     if args.scales and args.size_given and args.scales[-1] != args.size:
         raise UsageError(f"--size {args.size} and --scales {','.join(map(str, args.scales))} disagree; "
@@ -38,25 +55,19 @@ def _style_request(args: argparse.Namespace, *, invert: bool = False):
     rec = ReconstructConfig(iterations=args.iterations, tv_weight=args.tv_weight,
                             optimizer=args.optimizer, ftol=args.ftol)
     if invert:
-        config = StyleConfig(content_layers=parse_layer_weights(args.layer, "--layer"),
-                             style_weight=0.0, scales=scales, init="noise", seed=args.seed,
-                             reconstruct=rec)
-        return config, read_image(args.image), [], grey
-    images = [read_image(path) for path in args.images[1 if video else 0:]]
+        return StyleConfig(content_layers=parse_layer_weights(args.layer, "--layer"),
+                           style_weight=0.0, scales=scales, init="noise", seed=args.seed,
+                           reconstruct=rec)
     if video:
-        content, styles = None, images
-        if not styles:
+        if not n_images:
             raise UsageError("give a VIDEO and at least one STYLE image")
         if args.scales:
             raise UsageError("--scales is for images; a video is stylised at --size")
-    elif args.texture:
-        content, styles = None, images
-    elif len(images) < 2:
+    elif not args.texture and n_images < 2:
         raise UsageError("give a CONTENT and at least one STYLE image (or --texture STYLE …)")
-    else:
-        content, styles = images[0], images[1:]
-    if args.style_blend and len(args.style_blend) != len(styles):
-        raise UsageError(f"--style-blend has {len(args.style_blend)} weights for {len(styles)} "
+    n_styles = n_images if video or args.texture else n_images - 1
+    if args.style_blend and len(args.style_blend) != n_styles:
+        raise UsageError(f"--style-blend has {len(args.style_blend)} weights for {n_styles} "
                          "style image(s)")
     init = args.init or ("noise" if args.texture else "content")
     config = StyleConfig(
@@ -69,9 +80,9 @@ def _style_request(args: argparse.Namespace, *, invert: bool = False):
     if args.texture and config.preserve_color != "none":
         raise UsageError(f"--preserve-color {config.preserve_color} needs a content image; "
                          "--texture has none")
-    if init == "content" and content is None and not video:
+    if init == "content" and args.texture and not video:
         raise UsageError("--init content needs a content image; use noise or style with --texture")
-    return config, content, styles, grey
+    return config
 
 
 def _run_style(args: argparse.Namespace, config, content, styles, grey: bool) -> int:

@@ -348,3 +348,31 @@ def test_the_feature_store_driver_holds_no_network(synth_lfw, tmp_path, cli, mon
                        "--workers", "1")
     assert code == 0, err
     assert moved == []  # the worker is another process: its to_device is not seen here
+
+
+@pytest.mark.parametrize("command_line, cells, message", [
+    (["--attribute", "smilng"], None, "unknown attribute 'smilng'"),
+    ([], None, "give --attribute (with --index) or --vector"),
+    (["--attribute", "smiling", "--device", "gpu"], None, "--device 'gpu'"),
+    (["--attribute", "smiling"], "size\n100000", "--size 100000"),
+    (["--attribute", "smiling"], "layers\nconv9_9", "unknown layer 'conv9_9'"),
+])
+def test_rows_go_through_the_single_commands_checks_before_the_cluster_starts(
+        synth_lfw, tmp_path, cli, monkeypatch, command_line, cells, message):
+    """What dfi edit refuses at once (exit 2) a batch refuses before starting its cluster,
+    naming the manifest line, instead of recording every row as failed."""
+    import dfi.batch.cluster as cluster
+    from dfi.core import backend
+
+    _, index_file = synth_lfw
+    monkeypatch.setattr(backend, "gpu_count", lambda: 0)
+    monkeypatch.setattr(cluster, "open_client", lambda *a, **k: pytest.fail("the cluster was started"))
+    manifest = _manifest(tmp_path, index_file, count=2, alpha_column=False)
+    if cells is not None:
+        column, value = cells.split("\n")
+        lines = manifest.read_text().splitlines()
+        manifest.write_text("\n".join([lines[0] + f",{column}", lines[1] + ",", lines[2] + f",{value}"]) + "\n")
+    index = [] if not command_line else ["--index", index_file]
+    code, _, err = cli("-q", "batch", "edit", manifest, *index, *FAST, *command_line)
+    assert code == 2, err
+    assert message in err and err.count("\n") == 1 and "rows.csv:" in err, err
