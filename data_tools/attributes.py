@@ -40,6 +40,11 @@ class FormatError(ValueError):
     """A data file does not follow its format; the message names the file and line."""
 
 
+class SpecError(ValueError):
+    """A value the user typed that does not parse (an attribute specification, a face's
+    ``Person Name/N``); the command line reports it as a usage error."""
+
+
 class UnknownNameError(KeyError):
     """A name the data does not have (an attribute, a person); the message suggests the
     closest one. The command line reports it as a usage error."""
@@ -67,6 +72,9 @@ def resolve_attribute(name: str, available: Sequence[str]) -> str:
     key = canonical_name(name)
     if key in by_key:
         return by_key[key]
+    if not by_key:
+        raise UnknownNameError(f"unknown attribute {name!r}: the index has no attribute columns "
+                               "(build it with 'dfi data index --attributes FILE')")
     close = difflib.get_close_matches(key, list(by_key), n=1, cutoff=0.5)
     hint = f"; did you mean {by_key[close[0]]!r}?" if close else f"; known: {', '.join(available)}"
     raise UnknownNameError(f"unknown attribute {name!r}{hint}")
@@ -220,5 +228,5 @@ def parse_person_image(spec: str) -> tuple[str, int]:
     """Split ``"Person Name/N"`` (or ``Person_Name/N``) into ``("Person Name", N)``."""
     person, sep, number = spec.rpartition("/")
     if not sep or not person or not number.strip().isdigit():
-        raise ValueError(f"input {spec!r} is not of the form 'Person Name/N' (N an image number)")
+        raise SpecError(f"input {spec!r} is not of the form 'Person Name/N' (N an image number)")
     return person.replace("_", " ").strip(), int(number)

@@ -13,7 +13,8 @@ from typing import Callable, Optional
 
 import pandas as pd
 
-from .attributes import UnknownNameError, read_attributes, sniff_attribute_format
+from .attributes import (FormatError, SpecError, UnknownNameError, attribute_columns, read_attributes,
+                         sniff_attribute_format)
 from .fsutil import atomic_path, write_text_atomic
 
 logger = logging.getLogger(__name__)
@@ -120,14 +121,34 @@ def save_index(index: Index, path: str | os.PathLike) -> None:
     write_text_atomic(meta_path(path), json.dumps(index.meta, indent=2) + "\n")
 
 
-def load_index(path: str | os.PathLike) -> Index:
-    """Read an index written by :func:`save_index`."""
+def check_index_path(path: str | os.PathLike) -> Path:
+    """``path`` if it names an index file: a folder is a usage error, a missing file not found."""
     path = Path(path)
+    if path.is_dir():
+        raise SpecError(f"--index {path}: a folder, not an index file (build one with 'dfi data index')")
     if not path.is_file():
         raise FileNotFoundError(f"--index {path}: no such file (build one with 'dfi data index')")
+    return path
+
+
+def load_index(path: str | os.PathLike) -> Index:
+    """Read an index written by :func:`save_index`."""
+    path = check_index_path(path)
     meta_file = meta_path(path)
     if not meta_file.is_file():
         raise FileNotFoundError(f"--index {path}: its metadata {meta_file.name} is missing")
-    meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    table = pd.read_csv(path, keep_default_na=False, dtype={"person": str, "path": str})
-    return Index(table, Path(meta["images_root"]), meta)
+    rebuild = "rebuild it with 'dfi data index'"
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        images_root = Path(meta["images_root"])
+        table = pd.read_csv(path, keep_default_na=False, dtype={"person": str, "path": str})
+        missing = [column for column in ("person", "imagenum", "path") if column not in table.columns]
+        if missing:
+            raise ValueError(f"no {missing[0]!r} column")
+        table["imagenum"] = pd.to_numeric(table["imagenum"], errors="raise").astype(int)
+        for column in attribute_columns(table):
+            table[column] = pd.to_numeric(table[column], errors="raise").astype(float)
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FormatError(f"--index {path}: not a readable dfi index ({why}); {rebuild}") from None
+    return Index(table, images_root, meta)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from sklearn.neighbors import NearestNeighbors
 
-from .attributes import attribute_columns, resolve_attribute
+from .attributes import SpecError, attribute_columns, resolve_attribute
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def parse_spec(spec: str, columns: list[str]) -> tuple[Term, ...]:
         negate = part.startswith("~")
         name = part[1:].strip() if negate else part
         if not name:
-            raise ValueError(f"attribute specification {spec!r} has an empty term; "
+            raise SpecError(f"attribute specification {spec!r} has an empty term; "
                              "use names separated by commas, '~name' for 'without'")
         terms.append(Term(resolve_attribute(name, columns), not negate))
     return tuple(terms)

@@ -132,6 +132,10 @@ def _check_row(args: argparse.Namespace, checked: dict, *, local: bool) -> None:
         if args.vector is None and not args.attribute:
             raise UsageError("give --attribute (with --index) or --vector, on the command line or in a column")
         edit_settings(args, [args.alpha], indexes=checked["indexes"])
+        if args.crop is not None and args.crop.strip().lower() != "none":
+            from ..core.image import parse_crop
+
+            parse_crop(args.crop)
     else:
         from .style import style_config
 
@@ -290,8 +294,9 @@ def _cmd_data_features(args: argparse.Namespace) -> int:
 
     layers = parse_layers(args.layers)
     EditConfig(size=args.size, layers=layers)  # the store serves edits: the same size bounds
-    if not args.index.is_file():
-        raise FileNotFoundError(f"--index {args.index}: no such file (build one with 'dfi data index')")
+    from data_tools.index import check_index_path
+
+    check_index_path(args.index)
     if args.store.suffix != ".zarr":
         raise UsageError(f"--store {args.store}: name the store NAME.zarr")
     check_writable({}, {"--store": args.store})

@@ -76,8 +76,10 @@ def edit_settings(args: argparse.Namespace, alphas: list[float], *, indexes: Opt
         raise FileNotFoundError(f"--vector {args.vector}: no such file")
     if args.attribute and args.index is None:
         raise UsageError("--attribute needs --index (build one with 'dfi data index')")
-    if args.index is not None and not args.index.is_file():
-        raise FileNotFoundError(f"--index {args.index}: no such file (build one with 'dfi data index')")
+    if args.index is not None:
+        from data_tools.index import check_index_path
+
+        check_index_path(args.index)
     if args.mask is not None and not args.mask.is_file():
         raise FileNotFoundError(f"--mask {args.mask}: no such file")
     if args.feature_store is not None and not args.feature_store.is_dir():

@@ -20,13 +20,17 @@ class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error (``dfi: error: …``; ``-h`` still shows usage)."""
 
     def error(self, message: str):
-        self.exit(2, f"dfi: error: {self.prog}: {message} (see '{self.prog} -h')\n")
+        where = self.prog.partition(" ")[2]  # the command ("edit", "data index"), none at the top
+        self.exit(2, f"dfi: error: {where + ': ' if where else ''}{message} (see '{self.prog} -h')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="dfi", description="Deep Feature Interpolation face editing and style-loss "
                                 "reconstruction with VGG-19 (Chainer).")
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"dfi {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -72,9 +76,9 @@ def _silence_stdout() -> None:
 
 def _is_usage_error(exc: BaseException) -> bool:
     """A bad option value or name (exit 2), not a failure at run time (exit 1)."""
-    from data_tools.attributes import UnknownNameError
+    from data_tools.attributes import SpecError, UnknownNameError
 
-    return isinstance(exc, (SettingError, UnknownNameError))
+    return isinstance(exc, (SettingError, SpecError, UnknownNameError))
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -1,6 +1,7 @@
 """Mistakes are refused before any work (issue 'fail before the work'): outputs that cannot
 be written, every batch cell, one exit-code rule, messages that name the file."""
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,17 +47,28 @@ def _commands(f):
     ]
 
 
+def _refuse(*args, **kwargs):
+    raise AssertionError("work started before the checks")
+
+
 @pytest.fixture
-def no_work(monkeypatch):
-    """Loading a network or reading an index fails the test (the checks come first)."""
-    import data_tools.index
+def no_network(monkeypatch):
+    """Loading a network or downloading fails the test (the checks come first)."""
+    import data_tools.download
     import dfi.nets.weights
 
-    def refuse(*args, **kwargs):
-        raise AssertionError("work started before the outputs were checked")
-    monkeypatch.setattr(dfi.nets.weights, "load_vgg19", refuse)
-    monkeypatch.setattr(data_tools.index, "load_index", refuse)
-    monkeypatch.setattr(data_tools.index, "build_index", refuse)
+    monkeypatch.setattr(dfi.nets.weights, "load_vgg19", _refuse)
+    monkeypatch.setattr(dfi.nets.weights, "fetch_weights", _refuse)
+    monkeypatch.setattr(data_tools.download, "fetch", _refuse)
+
+
+@pytest.fixture
+def no_work(no_network, monkeypatch):
+    """Nor reading or building an index."""
+    import data_tools.index
+
+    monkeypatch.setattr(data_tools.index, "load_index", _refuse)
+    monkeypatch.setattr(data_tools.index, "build_index", _refuse)
 
 
 @pytest.mark.parametrize("case", ["a folder where a file goes", "a file where a folder goes",
@@ -116,3 +128,91 @@ def _umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+#: options whose text dfi parses itself (the others are paths, names of files, addresses)
+PARSED_TEXT = {"--attribute", "--layers", "--crop", "--device", "--content-layers", "--style-layers", "--layer",
+               "--mix", "--input"}
+
+
+def _base_commands(f, tmp):
+    """A valid command line for every command (nothing runs past the checks: see no_work)."""
+    r = f["root"]
+    manifest = tmp / "rows.csv"
+    manifest.write_text(f"input,output\n{f['face']},out/0.png\n")
+    styles = tmp / "styles.csv"
+    styles.write_text(f"input,output\n{r / 'a.png'},out/s.png\n")
+    edit = ["--index", f["index"], "--attribute", "smiling"]
+    return {
+        "data synth": ["data", "synth", tmp / "synth"],
+        "data download": ["data", "download", "lfw", "--data-dir", tmp / "data"],
+        "data index": ["data", "index", "--images", f["images"], "--attributes", f["attributes"], "-o", tmp / "i.csv"],
+        "data align": ["data", "align", r / "content", "-o", tmp / "aligned"],
+        "data neighbors": ["data", "neighbors", "--index", f["index"], "--input", f["face"], "--attribute", "smiling"],
+        "data features": ["data", "features", "--index", f["index"], "--store", tmp / "s.zarr", "--workers", "1"],
+        "edit": ["edit", f["face"], *edit, "-o", tmp / "o.png"],
+        "sweep": ["sweep", f["face"], *edit, "-o", tmp / "o.png"],
+        "style": ["style", r / "a.png", r / "b.png", "-o", tmp / "o.png"],
+        "invert": ["invert", r / "a.png", "-o", tmp / "o.png"],
+        "train-stylizer": ["train-stylizer", "--style", r / "a.png", "--content", r / "content", "-o", tmp / "m.npz"],
+        "stylize": ["stylize", r / "a.png", "--model", r / "model.npz", "--style", "0", "-o", tmp / "o.png"],
+        "batch edit": ["batch", "edit", manifest, *edit],
+        "batch style": ["batch", "style", styles, "--style", r / "b.png"],
+        "weights fetch": ["weights", "fetch", "caffe", "--data-dir", tmp / "data"],
+        "weights convert": ["weights", "convert", r / "model.npz", "-o", tmp / "w.npz"],
+        "demo": ["demo", "-o", tmp / "demo"],
+    }
+
+
+def test_every_malformed_option_value_exits_2_with_one_line(files, tmp_path, cli, no_network):
+    """Walks the parser: for every command, each option that takes a value, given one that
+    cannot mean anything, is refused as a usage error (exit 2, one line) before any work."""
+    import argparse
+
+    from dfi.cli.main import _leaves, build_parser
+
+    bases = _base_commands(files, tmp_path)
+    tried = 0
+    for leaf in _leaves(build_parser()):
+        command = leaf.prog.split(" ", 1)[1]
+        base = [str(a) for a in bases[command]]
+        for action in leaf._actions:
+            if not action.option_strings or action.nargs == 0 or isinstance(action, argparse._HelpAction):
+                continue
+            option = action.option_strings[-1]
+            if action.type is Path or action.type is None and action.choices is None and option not in PARSED_TEXT:
+                continue  # a path, a file name or an address
+            argv = list(base)
+            if option == "--mix":  # instead of --style
+                argv.remove("--style"), argv.remove("0")
+            if option in argv:
+                argv[argv.index(option) + 1] = "@@"
+            else:
+                argv += [option, "@@"]
+            code, _, err = cli("-q", *argv)
+            tried += 1
+            assert code == 2 and err.count("\n") == 1 and err.startswith("dfi: error:"), (command, option, err)
+            assert "dfi: error: dfi" not in err
+    assert tried > 60
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["edit", "{face}", "--index", "{index}", "--attribute", "smiling,,", "-o", "{tmp}/o.png"], "empty term"),
+    (["data", "neighbors", "--index", "{index}", "--input", "Wim Zell", "--attribute", "smiling"],
+     "is not of the form 'Person Name/N'"),
+    (["edit", "{face}", "--index", "{tmp}", "--attribute", "smiling", "-o", "{tmp}/o.png"],
+     "a folder, not an index file"),
+])
+def test_usage_mistakes_are_usage_errors(files, tmp_path, cli, no_network, argv, words):
+    values = {"face": files["face"], "index": files["index"], "tmp": tmp_path}
+    code, _, err = cli("-q", *[a.format(**values) for a in argv])
+    assert code == 2 and words in err and err.count("\n") == 1, err
+
+
+def test_dfi_version(cli, capsys):
+    from dfi import __version__
+
+    with pytest.raises(SystemExit) as stop:
+        from dfi.cli.main import build_parser
+        build_parser().parse_args(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.strip() == f"dfi {__version__}"
