@@ -146,8 +146,12 @@ def load_index(path: str | os.PathLike) -> Index:
         if missing:
             raise ValueError(f"no {missing[0]!r} column")
         table["imagenum"] = pd.to_numeric(table["imagenum"], errors="raise").astype(int)
+        if not attribute_columns(table):
+            raise ValueError("no attribute columns")
         for column in attribute_columns(table):
             table[column] = pd.to_numeric(table[column], errors="raise").astype(float)
+            if table[column].isna().any():
+                raise ValueError(f"an empty {column} score on line {int(table[column].isna().argmax()) + 2}")
     except (ValueError, KeyError, TypeError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise FormatError(f"--index {path}: not a readable dfi index ({why}); {rebuild}") from None

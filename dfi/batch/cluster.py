@@ -115,8 +115,13 @@ def worker_cache() -> dict:
         return _LOCAL_CACHE
     cache = getattr(worker, "_dfi_cache", None)
     if cache is None:
+        import warnings
+
+        from ..core.errors import show_warning
+
         cache = worker._dfi_cache = {}
         _limit_threads()
+        warnings.showwarning = show_warning  # one line, as the single commands print them
     return cache
 
 

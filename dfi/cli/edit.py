@@ -72,8 +72,10 @@ def edit_settings(args: argparse.Namespace, alphas: list[float], *, indexes: Opt
         raise UsageError("give --attribute (with --index) or --vector FILE")
     if args.vector is not None and args.attribute:
         raise UsageError("--vector and --attribute exclude each other")
-    if args.vector is not None and not args.vector.is_file():
-        raise FileNotFoundError(f"--vector {args.vector}: no such file")
+    if args.vector is not None:  # read once here, so a foreign file is refused before the network loads
+        from ..edit.attributes import load_vector
+
+        load_vector(args.vector)
     if args.attribute and args.index is None:
         raise UsageError("--attribute needs --index (build one with 'dfi data index')")
     if args.index is not None:

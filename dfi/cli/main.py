@@ -13,7 +13,7 @@ import warnings
 from typing import Optional, Sequence
 
 from . import batch, data, demo, edit, style, stylize, weights
-from ..core.errors import SettingError
+from ..core.errors import SettingError, show_warning
 
 
 class _Parser(argparse.ArgumentParser):
@@ -81,10 +81,6 @@ def _is_usage_error(exc: BaseException) -> bool:
     return isinstance(exc, (SettingError, SpecError, UnknownNameError))
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"dfi: warning: {message}", file=sys.stderr)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     try:
@@ -94,7 +90,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="dfi: %(message)s")
     try:
         with warnings.catch_warnings():
-            warnings.showwarning = _show_warning
+            warnings.showwarning = show_warning
             code = args.func(args)
             sys.stdout.flush()  # a closed pipe shows here, not at exit
             return code

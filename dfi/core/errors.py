@@ -7,3 +7,17 @@ class SettingError(ValueError):
     Raised at the public boundary with the setting, its value and what is allowed; the
     command line reports it as a usage error (exit code 2), as it does argparse's own.
     """
+
+
+def show_warning(message, category=None, filename=None, lineno=None, file=None, line=None) -> None:
+    """A :func:`warnings.showwarning` that prints one line, ``dfi: warning: MESSAGE``,
+    without the source line Python adds: the command line's (above its progress bars) and
+    a batch worker's."""
+    import sys
+
+    text = f"dfi: warning: {str(message).strip().splitlines()[0] if str(message).strip() else category}"
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is not None and file is None:  # a bar may be showing: print above it
+        tqdm.tqdm.write(text, file=sys.stderr)
+    else:
+        print(text, file=file or sys.stderr)

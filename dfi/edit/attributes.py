@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -89,10 +90,15 @@ def load_vector(path: str | os.PathLike) -> tuple[dict, dict]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"--vector {path}: no such file")
+    foreign = f"--vector {path}: not an attribute vector (an .npz of one array per layer, written by --save-vector)"
+    if not zipfile.is_zipfile(path):  # (NumPy would suggest allow_pickle for any other bytes: never)
+        raise ValueError(foreign)
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["__meta__"])) if "__meta__" in data.files else {}
             vector = {name: data[name] for name in data.files if name != "__meta__"}
-    except (ValueError, OSError) as exc:
-        raise ValueError(f"--vector {path} is not an attribute vector npz ({exc})") from None
+    except (ValueError, OSError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+        raise ValueError(f"{foreign}; {type(exc).__name__}") from None
+    if not vector or any(value.dtype.kind != "f" for value in vector.values()):
+        raise ValueError(f"{foreign}; it holds {', '.join(vector) or 'no arrays'}")
     return vector, meta

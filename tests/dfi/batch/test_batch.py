@@ -376,3 +376,15 @@ def test_rows_go_through_the_single_commands_checks_before_the_cluster_starts(
     code, _, err = cli("-q", "batch", "edit", manifest, *index, *FAST, *command_line)
     assert code == 2, err
     assert message in err and err.count("\n") == 1 and "rows.csv:" in err, err
+
+
+def test_a_workers_warnings_are_one_line_as_a_single_commands(synth_lfw, tmp_path, capfd):
+    from dfi.cli import main
+
+    _, index_file = synth_lfw
+    manifest = _manifest(tmp_path, index_file, count=1, alpha_column=False)
+    code = main(["-q", "batch", "edit", str(manifest), "--index", str(index_file), "--attribute", "smiling",
+                 *FAST, "--workers", "1"])
+    err = capfd.readouterr().err
+    assert code == 0, err
+    assert "dfi: warning: using an untrained" in err and "UserWarning" not in err, err

@@ -216,3 +216,42 @@ def test_dfi_version(cli, capsys):
         from dfi.cli.main import build_parser
         build_parser().parse_args(["--version"])
     assert stop.value.code == 0 and capsys.readouterr().out.strip() == f"dfi {__version__}"
+
+
+@pytest.mark.parametrize("content, words", [
+    ('person,imagenum,path,Smiling\n"Ann,1,a.jpg,0.5\n', "not a readable dfi index"),
+    ("person,imagenum,path,Smiling\nAnn,1,a.jpg,\n", "not a readable dfi index"),
+    ("person,imagenum,path\nAnn,1,a.jpg\n", "no attribute columns"),
+])
+def test_a_broken_index_is_named_with_the_fix(files, tmp_path, cli, no_network, content, words):
+    import json
+
+    index = tmp_path / "bad.csv"
+    index.write_text(content)
+    (tmp_path / "bad.csv.meta.json").write_text(json.dumps({"images_root": str(tmp_path)}))
+    code, _, err = cli("-q", "edit", files["face"], "--index", index, "--attribute", "smiling", "-o", tmp_path / "o.png")
+    assert code in (1, 2) and words in err and str(index) in err and err.count("\n") == 1, err
+    assert "rebuild it with 'dfi data index'" in err and "could not convert" not in err
+
+
+def test_a_foreign_vector_file_is_named_without_numpys_advice(files, tmp_path, cli, no_network):
+    vector = tmp_path / "v.npz"
+    vector.write_bytes(np.random.default_rng(0).bytes(300))
+    code, _, err = cli("-q", "edit", files["root"] / "a.png", "--vector", vector, "--crop", "none", "-o", tmp_path / "o.png")
+    assert code == 1 and "not an attribute vector" in err and "allow_pickle" not in err, err
+
+
+def test_warnings_are_one_line_above_a_progress_bar(capsys):
+    import warnings
+
+    from tqdm import tqdm
+
+    from dfi.core.errors import show_warning
+
+    with warnings.catch_warnings(), tqdm(total=3, file=__import__("sys").stderr) as bar:
+        warnings.showwarning = show_warning
+        bar.update(1)
+        warnings.warn("using an untrained (random, seeded) VGG-19", UserWarning)
+    err = capsys.readouterr().err
+    assert "dfi: warning: using an untrained (random, seeded) VGG-19\n" in err
+    assert "UserWarning" not in err and "warnings.warn(" not in err
