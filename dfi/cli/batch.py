@@ -267,9 +267,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     batch_sub = batch.add_subparsers(dest="batch_command", metavar="COMMAND", required=True)
     for name, add in (("edit", _add_dfi_options), ("style", add_style_options)):
         p = batch_sub.add_parser(name, help=f"dfi {name} for every row of MANIFEST.csv")
+        examples = "alpha, attribute, size, …" if name == "edit" else "style, style_weight, size, …"
         p.add_argument("manifest", type=Path, metavar="MANIFEST",
                        help="CSV with columns input,output and optional per-row overrides named after the "
-                            "options (alpha, attribute, … ; repeated values separated by ';'); paths "
+                            f"options ({examples}; repeated values separated by ';'); paths "
                             "in it are relative to its folder")
         add(p, batch=True)
         if name == "edit":

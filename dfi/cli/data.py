@@ -116,7 +116,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", type=Path, required=True, help="image folder (e.g. lfw-deepfunneled)")
     p.add_argument("--attributes", type=Path, required=True,
                    help="lfw_attributes.txt or list_attr_celeba.txt")
-    p.add_argument("-o", "--output", type=Path, required=True, help="index file to write (.csv)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="index file to write (.csv; an existing one is replaced)")
     p.set_defaults(func=_cmd_data_index)
 
     p = data_sub.add_parser("align", help="align the faces of an LFW-layout folder to the deep-funneled frame")

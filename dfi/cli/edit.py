@@ -72,10 +72,6 @@ def edit_settings(args: argparse.Namespace, alphas: list[float], *, indexes: Opt
         raise UsageError("give --attribute (with --index) or --vector FILE")
     if args.vector is not None and args.attribute:
         raise UsageError("--vector and --attribute exclude each other")
-    if args.vector is not None:  # read once here, so a foreign file is refused before the network loads
-        from ..edit.attributes import load_vector
-
-        load_vector(args.vector)
     if args.attribute and args.index is None:
         raise UsageError("--attribute needs --index (build one with 'dfi data index')")
     if args.index is not None:
@@ -91,6 +87,10 @@ def edit_settings(args: argparse.Namespace, alphas: list[float], *, indexes: Opt
     rec = reconstruct_config(iterations=args.iterations, tv_weight=args.tv_weight, optimizer=args.optimizer)
     config = EditConfig(layers=layers, k=args.k, size=args.size, scaling=args.scaling,
                         rule=args.rule, color_match=not args.no_color_match, reconstruct=rec)
+    if args.vector is not None:  # read once here, so a foreign file is refused before the network loads
+        from ..edit.attributes import load_vector
+
+        load_vector(args.vector)
     index = None
     if args.index is not None:
         from data_tools.attributes import attribute_columns
@@ -319,7 +319,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("edit", help="edit a face by Deep Feature Interpolation")
     _add_dfi_options(p)
     p.add_argument("--alpha", type=float, default=0.4, help="edit strength α (default 0.4)")
-    p.add_argument("-o", "--output", required=True, help="edited image to write (full size)")
+    p.add_argument("-o", "--output", required=True, help="edited image to write (full size; an existing file is replaced)")
     p.set_defaults(func=_cmd_edit)
 
     p = sub.add_parser("sweep", help="edit a face for several strengths α at once")
@@ -327,5 +327,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--alphas", type=alpha_list, default=[0.1, 0.2, 0.3, 0.4, 0.5],
                    help="comma-separated strengths (default 0.1,0.2,0.3,0.4,0.5)")
     p.add_argument("-o", "--output", required=True,
-                   help="grid image; per-α images, a .gif and a .json are written beside it")
+                   help="grid image; per-α images, a .gif and a .json are written beside it "
+                        "(existing files are replaced)")
     p.set_defaults(func=run_sweep)

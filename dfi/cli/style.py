@@ -17,7 +17,7 @@ def _style_request(args: argparse.Namespace, *, invert: bool = False):
         (config, content, styles, grey): ``grey`` when every input image is greyscale
         (the output is then written in grey too).
     """
-    from ..core.image import is_greyscale, read_image
+    from ..core.image import check_min_side, is_greyscale, read_image
     from ..video.io import is_video
 
     video = not invert and not args.texture and is_video(args.images[0])
@@ -30,8 +30,8 @@ def _style_request(args: argparse.Namespace, *, invert: bool = False):
     check_not_inputs({"-o": args.output}, {f"IMAGE {i + 1}": p for i, p in enumerate(sources)})
     grey = not video and all(is_greyscale(p) for p in sources)
     if invert:
-        return style_config(args, invert=True), read_image(args.image), [], grey
-    images = [read_image(path) for path in args.images[1 if video else 0:]]
+        return style_config(args, invert=True), check_min_side(read_image(args.image), f"IMAGE {args.image}"), [], grey
+    images = [check_min_side(read_image(path), f"image {path}") for path in args.images[1 if video else 0:]]
     if video:
         content, styles = None, images
     elif args.texture:
@@ -159,9 +159,10 @@ def _add_reconstruction_options(p: argparse.ArgumentParser, *, batch: bool = Fal
 
     defaults = StyleConfig().reconstruct
     if not batch:
-        p.add_argument("-o", "--output", required=True, help="image to write")
+        p.add_argument("-o", "--output", required=True, help="image to write (an existing file is replaced)")
     p.add_argument("--size", type=positive_int, default=256, action=_SizeAction,
-                   help="long side of the output in pixels (default 256)")
+                   help="long side of the output in pixels (default 256); for a video, the long side its "
+                        "frames are stylised at (the output keeps the video's size)")
     p.add_argument("--scales", type=int_list, default=None,
                    help="coarse-to-fine long sides, e.g. 256,512,1024 (the last is the output size)")
     p.add_argument("--save-every", type=positive_int, default=None, metavar="N",
@@ -201,7 +202,8 @@ def add_style_options(p: argparse.ArgumentParser, *, batch: bool = False) -> Non
     p.add_argument("--style-scale", type=float, default=1.0,
                    help="style image size relative to the output (default 1)")
     p.add_argument("--init", choices=INITS, default=None,
-                   help="start from the content (default), noise (default with --texture) or style")
+                   help="start from the content (default), noise or style" if batch else
+                        "start from the content (default), noise (default with --texture) or style")
     p.add_argument("--preserve-color", choices=PRESERVE_COLOR, default="none",
                    help="keep the content's colours: luminance-only transfer, histogram "
                         "matching of the style, or yuv swap after (default none)")

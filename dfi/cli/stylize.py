@@ -18,8 +18,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.suffix != ".npz":
         raise UsageError(f"-o {out}: a model file ends in .npz")
-    if not args.style:
-        raise UsageError("give at least one --style IMAGE")
     check_writable({"-o": out})  # (its checkpoint and samples go beside it)
     check_not_inputs({"-o": out}, {"--finetune": args.finetune, **{f"--style {s}": s for s in args.style}})
     config = TrainConfig(size=args.size, batch_size=args.batch_size, iterations=args.iterations, lr=args.lr,
@@ -118,8 +116,8 @@ def _cmd_stylize(args: argparse.Namespace) -> int:
     from ..core.image import IMAGE_SUFFIXES
     from ..video.io import VIDEO_SUFFIXES
 
-    if (args.style is None) == (args.mix is None):
-        raise UsageError("give exactly one of --style K and --mix K:W,…")
+    if args.style is not None and args.mix is not None:
+        raise UsageError("give one of --style K and --mix K:W,…, not both")
     source, out = Path(args.input), Path(args.output)
     check_not_inputs({"-o": out}, {"INPUT": source, "--model": args.model})
     if not source.exists():
@@ -141,14 +139,18 @@ def _cmd_stylize(args: argparse.Namespace) -> int:
                          f"{', '.join(VIDEO_SUFFIXES)})")
     else:
         check_writable({}, {"-o": out})
-    mix = {args.style: 1.0} if args.style is not None else parse_mix(args.mix)
+    mix = {args.style: 1.0} if args.style is not None else parse_mix(args.mix) if args.mix is not None else None
     model = Stylizer.load(args.model, device=select_device(args))
+    if mix is None:  # a one-style model needs no --style 0
+        if model.net.n_styles != 1:
+            raise UsageError(f"--model {args.model} has {model.net.n_styles} styles; give --style K or --mix K:W,…")
+        mix = {0: 1.0}
     mix = model.net.check_mix(mix)
     run = dict(mix=mix, preserve_color=args.preserve_color)
     if is_image:
-        from ..core.image import read_image, write_image
+        from ..core.image import check_min_side, read_image, write_image
 
-        write_image(out, model.stylize(read_image(source), **run))
+        write_image(out, model.stylize(check_min_side(read_image(source), f"INPUT {source}"), **run))
         print(out)
     elif is_video:
         _stylize_video(model, source, out, args, run)
@@ -192,10 +194,12 @@ def _stylize_video(model, source: Path, out: Path, args, run: dict) -> None:
     import numpy as np
 
     from ..video.io import FrameStore, probe, read_frames
+    from .video import say_resume
     info = probe(source)
     store = FrameStore(out, info, {"command": "stylize", "model": str(Path(args.model).resolve()),
                                    "mix": run["mix"], "preserve_color": run["preserve_color"]})
     done = store.done()
+    say_resume(out, done, info.count)
     store.begin()
     with progress_bar(info.count, args.quiet, "frames", unit="frame") as bar:
         bar.update(done)
@@ -214,11 +218,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     defaults = TrainConfig()
     p = sub.add_parser("train-stylizer", help="train a feed-forward network for one or many styles "
                                               "(Johnson et al.; conditional instance norm)")
-    p.add_argument("--style", action="append", default=[], metavar="IMAGE",
+    p.add_argument("--style", action="append", required=True, metavar="IMAGE",
                    help="a style image; repeat for several styles (one network learns them all)")
     p.add_argument("--content", type=Path, required=True, metavar="DIR",
                    help="folder of content images (e.g. COCO train2014: dfi data download coco-train2014)")
-    p.add_argument("-o", "--output", type=Path, required=True, metavar="MODEL.npz", help="model file to write")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="MODEL.npz", help="model file to write (an existing one is replaced)")
     p.add_argument("--size", type=positive_int, default=defaults.size,
                    help=f"training image size in pixels (default {defaults.size})")
     p.add_argument("--batch-size", type=positive_int, default=defaults.batch_size,
@@ -243,11 +247,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("stylize", help="stylise an image, a folder of images or a video with a trained model")
     p.add_argument("input", metavar="INPUT", help="an image, a folder of images, or a video")
-    p.add_argument("-o", "--output", required=True, help="image, folder or video to write")
+    p.add_argument("-o", "--output", required=True, help="image, folder or video to write (existing files are replaced; "
+                        "an interrupted video resumes)")
     p.add_argument("--model", type=Path, required=True, metavar="MODEL.npz", help="a model from dfi train-stylizer")
-    p.add_argument("--style", type=int, default=None, metavar="K", help="the style number (0 = the first)")
+    p.add_argument("--style", type=int, default=None, metavar="K",
+                   help="the style number (0 = the first; a one-style model needs none)")
     p.add_argument("--mix", default=None, metavar="K:W,…",
-                   help="a mix of styles, e.g. 0:0.5,1:0.5 (weights need not sum to 1)")
+                   help="a mix of styles, e.g. 0:0.5,1:0.5: weights summing to 1 blend the styles, a larger "
+                        "sum exaggerates them, a negative one moves away from a style (each within ±10; "
+                        "the mix is not normalised, as in Magenta's models)")
     p.add_argument("--preserve-color", choices=FEEDFORWARD_COLOR,
                    default="none", help="keep the input's colours: luminance (YIQ) or yuv (default none)")
     p.add_argument("--batch-size", type=positive_int, default=4, help="images or frames stylised at once (default 4)")

@@ -57,6 +57,13 @@ def check_video_output(args: argparse.Namespace, outputs=None) -> None:
         check_writable({"-o": path} if path.suffix else {}, {} if path.suffix else {"-o": path})
 
 
+def say_resume(output, done: int, count: int) -> None:
+    """The first line of a run that continues an interrupted video (whatever ``--quiet``)."""
+    if done:
+        print(f"dfi: resuming {output}: frames 1–{done} of {count} are done, continuing from frame {done + 1}",
+              file=sys.stderr)
+
+
 def _resume(store, info, count: int, shape, keep_back: int):
     """The outputs and working-size frames just before ``count`` (for a resumed run)."""
     from ..core.image import resize
@@ -89,6 +96,7 @@ def run_style_video(args: argparse.Namespace, config, styles) -> int:
                 "config": repr(config), "video": repr(video), "weights": args.weights, "seed": args.seed}
     store = FrameStore(Path(args.output), info, settings)
     done = store.done()
+    say_resume(args.output, done, info.count)
     net, micro = load_net(args)
     config = replace(config, scales=(max(shape),), reconstruct=replace(config.reconstruct, micro_batch=micro))
     import numpy as np
@@ -158,6 +166,7 @@ def run_edit_video(args: argparse.Namespace, alphas) -> int:
     stores = {a: FrameStore(o, info, dict(settings, output_alpha=a)) for a, o in outputs.items()}
     first = next(iter(stores.values()))
     done = min(store.done() for store in stores.values())
+    say_resume(args.output, done, info.count)
     net, micro = load_net(args)
     from dataclasses import replace
     config = replace(config, batch_size=micro or config.batch_size,

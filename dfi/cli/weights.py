@@ -43,5 +43,5 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_weights_fetch)
     p = wsub.add_parser("convert", help="convert .caffemodel / .pth / Chainer npz to dfi's npz")
     p.add_argument("file", type=Path, metavar="FILE", help="weights file to read")
-    p.add_argument("-o", "--output", type=Path, required=True, help="npz to write")
+    p.add_argument("-o", "--output", type=Path, required=True, help="npz to write (an existing one is replaced)")
     p.set_defaults(func=_cmd_weights_convert)

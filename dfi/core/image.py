@@ -151,6 +151,22 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return np.ascontiguousarray(rgb.transpose(2, 0, 1))
 
 
+#: the smallest side of an input image the networks can use: VGG-19's deepest layers see an
+#: image through four 2×2 poolings, so a smaller one has not one conv5 pixel of its own and
+#: would only be upscaled from nothing
+MIN_SIDE = 16
+
+
+def check_min_side(image: np.ndarray, what: str) -> np.ndarray:
+    """``image`` (CHW) if both its sides are at least :data:`MIN_SIDE`; else a usage error
+    naming ``what`` (e.g. ``"style image a.png"``) and the size."""
+    _, height, width = image.shape
+    if min(height, width) < MIN_SIDE:
+        raise SettingError(f"{what} is {width}x{height}: smaller than {MIN_SIDE} px on a side, too small "
+                           "to mean anything to the network; use a larger image")
+    return image
+
+
 def crop_and_resize(image: np.ndarray, box: tuple[int, int, int, int] | None,
                     size: tuple[int, int]) -> np.ndarray:
     """Crop ``box`` (l, t, r, b) out of a CHW image and resize to ``size`` (H, W)."""

@@ -62,7 +62,7 @@ def plan_demo(out_dir: Path, data_dir: Path, *, have_real_weights: bool) -> Demo
     if not (synth_root / "lfw-deepfunneled").is_dir():
         logger.warning("no real LFW + weights found in %s; generating the synthetic LFW in %s",
                        data_dir, synth_root)
-        make_synthetic_lfw(synth_root, n_people=80, seed=0)
+        make_synthetic_lfw(synth_root, n_people=80, seed=0, drop_fraction=0.0)  # every face has its row
     index = _ensure_index(synth_root / "lfw-deepfunneled", synth_root / "lfw_attributes.txt",
                           synth_root / "index.csv")
     face = pick_face(index)

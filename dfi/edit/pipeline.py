@@ -26,7 +26,7 @@ from data_tools.index import Index
 from data_tools.neighbors import candidate_pools, find_neighbors
 
 from ..core.color import match_color
-from ..core.image import crop_and_resize, read_ahead, read_image, resize
+from ..core.image import check_min_side, crop_and_resize, read_ahead, read_image, resize
 from ..core.losses import feature_loss
 from ..core.reconstruct import Progress, reconstruct
 from ..face.align import Alignment, align_face, face_mask, feather, paste_back
@@ -208,5 +208,5 @@ def compose(face: Face, edited: np.ndarray, baseline: np.ndarray, *,
 
 def read_mask(path, shape: tuple[int, int]) -> np.ndarray:
     """A greyscale mask image as (H, W) weights in [0, 1], resized to ``shape``."""
-    mask = read_image(path).mean(axis=0, keepdims=True) / 255.0
+    mask = check_min_side(read_image(path), f"--mask {path}").mean(axis=0, keepdims=True) / 255.0
     return resize(mask, shape)[0].clip(0, 1)

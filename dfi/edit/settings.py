@@ -59,5 +59,6 @@ def check_alphas(alphas: Sequence[float]) -> list[float]:
     for alpha in alphas:
         if not np.isfinite(alpha) or abs(alpha) > MAX_ALPHA:
             raise SettingError(f"alpha {alpha} is out of range; use finite values in "
-                               f"[-{MAX_ALPHA:g}, {MAX_ALPHA:g}] (typical 0.1–1)")
+                               f"[-{MAX_ALPHA:g}, {MAX_ALPHA:g}] (typical: 0.1–0.5 with the default "
+                               "--scaling norm, 0.2–0.6 with beta, about 1–4 with none)")
     return alphas

@@ -35,6 +35,10 @@ LAYERS = (("c1", 9, 1, 32, False, True, True), ("d1", 3, 2, 64, False, True, Tru
           ("c2", 9, 1, 3, False, False, False))
 
 
+#: the largest weight of one style in a mix (beyond it the network's sigmoid only saturates)
+MIX_LIMIT = 10.0
+
+
 class ReflectionPad2D(function_node.FunctionNode):
     """Pad NCHW by reflection (numpy's ``reflect``: the edge is not repeated), with the
     gradient folded back onto the pixels it was copied from (``F.pad`` only slices)."""
@@ -143,7 +147,11 @@ class TransformNet(chainer.Chain):
         return list(range(start, self.n_styles))
 
     def check_mix(self, mix: Mapping[int, float]) -> dict[int, float]:
-        """Validate a style mix ``{style number: weight}``."""
+        """Validate a style mix ``{style number: weight}``: each weight finite and within
+        ±:data:`MIX_LIMIT`, not all zero. The normalisation uses Σ wₛγₛ and Σ wₛβₛ as given
+        (as Magenta's network does, dfi does not normalise a mix): weights summing to 1
+        blend the styles, a larger sum exaggerates them, a negative weight moves away from
+        a style."""
         if not mix:
             raise SettingError("give a style (--style K) or a mix (--mix K:W,…)")
         for style, weight in mix.items():
@@ -151,6 +159,11 @@ class TransformNet(chainer.Chain):
                 raise SettingError(f"style {style} is not in this model; it has styles 0–{self.n_styles - 1}")
             if not np.isfinite(weight):
                 raise SettingError(f"style {style}: weight {weight} is not a finite number")
+            if abs(weight) > MIX_LIMIT:
+                raise SettingError(f"style {style}: weight {weight:g} is outside -{MIX_LIMIT:g}…{MIX_LIMIT:g} "
+                                   "(weights summing to 1 blend the styles)")
+        if not any(mix.values()):
+            raise SettingError("a mix whose weights are all 0 has no style (it gives a flat grey picture)")
         return {int(s): float(w) for s, w in mix.items()}
 
     def _gamma_beta(self, name: str, mix: Mapping[int, float]):

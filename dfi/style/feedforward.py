@@ -33,7 +33,7 @@ from data_tools.fsutil import atomic_path
 from ..core.backend import get_array_module, to_cpu, using_device
 from ..core.color import combine_luminance
 from ..core.errors import SettingError
-from ..core.image import image_files, read_ahead, read_image, resize
+from ..core.image import IMAGE_SUFFIXES, image_files, read_ahead, read_image, resize
 from ..core.losses import feature_loss, style_loss, total_variation
 from ..nets.names import MULTIPLE
 from ..nets.stylizer import TransformNet, check_columns
@@ -54,9 +54,9 @@ def content_images(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"--content {folder}: not a folder")
-    files = image_files(folder, (".jpg", ".jpeg", ".png"))
+    files = image_files(folder)
     if not files:
-        raise FileNotFoundError(f"--content {folder}: no .jpg or .png images in it")
+        raise FileNotFoundError(f"--content {folder}: no images in it ({', '.join(IMAGE_SUFFIXES)})")
     return files
 
 

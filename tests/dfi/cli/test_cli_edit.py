@@ -110,6 +110,8 @@ def test_demo_runs_offline(tmp_path, cli, monkeypatch):
     record = json.loads((tmp_path / "demo" / "smile_sweep.json").read_text())
     assert record["weights"] == "untrained" and record["iterations_run"] <= 2
     assert "synthetic LFW" in err and "smile_sweep.png" in err
+    meta = json.loads((tmp_path / "demo" / "synthetic-lfw" / "index.csv.meta.json").read_text())
+    assert meta["images_without_row"] == 0  # so no warning about the data it made itself
 
 
 @pytest.fixture(scope="module")

@@ -126,9 +126,45 @@ def test_stylize_a_video_keeps_its_frames(inputs, model, tmp_path, cli, write_vi
     assert got.count == 5 and got.size == (36, 48)
 
 
+def test_stylize_a_folder_of_frames_into_a_video(inputs, model, tmp_path, cli):
+    """As dfi style does: a folder of frames with -o VIDEO is a video."""
+    pytest.importorskip("av")
+    from dfi.video.io import probe
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((32, 40, 3), 60 * i, np.uint8)).save(frames / f"f{i:02d}.png")
+    code, _, err = cli("-q", "stylize", frames, "-o", tmp_path / "out.mp4", "--model", model, "--style", "1")
+    assert code == 0, err
+    assert probe(tmp_path / "out.mp4").count == 3
+
+
+def test_a_one_style_model_needs_no_style_number(inputs, tmp_path, cli):
+    from dfi.nets.stylizer import TransformNet
+    from dfi.style.feedforward import save_model
+
+    one = tmp_path / "one.npz"
+    save_model(one, TransformNet(1, width=0.25), styles=["a.png"], settings={})
+    code, _, err = cli("-q", "stylize", inputs / "a.png", "--model", one, "-o", tmp_path / "o.png")
+    assert code == 0 and (tmp_path / "o.png").is_file(), err
+
+
+def test_training_reads_every_image_format_of_the_content_folder(tmp_path):
+    from dfi.style.feedforward import content_images
+
+    Image.new("RGB", (20, 20)).save(tmp_path / "a.bmp")
+    Image.new("RGB", (20, 20)).save(tmp_path / "b.webp")
+    assert [p.name for p in content_images(tmp_path)] == ["a.bmp", "b.webp"]
+
+
 @pytest.mark.parametrize("args, code, match", [
     (["--style", "2"], 2, "style 2 is not in this model; it has styles 0–1"),
-    (["--style", "0", "--mix", "1:1"], 2, "give exactly one of --style K and --mix K:W,…"),
+    (["--style", "0", "--mix", "1:1"], 2, "give one of --style K and --mix K:W,…, not both"),
+    ([], 2, "has 2 styles; give --style K or --mix K:W,…"),
+    (["--mix", "0:0,1:0"], 2, "a mix whose weights are all 0 has no style"),
+    (["--mix", "0:1e30"], 2, "weight 1e+30 is outside -10…10"),
+    (["--mix", "0:nan"], 2, "weight nan is not a finite number"),
     (["--mix", "0:half"], 2, "--mix '0:half': give style:weight pairs"),
     (["--style", "0", "--model", "{image}"], 1, "not a dfi stylizer model (not an .npz file)"),
     (["--style", "0", "--model", "{missing}"], 1, "--model {missing}: no such file"),
@@ -152,7 +188,7 @@ def test_stylize_errors_are_one_line(inputs, model, tmp_path, cli, args, code, m
 def test_train_errors_are_one_line(inputs, tmp_path, cli):
     base = ["-q", "train-stylizer", "--content", inputs / "content", *TRAIN]
     code, _, err = cli(*base, "-o", tmp_path / "m.npz")
-    assert code == 2 and "give at least one --style IMAGE" in err
+    assert code == 2 and "the following arguments are required: --style" in err  # shown as required
     code, _, err = cli(*base, "--style", inputs / "a.png", "-o", tmp_path / "m.pt")
     assert code == 2 and "-o " in err and "a model file ends in .npz" in err
     code, _, err = cli(*base, "--style", inputs / "a.png", "-o", tmp_path / "m.npz", "--size", "30")

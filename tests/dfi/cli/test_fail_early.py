@@ -255,3 +255,47 @@ def test_warnings_are_one_line_above_a_progress_bar(capsys):
     err = capsys.readouterr().err
     assert "dfi: warning: using an untrained (random, seeded) VGG-19\n" in err
     assert "UserWarning" not in err and "warnings.warn(" not in err
+
+
+@pytest.mark.parametrize("which", ["content", "style", "mask"])
+def test_images_too_small_to_mean_anything_are_refused(files, tmp_path, cli, no_network, which):
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(tiny)
+    r = files["root"]
+    if which == "mask":
+        argv = ["edit", r / "a.png", "--vector", _vector(tmp_path), "--crop", "none", "--mask", tiny,
+                "-o", tmp_path / "o.png"]
+    else:
+        images = [tiny, r / "b.png"] if which == "content" else [r / "a.png", tiny]
+        argv = ["style", *images, "-o", tmp_path / "o.png"]
+    code, _, err = cli("-q", *argv)
+    assert code == 2 and "is 1x1: smaller than 16 px on a side" in err and str(tiny) in err, err
+
+
+def _vector(folder):
+    from dfi.edit.attributes import save_vector
+
+    path = folder / "v.npz"
+    save_vector(path, {"conv3_1": np.zeros((1, 4, 2, 2), np.float32)}, {})
+    return path
+
+
+def test_help_says_outputs_are_replaced_and_names_what_each_command_has():
+    from dfi.cli.main import _leaves, build_parser
+
+    for leaf in _leaves(build_parser()):
+        for action in leaf._actions:
+            if "-o" in action.option_strings and leaf.prog not in ("dfi demo", "dfi data align"):
+                assert "replaced" in action.help, leaf.prog
+    batch_style = next(p for p in _leaves(build_parser()) if p.prog == "dfi batch style").format_help()
+    assert "alpha" not in batch_style and "--texture" not in batch_style and "attribute" not in batch_style
+    train = next(p for p in _leaves(build_parser()) if p.prog == "dfi train-stylizer").format_usage()
+    assert "--style IMAGE" in train and "[--style IMAGE]" not in train
+
+
+def test_the_alpha_error_gives_each_scalings_range():
+    from dfi.core.errors import SettingError
+    from dfi.edit.settings import check_alphas
+
+    with pytest.raises(SettingError, match=r"0\.1–0\.5 with the default --scaling norm"):
+        check_alphas([50])

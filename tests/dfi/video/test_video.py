@@ -145,6 +145,7 @@ def test_folder_in_folder_out_keeps_names_and_resumes_after_an_interrupt(tmp_pat
     monkeypatch.setattr(vio.FrameStore, "write", original)
     code, _, err = cli("--quiet", "style", source, style, *FAST, "-o", out)
     assert code == 0, err
+    assert err.splitlines()[0] == f"dfi: resuming {out}: frames 1–2 of 5 are done, continuing from frame 3"
     assert sorted(p.name for p in out.iterdir()) == names  # the run's bookkeeping is gone too
     assert {n: (out / n).stat().st_mtime_ns for n in names[:2]} == stamps  # finished frames untouched
     with Image.open(out / names[0]) as im:
