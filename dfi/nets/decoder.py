@@ -1,0 +1,270 @@
+"""Feature decoders: VGG-19 features back to the image, one builder for every variant.
+
+A decoder is a sequence of operations read from an architecture record (stored in its
+model file), starting from the deepest of its VGG layers:
+
+- ``("conv", C, relu)``: reflection padding of 1 and a 3×3 convolution to C channels,
+  then a ReLU when ``relu``;
+- ``("up",)``: nearest-neighbour ×2 upsampling (run fused with the convolution after it);
+- ``("join", layer)``: the features of a shallower VGG layer concatenated to the channels.
+
+The output is RGB [0, 255]: ``"sigmoid"`` (255·σ(h)) or ``"unit"`` (255·h clamped to
+[0, 1], as AdaIN's decoder, which outputs [0, 1] images). :func:`dfi_spec` gives DFI's
+multi-layer decoder (conv5_1 decoded upwards, joined with conv4_1 and conv3_1, as the
+official DFI code's never-released ``ReconModel``, without its batch norm);
+:func:`adain_spec` AdaIN's published conv4_1 decoder. :class:`Decoder` is the Chainer
+graph (training); :class:`FastDecoder` runs the same weights on dfi's kernels (Winograd
+3×3, the stylizer's fused upsampling convolution, channels-last) for inference.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .. import _compat  # noqa: F401
+import chainer
+import chainer.functions as F
+import chainer.links as L
+
+from ..core.backend import get_array_module
+from ..core.errors import SettingError
+from .names import vgg19_layer_names
+from .stylizer import reflection_pad
+
+OUTPUTS = ("sigmoid", "unit")
+
+
+def layer_stride(layer: str) -> int:
+    """How many input pixels a feature of ``layer`` (``convB_i``) spans: 2^(B−1)."""
+    if layer not in vgg19_layer_names() or not layer.startswith("conv"):
+        raise SettingError(f"decoder layer {layer!r} is not a VGG-19 convolution; "
+                           f"valid: {', '.join(n for n in vgg19_layer_names() if n.startswith('conv'))}")
+    return 2 ** (int(layer[4]) - 1)
+
+
+@dataclass(frozen=True)
+class DecoderSpec:
+    """The architecture record: ``inputs`` {layer: channels} (deepest first), ``ops`` and
+    the ``output`` kind (see the module's docstring)."""
+
+    inputs: tuple[tuple[str, int], ...]
+    ops: tuple[tuple, ...]
+    output: str = "sigmoid"
+
+    def __post_init__(self):
+        if self.output not in OUTPUTS:
+            raise SettingError(f"decoder output {self.output!r} is not one of {', '.join(OUTPUTS)}")
+        layers = [name for name, _ in self.inputs]
+        strides = [layer_stride(name) for name in layers]
+        if strides != sorted(strides, reverse=True) or len(set(layers)) != len(layers):
+            raise SettingError(f"decoder layers {', '.join(layers)}: give distinct layers, deepest first")
+        stride, joined = strides[0], [layers[0]]
+        for op in self.ops:
+            if op[0] == "up":
+                stride //= 2
+            elif op[0] == "join":
+                if op[1] not in layers or op[1] in joined or layer_stride(op[1]) != stride:
+                    raise SettingError(f"decoder: cannot join {op[1]!r} at stride {stride}")
+                joined.append(op[1])
+            elif op[0] != "conv":
+                raise SettingError(f"decoder operation {op[0]!r} is not conv, up or join")
+        if stride != 1 or sorted(joined) != sorted(layers) or self.ops[-1][:2] != ("conv", 3):
+            raise SettingError("decoder: the operations must join every layer, return to stride 1 "
+                               "and end with a convolution to 3 channels")
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.inputs)
+
+    @property
+    def multiple(self) -> int:
+        """Image sides must be multiples of the deepest layer's stride."""
+        return layer_stride(self.inputs[0][0])
+
+    def record(self) -> dict:
+        return {"inputs": [list(i) for i in self.inputs], "ops": [list(op) for op in self.ops],
+                "output": self.output}
+
+    @classmethod
+    def from_record(cls, record: Mapping) -> "DecoderSpec":
+        return cls(tuple((str(n), int(c)) for n, c in record["inputs"]),
+                   tuple(tuple(op) for op in record["ops"]), str(record.get("output", "sigmoid")))
+
+
+def dfi_spec(channels: Mapping[str, int], *, layers: Sequence[str] = ("conv5_1", "conv4_1", "conv3_1"),
+             width: float = 1.0) -> DecoderSpec:
+    """DFI's decoder for ``layers`` (their channel counts in ``channels``, from the VGG):
+    two convolutions per level, a ×2 upsampling between levels, each shallower layer joined
+    where its stride is reached, then convolutions up to the full resolution."""
+    ordered = sorted(layers, key=layer_stride, reverse=True)
+    stride = layer_stride(ordered[0])
+
+    def c(n):
+        return max(1, int(round(n * width)))
+    ops, joins = [], {layer_stride(name): name for name in ordered[1:]}
+    level_width = {16: 512, 8: 256, 4: 128, 2: 64, 1: 32}
+    while True:
+        ops += [("conv", c(level_width[stride]), True)] * 2
+        if stride == 1:
+            break
+        ops.append(("up",))
+        stride //= 2
+        if stride in joins:
+            ops.append(("join", joins[stride]))
+    ops.append(("conv", 3, False))
+    return DecoderSpec(tuple((name, int(channels[name])) for name in ordered), tuple(ops), "sigmoid")
+
+
+def adain_spec() -> DecoderSpec:
+    """AdaIN's published decoder (pytorch-AdaIN ``decoder.pth``): conv4_1 → image."""
+    ops = [("conv", 256, True), ("up",), *[("conv", 256, True)] * 3, ("conv", 128, True), ("up",),
+           ("conv", 128, True), ("conv", 64, True), ("up",), ("conv", 64, True), ("conv", 3, False)]
+    return DecoderSpec((("conv4_1", 512),), tuple(ops), "unit")
+
+
+def _conv_channels(spec: DecoderSpec):
+    """(index, in channels, out channels, relu, fused) of every convolution; ``fused``: it
+    comes right after an upsampling, which the kernels then run with it."""
+    inputs = dict(spec.inputs)
+    channels, out = inputs[spec.layers[0]], []
+    for previous, op in zip((None, *spec.ops), spec.ops):
+        if op[0] == "join":
+            channels += inputs[op[1]]
+        elif op[0] == "conv":
+            out.append((len(out), channels, int(op[1]), bool(op[2]), previous == ("up",)))
+            channels = int(op[1])
+    return out
+
+
+class Decoder(chainer.Chain):
+    """The decoder of ``spec`` as a Chainer graph (training); call it with
+    ``{layer: (N, C, h, w)}`` features, get NCHW RGB [0, 255]."""
+
+    def __init__(self, spec: DecoderSpec, *, seed: int = 0):
+        super().__init__()
+        self.spec = spec
+        rng = np.random.default_rng(seed)
+        with self.init_scope():
+            for index, c_in, c_out, _, _ in _conv_channels(spec):
+                weight = (rng.standard_normal((c_out, c_in, 3, 3)) * np.sqrt(2.0 / (9 * c_in))).astype(np.float32)
+                setattr(self, f"conv{index}", L.Convolution2D(c_in, c_out, 3, initialW=weight, initial_bias=0.0))
+
+    def forward(self, feats: Mapping[str, object]):
+        spec = self.spec
+        h, index = feats[spec.layers[0]], 0
+        for op in spec.ops:
+            if op[0] == "up":
+                h = F.unpooling_2d(h, 2, stride=2, cover_all=False)
+            elif op[0] == "join":
+                h = F.concat([h, feats[op[1]]], axis=1)
+            else:
+                h = getattr(self, f"conv{index}")(reflection_pad(h, 1))
+                h = F.relu(h) if op[2] else h
+                index += 1
+        return 255.0 * (F.sigmoid(h) if spec.output == "sigmoid" else F.clip(h, 0.0, 1.0))
+
+
+class FastDecoder:
+    """:class:`Decoder`'s forward pass on plain arrays and dfi's kernels (no graph), the
+    layers prepared once from its weights: make a new one after training changes them."""
+
+    def __init__(self, net: Decoder, workspace=None):
+        from .stylizer_kernels import FILTER_BUDGET, _phase_weights
+        from .winograd import Conv3x3, Workspace
+
+        self.net, self.spec = net, net.spec
+        self.workspace = workspace or Workspace()
+        self.workspace.filter_budget = max(self.workspace.filter_budget, FILTER_BUDGET)
+        self.convs = []
+        for index, _, _, relu, fused in _conv_channels(self.spec):
+            link = getattr(net, f"conv{index}")
+            weight, bias = link.W.array, link.b.array
+            self.convs.append((_phase_weights(weight) if fused else Conv3x3(weight, bias), bias, relu, fused))
+
+    def __call__(self, feats: Mapping[str, object]):
+        """``{layer: (N, C, h, w)}`` arrays → NCHW RGB [0, 255] float32, on their device."""
+        from .stylizer_kernels import _upsample_conv, _winograd_reflect
+
+        first = feats[self.spec.layers[0]]
+        xp = get_array_module(first)
+        h, index = xp.ascontiguousarray(first.transpose(0, 2, 3, 1)), 0
+        for op, following in zip(self.spec.ops, (*self.spec.ops[1:], None)):
+            if op[0] == "up":
+                if following[0] != "conv":  # else fused with that convolution
+                    h = xp.repeat(xp.repeat(h, 2, axis=1), 2, axis=2)
+                continue
+            if op[0] == "join":
+                h = xp.concatenate([h, feats[op[1]].transpose(0, 2, 3, 1)], axis=3)
+                continue
+            layer, bias, relu, fused = self.convs[index]
+            h = _upsample_conv(h, layer) if fused else _winograd_reflect(h, layer, self.workspace)
+            h += bias
+            if relu:
+                xp.maximum(h, 0, out=h)
+            index += 1
+        out = 255.0 / (1.0 + xp.exp(-h)) if self.spec.output == "sigmoid" else 255.0 * xp.clip(h, 0.0, 1.0)
+        return xp.ascontiguousarray(out.transpose(0, 3, 1, 2)).astype(xp.float32)
+
+
+RECORD = "__dfi_decoder__"
+
+
+def save_decoder(path, net: Decoder, *, vgg_identity: str, convention: str, settings: Mapping) -> None:
+    """The decoder's parameters and its record (architecture, the VGG it decodes — name,
+    pooling and weights hash — its input convention, the training settings, dfi's
+    version), atomically."""
+    import json
+
+    from data_tools.fsutil import atomic_path
+
+    from .. import __version__
+    from ..core.backend import to_cpu
+
+    arrays = {name: to_cpu(param.array) for name, param in net.namedparams()}
+    arrays[RECORD] = np.array(json.dumps({"format": "dfi-decoder", "version": 1, "dfi": __version__,
+                                          "architecture": net.spec.record(), "vgg": vgg_identity,
+                                          "convention": convention, "training": dict(settings)}, default=str))
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def load_decoder(path) -> tuple[Decoder, dict]:
+    """A decoder and its record from a model file; one-line errors for a missing, foreign
+    or damaged file (a dfi decoder is an .npz with a ``__dfi_decoder__`` record)."""
+    import json
+    import zipfile
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--decoder {path}: no such file")
+    foreign = f"--decoder {path}: not a dfi decoder (an .npz with a {RECORD} record, from dfi train-decoder)"
+    if not zipfile.is_zipfile(path):
+        raise ValueError(foreign)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if RECORD not in data.files:
+                raise ValueError(foreign)
+            record = json.loads(str(data[RECORD]))
+            if record.get("format") != "dfi-decoder":
+                raise ValueError(foreign)
+            net = Decoder(DecoderSpec.from_record(record["architecture"]))
+            for name, param in net.namedparams():
+                if name not in data.files or data[name].shape != param.shape:
+                    raise ValueError(f"--decoder {path}: parameter {name} is missing or of another shape")
+                param.array[...] = data[name]
+    except (OSError, KeyError, TypeError, json.JSONDecodeError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{foreign} ({type(exc).__name__})") from None
+    return net, record
+
+
+def check_decoder_vgg(record: Mapping, vgg_identity: str, layers: Sequence[str], path="--decoder") -> None:
+    """Refuse a decoder trained on another VGG (name, pooling, weights) or for other layers."""
+    if record.get("vgg") != vgg_identity:
+        raise SettingError(f"{path} decodes the features of VGG {record.get('vgg')!r}, not of {vgg_identity!r} "
+                           "(train one for these weights with dfi train-decoder)")
+    ours = sorted(name for name, _ in record["architecture"]["inputs"])
+    if ours != sorted(layers):
+        raise SettingError(f"{path} decodes layers {', '.join(ours)}, not {', '.join(sorted(layers))}")
