@@ -151,18 +151,24 @@ class Decoder(chainer.Chain):
                 weight = (rng.standard_normal((c_out, c_in, 3, 3)) * np.sqrt(2.0 / (9 * c_in))).astype(np.float32)
                 setattr(self, f"conv{index}", L.Convolution2D(c_in, c_out, 3, initialW=weight, initial_bias=0.0))
 
-    def forward(self, feats: Mapping[str, object]):
+    def forward(self, feats: Mapping[str, object], size=None):
+        """``size`` (H, W): the image's (default: the deepest layer's × its stride). VGG's
+        pooling rounds up, so an upsampled map can be a row longer than the layer it joins
+        (or than the image): it is cropped to it."""
         spec = self.spec
         h, index = feats[spec.layers[0]], 0
         for op in spec.ops:
             if op[0] == "up":
                 h = F.unpooling_2d(h, 2, stride=2, cover_all=False)
             elif op[0] == "join":
-                h = F.concat([h, feats[op[1]]], axis=1)
+                joined = feats[op[1]]
+                h = F.concat([h[:, :, :joined.shape[2], :joined.shape[3]], joined], axis=1)
             else:
                 h = getattr(self, f"conv{index}")(reflection_pad(h, 1))
                 h = F.relu(h) if op[2] else h
                 index += 1
+        if size is not None:
+            h = h[:, :, :size[0], :size[1]]
         return 255.0 * (F.sigmoid(h) if spec.output == "sigmoid" else F.clip(h, 0.0, 1.0))
 
 
@@ -183,8 +189,9 @@ class FastDecoder:
             weight, bias = link.W.array, link.b.array
             self.convs.append((_phase_weights(weight) if fused else Conv3x3(weight, bias), bias, relu, fused))
 
-    def __call__(self, feats: Mapping[str, object]):
-        """``{layer: (N, C, h, w)}`` arrays → NCHW RGB [0, 255] float32, on their device."""
+    def __call__(self, feats: Mapping[str, object], size=None):
+        """``{layer: (N, C, h, w)}`` arrays → NCHW RGB [0, 255] float32 of ``size`` (H, W)
+        (as :meth:`Decoder.forward`), on their device."""
         from .stylizer_kernels import _upsample_conv, _winograd_reflect
 
         first = feats[self.spec.layers[0]]
@@ -196,7 +203,8 @@ class FastDecoder:
                     h = xp.repeat(xp.repeat(h, 2, axis=1), 2, axis=2)
                 continue
             if op[0] == "join":
-                h = xp.concatenate([h, feats[op[1]].transpose(0, 2, 3, 1)], axis=3)
+                joined = feats[op[1]].transpose(0, 2, 3, 1)
+                h = xp.concatenate([h[:, :joined.shape[1], :joined.shape[2]], joined], axis=3)
                 continue
             layer, bias, relu, fused = self.convs[index]
             h = _upsample_conv(h, layer) if fused else _winograd_reflect(h, layer, self.workspace)
@@ -204,6 +212,8 @@ class FastDecoder:
             if relu:
                 xp.maximum(h, 0, out=h)
             index += 1
+        if size is not None:
+            h = h[:, :size[0], :size[1]]
         out = 255.0 / (1.0 + xp.exp(-h)) if self.spec.output == "sigmoid" else 255.0 * xp.clip(h, 0.0, 1.0)
         return xp.ascontiguousarray(out.transpose(0, 3, 1, 2)).astype(xp.float32)
 

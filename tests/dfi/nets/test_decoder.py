@@ -79,3 +79,19 @@ def test_a_model_file_round_trips_and_refuses_another_vgg(tiny_net, tmp_path):
     np.savez(tmp_path / "other.npz", a=np.zeros(3))
     with pytest.raises(ValueError, match="not a dfi decoder"):
         load_decoder(tmp_path / "other.npz")
+
+
+@pytest.mark.parametrize("size", [(50, 50), (37, 45)])
+def test_any_image_size_decodes_to_that_size(tiny_net, size):
+    """Features of any size (VGG's pooling rounds up): maps are cropped at each join and at the end."""
+    from dfi.nets.features import extract
+
+    spec = dfi_spec(_channels(tiny_net), width=0.25)
+    net = Decoder(spec, seed=1)
+    images = np.random.default_rng(0).uniform(0, 255, (2, 3, *size)).astype(np.float32)
+    feats = extract(tiny_net, images, spec.layers)
+    with chainer.no_backprop_mode():
+        expected = net(feats, size).array
+    got = FastDecoder(net)(feats, size)
+    assert got.shape == (2, 3, *size)
+    np.testing.assert_allclose(got, expected, atol=0.02)  # (Winograd's float32 rounding on large features)
