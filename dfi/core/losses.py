@@ -98,6 +98,18 @@ class TotalVariationGrad(function_node.FunctionNode):
         raise NotImplementedError("the total variation has no second derivative here")
 
 
+def network_input(y, convention):
+    """Differentiable :func:`dfi.core.image.preprocess` of a Variable of RGB [0, 255] images
+    (NCHW): what a generated image (a stylizer's, a decoder's) goes through before VGG."""
+    xp = get_array_module(y)
+    shape = (1, 3, 1, 1)
+    mean = xp.asarray(convention.mean, xp.float32).reshape(shape)
+    std = xp.asarray(convention.std, xp.float32).reshape(shape)
+    if convention.order == "BGR":
+        y = F.flip(y, axis=1)
+    return (y * (convention.scale / 255.0) - F.broadcast_to(mean, y.shape)) / F.broadcast_to(std, y.shape)
+
+
 def total_variation(x: chainer.Variable, channel_scale=None) -> chainer.Variable:
     """Squared-gradient total variation (β = 2) per image (Mahendran & Vedaldi 2015).
 

@@ -30,11 +30,12 @@ import chainer.functions as F
 
 from data_tools.fsutil import atomic_path
 
-from ..core.backend import get_array_module, to_cpu, using_device
+from ..core.backend import to_cpu, using_device
+from ..core.checkpoint import load_training, save_training
 from ..core.color import combine_luminance
 from ..core.errors import SettingError
 from ..core.image import IMAGE_SUFFIXES, image_files, read_ahead, read_image, resize
-from ..core.losses import feature_loss, style_loss, total_variation
+from ..core.losses import feature_loss, network_input, style_loss, total_variation
 from ..nets.names import MULTIPLE
 from ..nets.stylizer import TransformNet, check_columns
 from ..nets.stylizer_kernels import FastTransform
@@ -74,17 +75,6 @@ def batch_for(step: int, files: Sequence[Path], styles: Sequence[int], config: T
     style = int(styles[rng.integers(len(styles))])
     picks = rng.integers(len(files), size=config.batch_size)
     return style, np.stack([_square(read_image(files[i]), config.size, rng) for i in picks])
-
-
-def _network_input(y, convention):
-    """Differentiable :func:`dfi.core.image.preprocess` of a Variable of RGB [0, 255]."""
-    xp = get_array_module(y)
-    shape = (1, 3, 1, 1)
-    mean = xp.asarray(convention.mean, xp.float32).reshape(shape)
-    std = xp.asarray(convention.std, xp.float32).reshape(shape)
-    if convention.order == "BGR":
-        y = F.flip(y, axis=1)
-    return (y * (convention.scale / 255.0) - F.broadcast_to(mean, y.shape)) / F.broadcast_to(std, y.shape)
 
 
 @dataclass
@@ -129,9 +119,9 @@ class Trainer:
         default the network's output (through which the terms then differentiate)."""
         config, layer, xp = self.config, self.config.content_layer, self.vgg.device.xp
         with chainer.no_backprop_mode(), chainer.using_config("train", False):
-            content = self.vgg.pick(_network_input(chainer.Variable(x), self.vgg.convention), [layer])[layer].array
+            content = self.vgg.pick(network_input(chainer.Variable(x), self.vgg.convention), [layer])[layer].array
         y = self.transform(x, {style: 1.0}) if y is None else chainer.as_variable(y)
-        feats = self.vgg.pick(_network_input(y, self.vgg.convention), [layer, *self.style_layers])
+        feats = self.vgg.pick(network_input(y, self.vgg.convention), [layer, *self.style_layers])
         inverse_energy = xp.asarray(1.0 / xp.maximum(xp.mean(content * content), 1e-12), xp.float32)  # no wait
         grams = self.grams[style]
         weights = {n: self.style_layers[n] / max(e, 1e-12) for n, (_, e) in grams.items()}
@@ -162,24 +152,15 @@ class Trainer:
     # -------------------------------------------------------------- checkpoints
     def save_checkpoint(self, path: str | os.PathLike) -> None:
         """The stylizer, Adam's state and the step, atomically (``--resume`` reads it)."""
-        serializer = chainer.serializers.DictionarySerializer()
-        self.transform.serialize(serializer["stylizer"])
-        self.optimizer.serialize(serializer["optimizer"])
-        state = serializer.target
-        state["step"] = np.array(self.step)
-        state["n_styles"] = np.array(self.transform.n_styles)
-        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, **{k: to_cpu(v) if not isinstance(v, np.ndarray) else v for k, v in state.items()})
+        save_training(path, "stylizer", self.transform, self.optimizer, self.step,
+                      {"n_styles": self.transform.n_styles})
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
-        with np.load(path) as data:
+        def check(data):
             if int(data["n_styles"]) != self.transform.n_styles:
                 raise ModelFileError(f"--resume {path}: a checkpoint of {int(data['n_styles'])} styles, "
                                      f"not {self.transform.n_styles}")
-            deserializer = chainer.serializers.NpzDeserializer(data)
-            self.transform.serialize(deserializer["stylizer"])
-            self.optimizer.serialize(deserializer["optimizer"])
-            self.step = int(data["step"])
+        self.step = load_training(path, "stylizer", self.transform, self.optimizer, check)
 
 
 def _gatys_config(config: TrainConfig, style_layers: Mapping[str, float]):

@@ -1,0 +1,195 @@
+"""A trained feature decoder for DFI: training it on DFI's own objective, and using it.
+
+Training (Facelet-Bank's recipe, on dfi's losses): for a face x of the dataset and a target
+t — its own features φ(x), or an edit of them φ(x) + s·‖φ(x)‖·ŵ along a unit attribute
+direction ŵ of the index with s drawn from the default norm scaling's α range — minimise
+
+    feature(φ(D(t)), t) + λ_pixel · ‖D(φ(x)) − x‖² / 255² + λ_TV · TV(D(t))
+
+with the feature loss of ``dfi edit`` (the mean over layers), so the decoder is good where
+edits live. Every step draws its faces, targets and strengths from (seed, step) alone: a
+run resumed from a checkpoint ends exactly where an uninterrupted one does.
+
+Use: :func:`decoded_starts` gives L-BFGS the start x + D(t_α) − D(φ(x)) for each α row (the
+decoded *change* added to the input), and :func:`decode_targets` the one-pass result.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Mapping, Optional, Sequence
+
+import numpy as np
+
+from .. import _compat  # noqa: F401
+import chainer
+import chainer.functions as F
+
+from ..core.backend import get_array_module, to_cpu, using_device
+from ..core.errors import SettingError
+from ..core.image import crop_and_resize, preprocess, read_ahead, read_image
+from ..core.checkpoint import load_training, save_training
+from ..core.losses import feature_loss, network_input, total_variation
+from ..nets.decoder import Decoder, FastDecoder
+from ..nets.features import extract
+from ..nets.vgg import VGG19
+from .settings import DEFAULT_LAYERS
+
+
+@dataclass(frozen=True)
+class DecoderTrainConfig:
+    """Settings of ``dfi train-decoder`` (validated here)."""
+
+    size: int = 64
+    batch_size: int = 4
+    iterations: int = 2000
+    lr: float = 1e-3
+    layers: tuple[str, ...] = DEFAULT_LAYERS
+    width: float = 0.5
+    pixel_weight: float = 1.0
+    tv_weight: float = 1e-4
+    edited: float = 0.5          # share of the targets that are edits
+    strengths: tuple[float, float] = (0.1, 0.5)  # |s|, the norm scaling's α range
+    seed: int = 0
+    crop: tuple[int, int, int, int] = (40, 20, 210, 190)  # dfi edit's LFW crop
+
+    def __post_init__(self):
+        if not 16 <= self.size <= 1024:
+            raise SettingError(f"--size {self.size} must be between 16 and 1024 pixels")
+        for name, value in (("--batch-size", self.batch_size), ("--iterations", self.iterations)):
+            if value < 1:
+                raise SettingError(f"{name} {value} must be at least 1")
+        if not (self.lr > 0 and np.isfinite(self.lr)):
+            raise SettingError(f"--lr {self.lr} must be a positive number")
+        if not 0 <= self.edited <= 1:
+            raise SettingError(f"edited share {self.edited} must be within 0…1")
+
+
+@dataclass
+class DecoderStep:
+    """One training step: its number (from 1), its loss terms and total (host floats)."""
+
+    step: int
+    terms: dict = field(default_factory=dict)
+    loss: float = 0.0
+
+
+def attribute_directions(vgg: VGG19, images: np.ndarray, scores: np.ndarray, layers: Sequence[str]) -> np.ndarray:
+    """Unit attribute directions ŵ per layer (flattened over all layers, one row per
+    attribute with faces on both sides): mean φ(present) − mean φ(absent), each layer
+    divided by its norm. ``images`` (N, 3, S, S) working crops, ``scores`` (N, A)."""
+    feats = extract(vgg, vgg.device.send(images), layers)
+    rows = []
+    for column in range(scores.shape[1]):
+        present, absent = scores[:, column] > 0.5, scores[:, column] < -0.5
+        if present.sum() < 2 or absent.sum() < 2:
+            continue
+        parts = []
+        for name in layers:
+            host = to_cpu(feats[name])
+            w = host[present].mean(axis=0) - host[absent].mean(axis=0)
+            parts.append((w / max(float(np.sqrt((w * w).sum())), 1e-12)).reshape(-1))
+        rows.append(np.concatenate(parts))
+    if not rows:
+        raise SettingError("the index has no attribute with two faces on each side to learn edits from")
+    return np.stack(rows).astype(np.float32)
+
+
+class DecoderTrainer:
+    """Trains ``decoder`` on ``vgg``'s features of the images ``files`` (working crops at
+    ``config.size``), with Adam; ``directions`` from :func:`attribute_directions`."""
+
+    def __init__(self, vgg: VGG19, decoder: Decoder, files: Sequence[Path], directions: np.ndarray,
+                 config: DecoderTrainConfig, *, crop: Optional[tuple] = None):
+        self.vgg, self.decoder, self.files, self.config = vgg, decoder, list(files), config
+        self.crop = crop
+        with using_device(vgg.device):
+            self.directions = vgg.device.send(directions)
+        self.optimizer = chainer.optimizers.Adam(alpha=config.lr)
+        self.optimizer.setup(decoder)
+        self.step = 0
+
+    def batch_for(self, step: int):
+        """The images (N, 3, S, S) and edits of ``step``: drawn from (seed, step) alone."""
+        config = self.config
+        rng = np.random.default_rng([config.seed, step])
+        picks = rng.integers(len(self.files), size=config.batch_size)
+        size = (config.size, config.size)
+        images = np.stack([crop_and_resize(read_image(self.files[i]), self.crop, size) for i in picks])
+        edited = rng.random(config.batch_size) < config.edited
+        which = rng.integers(len(self.directions), size=config.batch_size)
+        strength = rng.uniform(*config.strengths, size=config.batch_size) * rng.choice([-1.0, 1.0], config.batch_size)
+        return images, np.where(edited, strength, 0.0).astype(np.float32), which
+
+    def _targets(self, feats: Mapping, strengths, which):
+        """φ(x) + s·‖φ_l(x)‖·ŵ_l per layer (s = 0 for plain targets), on the device."""
+        xp = get_array_module(next(iter(feats.values())))
+        directions = self.directions[xp.asarray(which)]
+        out, start = {}, 0
+        for name in self.config.layers:
+            base = feats[name]
+            count = int(np.prod(base.shape[1:]))
+            w = directions[:, start:start + count].reshape(base.shape)
+            start += count
+            norm = xp.sqrt((base * base).reshape(base.shape[0], -1).sum(axis=1))
+            out[name] = base + (xp.asarray(strengths) * norm).reshape(-1, 1, 1, 1) * w
+        return out
+
+    def loss_terms(self, images, strengths, which) -> dict:
+        """The weighted terms (Variables, one value per image) for images on the device."""
+        config, vgg, layers = self.config, self.vgg, self.config.layers
+        with chainer.no_backprop_mode(), chainer.using_config("train", False):
+            feats = {n: v.array for n, v in vgg.pick(preprocess(images, vgg.convention), layers).items()}
+        targets = self._targets(feats, strengths, which)
+        size = images.shape[2:]
+        decoded = self.decoder(targets, size)
+        with chainer.using_config("train", False):
+            got = vgg.pick(network_input(decoded, vgg.convention), layers)
+        xp = get_array_module(images)
+        plain = xp.asarray((np.asarray(strengths) == 0).astype(np.float32))
+        pixel = F.mean(F.reshape((decoded - images) / 255.0, (images.shape[0], -1)) ** 2, axis=1) * plain
+        return {"feature": feature_loss(got, targets), "pixel": config.pixel_weight * pixel,
+                "tv": config.tv_weight * total_variation(decoded)}
+
+    def run(self, until: int) -> Iterator[DecoderStep]:
+        """Train up to step ``until`` (inclusive); the next step's images are decoded in a
+        thread meanwhile; one device wait per step."""
+        device = self.vgg.device
+        loads = [functools.partial(self.batch_for, step) for step in range(self.step, until)]
+        for images, strengths, which in read_ahead(loads):
+            with using_device(device):
+                self.step += 1
+                terms = self.loss_terms(device.send(images), strengths, which)
+                means = [F.mean(term) for term in terms.values()]
+                loss = sum(means)
+                self.decoder.cleargrads()
+                loss.backward()
+                self.optimizer.update()
+                values = device.xp.stack([m.array for m in (*means, loss)]).tolist()  # the one wait
+            yield DecoderStep(self.step, dict(zip(terms, values[:-1])), values[-1])
+
+    def save_checkpoint(self, path: str | os.PathLike) -> None:
+        """The decoder, Adam's state and the step, atomically (``--resume`` reads it)."""
+        save_training(path, "decoder", self.decoder, self.optimizer, self.step)
+
+    def load_checkpoint(self, path: str | os.PathLike) -> None:
+        self.step = load_training(path, "decoder", self.decoder, self.optimizer)
+
+
+def decode_targets(decoder: FastDecoder, targets: Mapping, size) -> object:
+    """D(t) for stacked targets ``{layer: (N, C, h, w)}``: NCHW RGB [0, 255] of ``size``."""
+    return decoder(targets, size)
+
+
+def decoded_starts(decoder: FastDecoder, image, targets: Mapping):
+    """x + D(t_α) − D(t_0) for every row of ``targets`` (row 0 is α = 0, whose start is x),
+    clipped to [0, 255]: L-BFGS's start with a decoder. ``image`` (1, 3, H, W)."""
+    xp = get_array_module(image)
+    decoded = decoder(targets, image.shape[2:])
+    return xp.clip(image + decoded - decoded[:1], 0, 255).astype(xp.float32)
+
+
+def checkpoint_path(model: str | os.PathLike) -> Path:
+    return Path(str(model) + ".ckpt")

@@ -1,0 +1,66 @@
+"""Training a DFI decoder on DFI's objective, exact resume, and its use as a start."""
+import numpy as np
+import pytest
+
+import dfi._compat  # noqa: F401
+import chainer
+
+from data_tools.attributes import attribute_columns
+from data_tools.index import load_index
+
+
+@pytest.fixture(scope="module")
+def setup(synth_lfw, tiny_net):
+    from dfi.edit.decoding import DecoderTrainConfig, attribute_directions
+    from dfi.core.image import crop_and_resize, read_image
+
+    _, index_file = synth_lfw
+    index = load_index(index_file)
+    files = [index.images_root / p for p in index.table["path"]]
+    config = DecoderTrainConfig(size=32, batch_size=4, iterations=40, lr=2e-3, width=0.25, seed=0)
+    sample = np.stack([crop_and_resize(read_image(f), config.crop, (32, 32)) for f in files[:48]])
+    scores = index.table[attribute_columns(index.table)].to_numpy()[:48]
+    directions = attribute_directions(tiny_net, sample, scores, config.layers)
+    return files, directions, config
+
+
+def _trainer(tiny_net, setup, seed=0):
+    from dfi.edit.decoding import DecoderTrainer
+    from dfi.nets.decoder import Decoder, dfi_spec
+
+    files, directions, config = setup
+    channels = {name: w.shape[0] for name, (w, _) in tiny_net.params.items()}
+    decoder = Decoder(dfi_spec(channels, layers=config.layers, width=config.width), seed=seed)
+    return DecoderTrainer(tiny_net, decoder, files[:-8], directions, config, crop=config.crop)
+
+
+def _held_out_loss(trainer, files):
+    from dfi.core.image import crop_and_resize, read_image
+
+    images = np.stack([crop_and_resize(read_image(f), trainer.config.crop, (32, 32)) for f in files[-8:]])
+    strengths = np.array([0, 0.3, -0.3, 0.2] * 2, np.float32)
+    with chainer.no_backprop_mode():
+        terms = trainer.loss_terms(images, strengths, np.zeros(8, int))
+    return float(sum(t.array.mean() for t in terms.values()))
+
+
+def test_training_lowers_the_held_out_loss(tiny_net, setup):
+    trainer = _trainer(tiny_net, setup)
+    before = _held_out_loss(trainer, setup[0])
+    steps = list(trainer.run(40))
+    assert [s.step for s in steps] == list(range(1, 41)) and set(steps[0].terms) == {"feature", "pixel", "tv"}
+    assert _held_out_loss(trainer, setup[0]) < 0.7 * before
+
+
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tiny_net, setup, tmp_path):
+    whole = _trainer(tiny_net, setup)
+    list(whole.run(4))
+    first = _trainer(tiny_net, setup)
+    list(first.run(2))
+    first.save_checkpoint(tmp_path / "c.ckpt")
+    second = _trainer(tiny_net, setup)
+    second.load_checkpoint(tmp_path / "c.ckpt")
+    assert second.step == 2
+    list(second.run(4))
+    for (name, a), (_, b) in zip(sorted(whole.decoder.namedparams()), sorted(second.decoder.namedparams())):
+        np.testing.assert_array_equal(a.array, b.array, err_msg=name)
