@@ -21,6 +21,11 @@ def _add_dfi_options(p: argparse.ArgumentParser, *, batch: bool = False) -> None
                    help='attribute to add, e.g. smiling or "~mouth_closed,smiling"; repeat to '
                         "combine several")
     p.add_argument("--index", type=Path, default=None, help="dataset index (dfi data index)")
+    p.add_argument("--decoder", type=Path, default=None, metavar="DEC.npz",
+                   help="a decoder from dfi train-decoder: each α starts from the decoded change "
+                        "x + D(t_α) − D(φ(x)) instead of x")
+    p.add_argument("--fast", action="store_true",
+                   help="with --decoder: no optimisation, the decoded edit in one pass")
     p.add_argument("--k", type=positive_int, default=EditConfig.k, help=f"neighbours per side (default {EditConfig.k})")
     p.add_argument("--rule", choices=("chainer", "paper"), default="chainer",
                    help="neighbour rule (see dfi data neighbors)")
@@ -91,6 +96,12 @@ def edit_settings(args: argparse.Namespace, alphas: list[float], *, indexes: Opt
         from ..edit.attributes import load_vector
 
         load_vector(args.vector)
+    if getattr(args, "fast", False) and getattr(args, "decoder", None) is None:
+        raise UsageError("--fast decodes the edit in one pass: give --decoder DEC.npz (dfi train-decoder)")
+    if getattr(args, "decoder", None) is not None:  # a foreign file, before the network loads
+        from ..nets.decoder import load_decoder
+
+        load_decoder(args.decoder)
     index = None
     if args.index is not None:
         from data_tools.attributes import attribute_columns
@@ -168,6 +179,20 @@ def _outputs(args: argparse.Namespace, alphas: list[float]) -> dict:
         {f"-o ({label})": path for label, path in sweep_outputs(args.output, alphas).items()}
     return {**written, "--show-landmarks": getattr(args, "show_landmarks", None),
             "--save-vector": getattr(args, "save_vector", None)}
+
+
+def _decoder(args: argparse.Namespace, net, config):
+    """The ``--decoder`` on the network's device, for its layers and VGG, or None."""
+    if getattr(args, "decoder", None) is None:
+        return None
+    from ..core.backend import using_device
+    from ..nets.decoder import FastDecoder, check_decoder_vgg, load_decoder
+
+    decoder, record = load_decoder(args.decoder)
+    check_decoder_vgg(record, net.identity, config.layers, f"--decoder {args.decoder}")
+    with using_device(net.device):
+        decoder.to_device(net.device)
+        return FastDecoder(decoder)
 
 
 def neighbour_features(args: argparse.Namespace, net, config):
@@ -251,9 +276,13 @@ def _run_dfi(args: argparse.Namespace, alphas: list[float], *, net=None, vectors
                      "size": config.size, "crop": config.crop})
     synchronize(net.device)
     t_vector = time.perf_counter()
+    decoder = _decoder(args, net, config)
+    record["init"] = "input" if decoder is None else "decoder"
+    record["settings"]["decoder"] = None if decoder is None else str(args.decoder)
+    fast = decoder is not None and args.fast
     last = None
-    with progress_bar(config.reconstruct.iterations, args.quiet, "reconstructing") as bar:
-        for last in sweep(net, face, chosen, alphas, config):
+    with progress_bar(1 if fast else config.reconstruct.iterations, args.quiet, "reconstructing") as bar:
+        for last in sweep(net, face, chosen, alphas, config, decoder=decoder, fast=fast):
             bar.update(1)
             if not args.quiet:  # the optimiser's host copy: no wait for the device
                 bar.set_postfix(loss=f"{last.loss_host.mean():.4g}", active=int(last.active.sum()))

@@ -93,8 +93,10 @@ def pixel_scale(convention: InputConvention, xp):
 
 
 def reconstruct(net: FeatureNet, init_images, loss_fn: LossFn, layers: Sequence[str],
-                config: ReconstructConfig, *, image_loss: Optional[ImageLossFn] = None) -> Iterator[Progress]:
-    """Minimise ``loss_fn(φ(z)) + λ·TV(z)`` over images z, starting from ``init_images``.
+                config: ReconstructConfig, *, image_loss: Optional[ImageLossFn] = None,
+                evaluate_only: bool = False) -> Iterator[Progress]:
+    """Minimise ``loss_fn(φ(z)) + λ·TV(z)`` over images z, starting from ``init_images``
+    (with ``evaluate_only``, one record of the start: :func:`evaluate`).
 
     Args:
         net: the feature network, on the images' device.
@@ -143,6 +145,14 @@ def reconstruct(net: FeatureNet, init_images, loss_fn: LossFn, layers: Sequence[
             return values[0], grads[0]
         return xp.concatenate(values), xp.concatenate(grads)
 
+    if evaluate_only:
+        with using_device(device):
+            start = xp.clip(x0, lower, upper)
+            f, _ = objective(start, xp.arange(shape[0]))
+            progress = Progress(0, start, f, np.asarray(f.tolist()), {k: v.copy() for k, v in terms.items()},
+                                np.zeros(shape[0], dtype=bool), shape[0], shape, net.convention)
+        yield progress
+        return
     if config.optimizer == "lbfgs":
         steps = lbfgs(objective, x0, max_iter=config.iterations, history=config.history,
                       ftol=config.ftol, lower=lower, upper=upper)
@@ -161,6 +171,13 @@ def reconstruct(net: FeatureNet, init_images, loss_fn: LossFn, layers: Sequence[
         yield progress
         if not step.active.any():
             return
+
+
+def evaluate(net: FeatureNet, images, loss_fn: LossFn, layers: Sequence[str],
+             config: ReconstructConfig) -> Progress:
+    """The :class:`Progress` of ``images`` as they are (iteration 0, no optimisation): the
+    loss terms :func:`reconstruct` would start from (a one-pass result's record)."""
+    return next(reconstruct(net, images, loss_fn, layers, config, evaluate_only=True))
 
 
 def final(progress: Iterator[T]) -> Optional[T]:

@@ -35,36 +35,7 @@ from ..core.losses import feature_loss, network_input, total_variation
 from ..nets.decoder import Decoder, FastDecoder
 from ..nets.features import extract
 from ..nets.vgg import VGG19
-from .settings import DEFAULT_LAYERS
-
-
-@dataclass(frozen=True)
-class DecoderTrainConfig:
-    """Settings of ``dfi train-decoder`` (validated here)."""
-
-    size: int = 64
-    batch_size: int = 4
-    iterations: int = 2000
-    lr: float = 1e-3
-    layers: tuple[str, ...] = DEFAULT_LAYERS
-    width: float = 0.5
-    pixel_weight: float = 1.0
-    tv_weight: float = 1e-4
-    edited: float = 0.5          # share of the targets that are edits
-    strengths: tuple[float, float] = (0.1, 0.5)  # |s|, the norm scaling's α range
-    seed: int = 0
-    crop: tuple[int, int, int, int] = (40, 20, 210, 190)  # dfi edit's LFW crop
-
-    def __post_init__(self):
-        if not 16 <= self.size <= 1024:
-            raise SettingError(f"--size {self.size} must be between 16 and 1024 pixels")
-        for name, value in (("--batch-size", self.batch_size), ("--iterations", self.iterations)):
-            if value < 1:
-                raise SettingError(f"{name} {value} must be at least 1")
-        if not (self.lr > 0 and np.isfinite(self.lr)):
-            raise SettingError(f"--lr {self.lr} must be a positive number")
-        if not 0 <= self.edited <= 1:
-            raise SettingError(f"edited share {self.edited} must be within 0…1")
+from .settings import DecoderTrainConfig  # noqa: F401  (its home is settings; no Chainer there)
 
 
 @dataclass
@@ -74,6 +45,12 @@ class DecoderStep:
     step: int
     terms: dict = field(default_factory=dict)
     loss: float = 0.0
+
+
+def feature_scales(vgg: VGG19, images: np.ndarray, layers: Sequence[str]) -> dict:
+    """{layer: RMS of its features} over ``images`` (the decoder's input scales)."""
+    feats = extract(vgg, vgg.device.send(images), layers)
+    return {name: max(float(np.sqrt((to_cpu(feats[name]) ** 2).mean())), 1e-12) for name in layers}
 
 
 def attribute_directions(vgg: VGG19, images: np.ndarray, scores: np.ndarray, layers: Sequence[str]) -> np.ndarray:
@@ -125,6 +102,8 @@ class DecoderTrainer:
 
     def _targets(self, feats: Mapping, strengths, which):
         """φ(x) + s·‖φ_l(x)‖·ŵ_l per layer (s = 0 for plain targets), on the device."""
+        if not np.any(strengths):
+            return dict(feats)
         xp = get_array_module(next(iter(feats.values())))
         directions = self.directions[xp.asarray(which)]
         out, start = {}, 0

@@ -28,12 +28,13 @@ from data_tools.neighbors import candidate_pools, find_neighbors
 from ..core.color import match_color
 from ..core.image import check_min_side, crop_and_resize, read_ahead, read_image, resize
 from ..core.losses import feature_loss
-from ..core.reconstruct import Progress, reconstruct
+from ..core.reconstruct import Progress, evaluate, reconstruct
 from ..face.align import Alignment, align_face, face_mask, feather, paste_back
 from ..nets.features import extract
 from ..nets.vgg import VGG19
 from .attributes import attribute_vector, combine, scale_vector, target_features
 from .cache import FeatureCache
+from .decoding import decoded_starts
 from .settings import EditConfig, check_alphas  # noqa: F401  (their home is settings)
 
 logger = logging.getLogger(__name__)
@@ -153,8 +154,13 @@ def compute_vector(net: VGG19, index: Index, sources: Sequence[str], targets: Se
 
 
 def sweep(net: VGG19, face: Face, vectors: Sequence[dict], alphas: Sequence[float],
-          config: EditConfig) -> Iterator[Progress]:
+          config: EditConfig, *, decoder=None, fast: bool = False) -> Iterator[Progress]:
     """Reconstruct the face for every α at once; batch row 0 is α = 0 (the baseline).
+
+    Args:
+        decoder: a :class:`dfi.nets.decoder.FastDecoder` for ``net``'s features: each α row
+            starts from x + D(t_α) − D(φ(x)) instead of x (:func:`decoded_starts`).
+        fast: with a decoder, no optimisation: one progress record of those starts.
 
     Yields:
         :class:`Progress` for the batch ``[0, *alphas]``.
@@ -166,11 +172,17 @@ def sweep(net: VGG19, face: Face, vectors: Sequence[dict], alphas: Sequence[floa
     vector = scale_vector(combine([{k: device.send(v) for k, v in w.items()} for w in vectors]),
                           input_feats, config.scaling)
     targets = target_features(input_feats, vector, [0.0, *alphas])
-    start = device.xp.repeat(image, len(alphas) + 1, axis=0)
+    if decoder is None:
+        start = device.xp.repeat(image, len(alphas) + 1, axis=0)
+    else:
+        start = decoded_starts(decoder, image, targets)
 
     def loss_fn(feats, rows):
         return feature_loss(feats, {name: value[rows] for name, value in targets.items()})
 
+    if fast:
+        yield evaluate(net, start, loss_fn, config.layers, config.reconstruct)
+        return
     yield from reconstruct(net, start, loss_fn, config.layers, config.reconstruct)
 
 

@@ -1,5 +1,6 @@
 """The settings of ``dfi edit`` / ``dfi sweep``: layers, scalings, the α range,
-:class:`EditConfig` (which validates itself) and DFI's reconstruction defaults. No Chainer,
+:class:`EditConfig` (which validates itself), DFI's reconstruction defaults and the
+decoder's training settings (:class:`DecoderTrainConfig`). No Chainer,
 so that the command line can show them and refuse bad values before any network loads."""
 from __future__ import annotations
 
@@ -62,3 +63,32 @@ def check_alphas(alphas: Sequence[float]) -> list[float]:
                                f"[-{MAX_ALPHA:g}, {MAX_ALPHA:g}] (typical: 0.1–0.5 with the default "
                                "--scaling norm, 0.2–0.6 with beta, about 1–4 with none)")
     return alphas
+
+
+@dataclass(frozen=True)
+class DecoderTrainConfig:
+    """Settings of ``dfi train-decoder`` (validated here)."""
+
+    size: int = 64
+    batch_size: int = 4
+    iterations: int = 2000
+    lr: float = 1e-4  # (1e-3 diverges on an untrained VGG-19's features; AdaIN trains at 1e-4)
+    layers: tuple[str, ...] = DEFAULT_LAYERS
+    width: float = 0.5
+    pixel_weight: float = 1.0
+    tv_weight: float = 1e-4
+    edited: float = 0.5          # share of the targets that are edits
+    strengths: tuple[float, float] = (0.1, 0.5)  # |s|, the norm scaling's α range
+    seed: int = 0
+    crop: tuple[int, int, int, int] = LFW_CROP  # dfi edit's
+
+    def __post_init__(self):
+        if not 16 <= self.size <= 1024:
+            raise SettingError(f"--size {self.size} must be between 16 and 1024 pixels")
+        for name, value in (("--batch-size", self.batch_size), ("--iterations", self.iterations)):
+            if value < 1:
+                raise SettingError(f"{name} {value} must be at least 1")
+        if not (self.lr > 0 and np.isfinite(self.lr)):
+            raise SettingError(f"--lr {self.lr} must be a positive number")
+        if not 0 <= self.edited <= 1:
+            raise SettingError(f"edited share {self.edited} must be within 0…1")

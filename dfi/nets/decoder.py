@@ -52,8 +52,13 @@ class DecoderSpec:
     inputs: tuple[tuple[str, int], ...]
     ops: tuple[tuple, ...]
     output: str = "sigmoid"
+    #: each input layer's features are divided by its scale (their RMS on the training
+    #: faces: an untrained VGG's conv5_1 is orders of magnitude above its conv3_1)
+    scales: tuple[float, ...] = ()
 
     def __post_init__(self):
+        if self.scales and (len(self.scales) != len(self.inputs) or not all(s > 0 for s in self.scales)):
+            raise SettingError(f"decoder scales {self.scales}: one positive number per input layer")
         if self.output not in OUTPUTS:
             raise SettingError(f"decoder output {self.output!r} is not one of {', '.join(OUTPUTS)}")
         layers = [name for name, _ in self.inputs]
@@ -83,21 +88,26 @@ class DecoderSpec:
         """Image sides must be multiples of the deepest layer's stride."""
         return layer_stride(self.inputs[0][0])
 
+    def scale_of(self, layer: str) -> float:
+        return dict(zip(self.layers, self.scales)).get(layer, 1.0)
+
     def record(self) -> dict:
         return {"inputs": [list(i) for i in self.inputs], "ops": [list(op) for op in self.ops],
-                "output": self.output}
+                "output": self.output, "scales": list(self.scales)}
 
     @classmethod
     def from_record(cls, record: Mapping) -> "DecoderSpec":
         return cls(tuple((str(n), int(c)) for n, c in record["inputs"]),
-                   tuple(tuple(op) for op in record["ops"]), str(record.get("output", "sigmoid")))
+                   tuple(tuple(op) for op in record["ops"]), str(record.get("output", "sigmoid")),
+                   tuple(float(s) for s in record.get("scales", ())))
 
 
 def dfi_spec(channels: Mapping[str, int], *, layers: Sequence[str] = ("conv5_1", "conv4_1", "conv3_1"),
-             width: float = 1.0) -> DecoderSpec:
-    """DFI's decoder for ``layers`` (their channel counts in ``channels``, from the VGG):
-    two convolutions per level, a ×2 upsampling between levels, each shallower layer joined
-    where its stride is reached, then convolutions up to the full resolution."""
+             width: float = 1.0, scales: Mapping[str, float] | None = None) -> DecoderSpec:
+    """DFI's decoder for ``layers`` (their channel counts in ``channels``, from the VGG; the
+    features' ``scales``, default 1): two convolutions per level, a ×2 upsampling between
+    levels, each shallower layer joined where its stride is reached, then convolutions up
+    to the full resolution."""
     ordered = sorted(layers, key=layer_stride, reverse=True)
     stride = layer_stride(ordered[0])
 
@@ -114,7 +124,8 @@ def dfi_spec(channels: Mapping[str, int], *, layers: Sequence[str] = ("conv5_1",
         if stride in joins:
             ops.append(("join", joins[stride]))
     ops.append(("conv", 3, False))
-    return DecoderSpec(tuple((name, int(channels[name])) for name in ordered), tuple(ops), "sigmoid")
+    return DecoderSpec(tuple((name, int(channels[name])) for name in ordered), tuple(ops), "sigmoid",
+                       tuple(float(scales[name]) for name in ordered) if scales else ())
 
 
 def adain_spec() -> DecoderSpec:
@@ -156,12 +167,12 @@ class Decoder(chainer.Chain):
         pooling rounds up, so an upsampled map can be a row longer than the layer it joins
         (or than the image): it is cropped to it."""
         spec = self.spec
-        h, index = feats[spec.layers[0]], 0
+        h, index = feats[spec.layers[0]] * (1.0 / spec.scale_of(spec.layers[0])), 0
         for op in spec.ops:
             if op[0] == "up":
                 h = F.unpooling_2d(h, 2, stride=2, cover_all=False)
             elif op[0] == "join":
-                joined = feats[op[1]]
+                joined = feats[op[1]] * (1.0 / spec.scale_of(op[1]))
                 h = F.concat([h[:, :, :joined.shape[2], :joined.shape[3]], joined], axis=1)
             else:
                 h = getattr(self, f"conv{index}")(reflection_pad(h, 1))
@@ -194,16 +205,17 @@ class FastDecoder:
         (as :meth:`Decoder.forward`), on their device."""
         from .stylizer_kernels import _upsample_conv, _winograd_reflect
 
-        first = feats[self.spec.layers[0]]
+        spec = self.spec
+        first = feats[spec.layers[0]]
         xp = get_array_module(first)
-        h, index = xp.ascontiguousarray(first.transpose(0, 2, 3, 1)), 0
+        h, index = first.transpose(0, 2, 3, 1) * np.float32(1.0 / spec.scale_of(spec.layers[0])), 0
         for op, following in zip(self.spec.ops, (*self.spec.ops[1:], None)):
             if op[0] == "up":
                 if following[0] != "conv":  # else fused with that convolution
                     h = xp.repeat(xp.repeat(h, 2, axis=1), 2, axis=2)
                 continue
             if op[0] == "join":
-                joined = feats[op[1]].transpose(0, 2, 3, 1)
+                joined = feats[op[1]].transpose(0, 2, 3, 1) * np.float32(1.0 / spec.scale_of(op[1]))
                 h = xp.concatenate([h[:, :joined.shape[1], :joined.shape[2]], joined], axis=3)
                 continue
             layer, bias, relu, fused = self.convs[index]

@@ -1,0 +1,160 @@
+"""``dfi train-decoder``: a VGG-19 feature decoder for fast DFI edits and warm starts."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .common import (UsageError, add_run_options, check_not_inputs, check_writable, load_net, parse_layers,
+                     positive_int, progress_bar)
+
+#: the α rows of a sample grid: input | D(φ(x)) | D(φ(x) + s·ŵ) for these strengths
+SAMPLE_STRENGTHS = (0.2, 0.4)
+#: faces the attribute directions are measured on
+DIRECTION_FACES = 64
+
+
+def _training_set(args, config):
+    """(image files, attribute scores or None) of --index or --images."""
+    from ..core.image import image_files
+
+    if (args.index is None) == (args.images is None):
+        raise UsageError("give one of --index INDEX (aligned faces with attributes) and --images DIR")
+    if args.index is not None:
+        from data_tools.attributes import attribute_columns
+        from data_tools.index import load_index
+
+        index = load_index(args.index)
+        files = [index.images_root / p for p in index.table["path"]]
+        scores = index.table[attribute_columns(index.table)].to_numpy()
+    else:
+        if not args.images.is_dir():
+            raise FileNotFoundError(f"--images {args.images}: not a folder")
+        files, scores = image_files(args.images), None
+    if len(files) < config.batch_size:
+        raise UsageError(f"{args.index or args.images}: {len(files)} images, fewer than --batch-size "
+                         f"{config.batch_size}; train on more faces")
+    return files, scores
+
+
+def _cmd_train_decoder(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    import numpy as np
+
+    from ..core.image import crop_and_resize, read_image, write_image
+    from ..edit.decoding import (DecoderTrainConfig, DecoderTrainer, attribute_directions, checkpoint_path,
+                                 feature_scales)
+    from ..nets.decoder import Decoder, dfi_spec, save_decoder
+
+    out = Path(args.output)
+    if out.suffix != ".npz":
+        raise UsageError(f"-o {out}: a decoder file ends in .npz")
+    check_writable({"-o": out})
+    check_not_inputs({"-o": out}, {"--index": args.index})
+    if args.time_limit is not None and not args.time_limit > 0:
+        raise UsageError(f"--time-limit {args.time_limit}: give a number of minutes above 0")
+    config = DecoderTrainConfig(size=args.size, batch_size=args.batch_size, iterations=args.iterations,
+                                lr=args.lr, layers=parse_layers(args.layers), width=args.width,
+                                pixel_weight=args.pixel_weight, tv_weight=args.tv_weight, seed=args.seed)
+    files, scores = _training_set(args, config)
+    crop = config.crop if args.index is not None else None
+    checkpoint = checkpoint_path(out)
+    if args.resume and not checkpoint.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint {checkpoint} to continue from")
+    vgg, _ = load_net(args)
+    size = (config.size, config.size)
+    sample = np.stack([crop_and_resize(read_image(f), crop, size) for f in files[:DIRECTION_FACES]])
+    if scores is not None:
+        directions = attribute_directions(vgg, sample, scores[:DIRECTION_FACES], config.layers)
+    else:  # no attributes: plain targets only
+        config = replace(config, edited=0.0)
+        directions = np.zeros((1, 1), np.float32)
+    channels = {name: weight.shape[0] for name, (weight, _) in vgg.params.items()}
+    scales = feature_scales(vgg, sample, config.layers)
+    decoder = Decoder(dfi_spec(channels, layers=config.layers, width=config.width, scales=scales), seed=config.seed)
+    decoder.to_device(vgg.device)
+    trainer = DecoderTrainer(vgg, decoder, files, directions, config, crop=crop)
+    if args.resume:
+        trainer.load_checkpoint(checkpoint)
+    deadline = None if args.time_limit is None else time.monotonic() + 60 * args.time_limit
+    with progress_bar(config.iterations, args.quiet, "training", unit="step") as bar:
+        bar.update(trainer.step)
+        for step in trainer.run(config.iterations):
+            bar.update(1)
+            if not args.quiet:
+                bar.set_postfix({k: f"{v:.3g}" for k, v in step.terms.items()}, refresh=False)
+            stopping = deadline is not None and time.monotonic() >= deadline
+            if (step.step % args.checkpoint_every == 0 or stopping) and step.step < config.iterations:
+                trainer.save_checkpoint(checkpoint)
+            if args.sample_every and step.step % args.sample_every == 0:
+                write_image(out.with_name(f"{out.stem}_sample_{step.step:06d}.png"),
+                            _samples(trainer, sample[:2], bool(scores is not None)))
+            if stopping:
+                break
+    settings = {**vars(config), "weights": vgg.name, "steps_done": trainer.step,
+                "trained_on": str(args.index or args.images)}
+    save_decoder(out, decoder, vgg_identity=vgg.identity, convention=repr(vgg.convention), settings=settings)
+    if trainer.step >= config.iterations:
+        checkpoint.unlink(missing_ok=True)
+    elif not args.quiet:
+        print(f"dfi: stopped at step {trainer.step} of {config.iterations} (--time-limit); "
+              "--resume continues", file=sys.stderr)
+    print(out)
+    return 0
+
+
+def _samples(trainer, images, edits: bool):
+    """Rows of input | D(φ(x)) | D(φ(x) + s·ŵ) for each strength of the first direction."""
+    import numpy as np
+
+    import chainer
+
+    from ..core.backend import to_cpu, using_device
+    from ..core.image import grid
+    from ..nets.features import extract
+
+    vgg, strengths = trainer.vgg, (0.0, *(SAMPLE_STRENGTHS if edits else ()))
+    tiles = []
+    with using_device(vgg.device), chainer.no_backprop_mode(), chainer.using_config("train", False):
+        feats = extract(vgg, vgg.device.send(images), trainer.config.layers)
+        for row in range(len(images)):
+            tiles.append(images[row])
+            for s in strengths:
+                one = {n: v[row:row + 1] for n, v in feats.items()}
+                target = trainer._targets(one, np.array([s], np.float32), np.zeros(1, int))
+                tiles.append(to_cpu(trainer.decoder(target, images.shape[2:]).array)[0])
+    return grid(tiles, columns=1 + len(strengths))
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    from ..edit.settings import DEFAULT_LAYERS, DecoderTrainConfig
+
+    defaults = DecoderTrainConfig()
+    p = sub.add_parser("train-decoder", help="train a feature decoder for fast DFI edits and warm starts")
+    p.add_argument("--index", type=Path, default=None, help="aligned faces with attributes (dfi data index)")
+    p.add_argument("--images", type=Path, default=None, metavar="DIR",
+                   help="or any folder of images (no attributes: plain targets only)")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="DEC.npz",
+                   help="decoder file to write (an existing one is replaced)")
+    p.add_argument("--layers", default=",".join(DEFAULT_LAYERS),
+                   help=f"VGG-19 layers it decodes (default {','.join(DEFAULT_LAYERS)}, dfi edit's)")
+    p.add_argument("--size", type=positive_int, default=defaults.size,
+                   help=f"training image size in pixels (default {defaults.size})")
+    p.add_argument("--batch-size", type=positive_int, default=defaults.batch_size,
+                   help=f"images per step (default {defaults.batch_size})")
+    p.add_argument("--lr", type=float, default=defaults.lr, help=f"Adam's learning rate (default {defaults.lr:g})")
+    p.add_argument("--width", type=float, default=defaults.width,
+                   help=f"scales the decoder's channel counts (default {defaults.width:g})")
+    p.add_argument("--pixel-weight", type=float, default=defaults.pixel_weight,
+                   help=f"weight of the pixel term on plain targets (default {defaults.pixel_weight:g})")
+    p.add_argument("--checkpoint-every", type=positive_int, default=500, metavar="N",
+                   help="write DEC.npz.ckpt every N steps (default 500)")
+    p.add_argument("--sample-every", type=positive_int, default=None, metavar="N",
+                   help="write DEC_sample_<step>.png (input, decoded, decoded edits) every N steps")
+    p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
+                   help="stop cleanly after this wall time and write the decoder (--resume continues)")
+    p.add_argument("--resume", action="store_true", help="continue from DEC.npz.ckpt exactly")
+    add_run_options(p, iterations=defaults.iterations, tv_weight=defaults.tv_weight, reconstruct=False)
+    p.set_defaults(func=_cmd_train_decoder)

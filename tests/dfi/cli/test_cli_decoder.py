@@ -1,0 +1,109 @@
+"""dfi train-decoder end to end, and dfi sweep / edit with --decoder (warm start, --fast)."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from data_tools.index import load_index
+
+TRAIN = ["--weights", "untrained", "--device", "cpu", "--size", "32", "--batch-size", "2", "--width", "0.25"]
+EDIT = ["--attribute", "smiling", "--weights", "untrained", "--device", "cpu", "--size", "32", "--k", "4"]
+
+
+@pytest.fixture(scope="module")
+def decoder(synth_lfw, tmp_path_factory):
+    from dfi.cli import main
+
+    _, index_file = synth_lfw
+    out = tmp_path_factory.mktemp("decoder") / "dec.npz"
+    code = main([str(a) for a in ["-q", "train-decoder", "--index", index_file, "-o", out, "--iterations", "4",
+                                  "--checkpoint-every", "2", "--sample-every", "2", *TRAIN]])
+    assert code == 0
+    return out
+
+
+def _face(index_file):
+    table = load_index(index_file).table
+    row = table.iloc[0]
+    return f"{row['person']}/{int(row['imagenum'])}"
+
+
+def test_training_writes_the_decoder_its_record_and_samples(decoder):
+    from dfi.nets.decoder import load_decoder
+
+    net, record = load_decoder(decoder)
+    assert record["format"] == "dfi-decoder" and record["vgg"].startswith("untrained:max:")
+    assert record["training"]["steps_done"] == 4 and record["architecture"]["inputs"][0][0] == "conv5_1"
+    assert len(record["architecture"]["scales"]) == 3
+    samples = sorted(p.name for p in decoder.parent.glob("dec_sample_*.png"))
+    assert samples == ["dec_sample_000002.png", "dec_sample_000004.png"]
+    with Image.open(decoder.parent / samples[0]) as im:
+        assert im.size == (4 * 32 + 3 * 4, 2 * 32 + 4)  # input | D(φ(x)) | two edits, two faces
+    assert not decoder.with_name("dec.npz.ckpt").exists()
+
+
+def test_a_time_limit_stops_cleanly_and_resume_continues(synth_lfw, tmp_path, cli):
+    _, index_file = synth_lfw
+    out = tmp_path / "d.npz"
+    code, _, err = cli("-q", "train-decoder", "--index", index_file, "-o", out, "--iterations", "3",
+                       "--time-limit", "0.00001", *TRAIN)
+    assert code == 0, err
+    from dfi.nets.decoder import load_decoder
+
+    assert load_decoder(out)[1]["training"]["steps_done"] == 1 and out.with_name("d.npz.ckpt").is_file()
+    code, _, err = cli("-q", "train-decoder", "--index", index_file, "-o", out, "--iterations", "3", "--resume", *TRAIN)
+    assert code == 0, err
+    assert load_decoder(out)[1]["training"]["steps_done"] == 3 and not out.with_name("d.npz.ckpt").exists()
+
+
+def test_fast_and_warm_edits_with_the_decoder(synth_lfw, decoder, tmp_path, cli):
+    result, index_file = synth_lfw
+    face = _face(index_file)
+    code, _, err = cli("-q", "sweep", face, "--index", index_file, *EDIT, "--alphas", "0.2,0.4",
+                       "--decoder", decoder, "--fast", "-o", tmp_path / "fast.png")
+    assert code == 0, err
+    record = json.loads((tmp_path / "fast.json").read_text())
+    assert record["init"] == "decoder" and record["iterations_run"] == 0 and len(record["losses"]) == 2
+    index = load_index(index_file)
+    original = np.asarray(Image.open(index.image_path(index.locate(*face.rsplit("/", 1)[:1], int(face.rsplit("/", 1)[1])))),
+                          dtype=float)
+    edited = np.asarray(Image.open(tmp_path / "fast_alpha0.4.png"), dtype=float)
+    assert edited.shape == original.shape
+    outside = np.ones(original.shape[:2], bool)
+    outside[20:190, 40:210] = False  # the LFW crop: nothing outside it changes
+    assert np.abs(edited - original)[outside].max() <= 1
+    code, _, err = cli("-q", "sweep", face, "--index", index_file, *EDIT, "--alphas", "0.2", "--iterations", "2",
+                       "--decoder", decoder, "-o", tmp_path / "warm.png")
+    assert code == 0, err
+    record = json.loads((tmp_path / "warm.json").read_text())
+    assert record["init"] == "decoder" and record["iterations_run"] >= 1
+
+
+@pytest.mark.parametrize("argv, code, words", [
+    (["--fast"], 2, "--fast decodes the edit in one pass: give --decoder"),
+    (["--decoder", "{foreign}"], 1, "not a dfi decoder"),
+    (["--decoder", "{decoder}", "--seed", "1"], 2, "decodes the features of VGG"),
+    (["--decoder", "{decoder}", "--layers", "conv4_1"], 2, "decodes layers conv3_1, conv4_1, conv5_1, not conv4_1"),
+])
+def test_decoder_mistakes_are_one_line(synth_lfw, decoder, tmp_path, cli, argv, code, words):
+    _, index_file = synth_lfw
+    foreign = tmp_path / "f.npz"
+    foreign.write_bytes(b"not a decoder")
+    values = {"decoder": decoder, "foreign": foreign}
+    got, _, err = cli("-q", "edit", _face(index_file), "--index", index_file, *EDIT, "--iterations", "2",
+                      *[a.format(**values) for a in argv], "-o", tmp_path / "o.png")
+    assert got == code and words in err.strip().splitlines()[-1] and err.count("dfi: error") == 1, err
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_training_refuses_too_few_faces_and_bad_settings(tmp_path, cli):
+    (tmp_path / "one").mkdir()
+    Image.new("RGB", (40, 40)).save(tmp_path / "one" / "a.png")
+    code, _, err = cli("-q", "train-decoder", "--images", tmp_path / "one", "-o", tmp_path / "d.npz", *TRAIN)
+    assert code == 2 and "fewer than --batch-size 2" in err
+    code, _, err = cli("-q", "train-decoder", "--images", tmp_path / "one", "-o", tmp_path / "d.pt", *TRAIN)
+    assert code == 2 and "ends in .npz" in err
+    code, _, err = cli("-q", "train-decoder", "-o", tmp_path / "d.npz", *TRAIN)
+    assert code == 2 and "give one of --index" in err
+    assert not (tmp_path / "d.npz").exists()
