@@ -87,6 +87,23 @@ def add_run_options(p: argparse.ArgumentParser, *, iterations: int = 150,
                    help="where fetched weights live (default $DFI_HOME or the user cache)")
 
 
+def add_training_options(p: argparse.ArgumentParser, defaults, *, model: str, samples: str) -> None:
+    """The options every training command shares (``defaults``: its config's defaults):
+    size, batch, learning rate, checkpoints, samples, resume. ``model`` names its output
+    (``MODEL.npz``), ``samples`` what a sample grid shows."""
+    p.add_argument("--size", type=positive_int, default=defaults.size,
+                   help=f"training image size in pixels (default {defaults.size})")
+    p.add_argument("--batch-size", type=positive_int, default=defaults.batch_size,
+                   help=f"images per step (default {defaults.batch_size})")
+    p.add_argument("--lr", type=float, default=defaults.lr, help=f"Adam's step size (default {defaults.lr:g})")
+    p.add_argument("--checkpoint-every", type=positive_int, default=500, metavar="N",
+                   help=f"write {model}.ckpt every N steps (default 500)")
+    stem = model.rsplit(".", 1)[0]
+    p.add_argument("--sample-every", type=positive_int, default=None, metavar="N",
+                   help=f"write {stem}_sample_<step>.png, {samples}, every N steps")
+    p.add_argument("--resume", action="store_true", help=f"continue from {model}.ckpt exactly")
+
+
 def parse_layers(text: str, option: str = "--layers") -> tuple[str, ...]:
     """A comma-separated list of VGG-19 layer names, each checked."""
     from ..nets.names import vgg19_layer_names

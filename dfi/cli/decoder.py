@@ -6,8 +6,8 @@ import sys
 import time
 from pathlib import Path
 
-from .common import (UsageError, add_run_options, check_not_inputs, check_writable, load_net, parse_layers,
-                     positive_int, progress_bar)
+from .common import (UsageError, add_run_options, add_training_options, check_not_inputs, check_writable,
+                     load_net, parse_layers, progress_bar)
 
 #: the α rows of a sample grid: input | D(φ(x)) | D(φ(x) + s·ŵ) for these strengths
 SAMPLE_STRENGTHS = (0.2, 0.4)
@@ -140,21 +140,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="decoder file to write (an existing one is replaced)")
     p.add_argument("--layers", default=",".join(DEFAULT_LAYERS),
                    help=f"VGG-19 layers it decodes (default {','.join(DEFAULT_LAYERS)}, dfi edit's)")
-    p.add_argument("--size", type=positive_int, default=defaults.size,
-                   help=f"training image size in pixels (default {defaults.size})")
-    p.add_argument("--batch-size", type=positive_int, default=defaults.batch_size,
-                   help=f"images per step (default {defaults.batch_size})")
-    p.add_argument("--lr", type=float, default=defaults.lr, help=f"Adam's learning rate (default {defaults.lr:g})")
+    add_training_options(p, defaults, model="DEC.npz", samples="input | decoded | decoded edits")
     p.add_argument("--width", type=float, default=defaults.width,
                    help=f"scales the decoder's channel counts (default {defaults.width:g})")
     p.add_argument("--pixel-weight", type=float, default=defaults.pixel_weight,
                    help=f"weight of the pixel term on plain targets (default {defaults.pixel_weight:g})")
-    p.add_argument("--checkpoint-every", type=positive_int, default=500, metavar="N",
-                   help="write DEC.npz.ckpt every N steps (default 500)")
-    p.add_argument("--sample-every", type=positive_int, default=None, metavar="N",
-                   help="write DEC_sample_<step>.png (input, decoded, decoded edits) every N steps")
     p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
                    help="stop cleanly after this wall time and write the decoder (--resume continues)")
-    p.add_argument("--resume", action="store_true", help="continue from DEC.npz.ckpt exactly")
     add_run_options(p, iterations=defaults.iterations, tv_weight=defaults.tv_weight, reconstruct=False)
     p.set_defaults(func=_cmd_train_decoder)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import (UsageError, add_run_options, check_not_inputs, check_output, check_writable, load_net,
-                     positive_int, progress_bar, select_device)
+from .common import (UsageError, add_run_options, add_training_options, check_not_inputs, check_output,
+                     check_writable, load_net, positive_int, progress_bar, select_device)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -223,11 +223,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--content", type=Path, required=True, metavar="DIR",
                    help="folder of content images (e.g. COCO train2014: dfi data download coco-train2014)")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="MODEL.npz", help="model file to write (an existing one is replaced)")
-    p.add_argument("--size", type=positive_int, default=defaults.size,
-                   help=f"training image size in pixels (default {defaults.size})")
-    p.add_argument("--batch-size", type=positive_int, default=defaults.batch_size,
-                   help=f"content images per step (default {defaults.batch_size})")
-    p.add_argument("--lr", type=float, default=defaults.lr, help=f"Adam's step size (default {defaults.lr:g})")
+    add_training_options(p, defaults, model="MODEL.npz", samples="content in every style")
     p.add_argument("--content-weight", type=float, default=defaults.content_weight,
                    help=f"content loss weight (default {defaults.content_weight:g})")
     p.add_argument("--style-weight", type=float, default=defaults.style_weight,
@@ -235,11 +231,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--content-layer", choices=CONTENT_LAYERS, default=defaults.content_layer,
                    help=f"VGG layer of the content loss (default {defaults.content_layer})")
     p.add_argument("--width", type=float, default=1.0, help="scale of the stylizer's channels (default 1)")
-    p.add_argument("--checkpoint-every", type=positive_int, default=500, metavar="N",
-                   help="save MODEL.npz.ckpt every N steps (default 500)")
-    p.add_argument("--sample-every", type=positive_int, default=None, metavar="N",
-                   help="write MODEL_sample_<step>.png, content in every style, every N steps")
-    p.add_argument("--resume", action="store_true", help="continue from MODEL.npz.ckpt exactly")
     p.add_argument("--finetune", type=Path, default=None, metavar="MODEL.npz",
                    help="add the --style images to this model, training only their normalisation")
     add_run_options(p, iterations=defaults.iterations, tv_weight=defaults.tv_weight, reconstruct=False)

@@ -30,7 +30,7 @@ import chainer.functions as F
 from ..core.backend import get_array_module, to_cpu, using_device
 from ..core.errors import SettingError
 from ..core.image import crop_and_resize, preprocess, read_ahead, read_image
-from ..core.checkpoint import load_training, save_training
+from ..core.training import load_training, optimiser_step, save_training
 from ..core.losses import feature_loss, network_input, total_variation
 from ..nets.decoder import Decoder, FastDecoder
 from ..nets.features import extract
@@ -140,14 +140,9 @@ class DecoderTrainer:
         for images, strengths, which in read_ahead(loads):
             with using_device(device):
                 self.step += 1
-                terms = self.loss_terms(device.send(images), strengths, which)
-                means = [F.mean(term) for term in terms.values()]
-                loss = sum(means)
-                self.decoder.cleargrads()
-                loss.backward()
-                self.optimizer.update()
-                values = device.xp.stack([m.array for m in (*means, loss)]).tolist()  # the one wait
-            yield DecoderStep(self.step, dict(zip(terms, values[:-1])), values[-1])
+                terms, total = optimiser_step(self.decoder, self.optimizer,
+                                              self.loss_terms(device.send(images), strengths, which), device.xp)
+            yield DecoderStep(self.step, terms, total)
 
     def save_checkpoint(self, path: str | os.PathLike) -> None:
         """The decoder, Adam's state and the step, atomically (``--resume`` reads it)."""

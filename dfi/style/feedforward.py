@@ -31,7 +31,7 @@ import chainer.functions as F
 from data_tools.fsutil import atomic_path
 
 from ..core.backend import to_cpu, using_device
-from ..core.checkpoint import load_training, save_training
+from ..core.training import load_training, optimiser_step, save_training
 from ..core.color import combine_luminance
 from ..core.errors import SettingError
 from ..core.image import IMAGE_SUFFIXES, image_files, read_ahead, read_image, resize
@@ -140,14 +140,9 @@ class Trainer:
         for style, content in read_ahead(loads):
             with using_device(device):  # (not across the yield: the caller's thread may differ)
                 self.step += 1
-                terms = self.loss_terms(style, device.send(content))
-                means = [F.mean(term) for term in terms.values()]
-                loss = sum(means)
-                self.transform.cleargrads()
-                loss.backward()
-                self.optimizer.update()
-                values = device.xp.stack([m.array for m in (*means, loss)]).tolist()  # the one wait
-            yield TrainStep(self.step, style, dict(zip(terms, values[:-1])), values[-1])
+                terms, total = optimiser_step(self.transform, self.optimizer,
+                                              self.loss_terms(style, device.send(content)), device.xp)
+            yield TrainStep(self.step, style, terms, total)
 
     # -------------------------------------------------------------- checkpoints
     def save_checkpoint(self, path: str | os.PathLike) -> None:

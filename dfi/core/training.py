@@ -1,5 +1,6 @@
-"""Training checkpoints: a Chainer link, its optimiser's state and the step, in one npz
-written atomically, read back exactly (a resumed run ends where an uninterrupted one does)."""
+"""Training a Chainer link: one optimiser step on weighted loss terms, and checkpoints (the
+link, its optimiser's state and the step in one npz written atomically, read back exactly:
+a resumed run ends where an uninterrupted one does)."""
 from __future__ import annotations
 
 import os
@@ -13,6 +14,20 @@ import chainer
 from data_tools.fsutil import atomic_path
 
 from .backend import to_cpu
+
+
+def optimiser_step(link: chainer.Link, optimizer: chainer.Optimizer, terms: Mapping, xp) -> tuple[dict, float]:
+    """Minimise the sum of the terms' means (each term one value per image) by one step;
+    returns ({term: mean}, total) as host floats, read in one wait for the device."""
+    import chainer.functions as F
+
+    means = [F.mean(term) for term in terms.values()]
+    loss = sum(means)
+    link.cleargrads()
+    loss.backward()
+    optimizer.update()
+    values = xp.stack([m.array for m in (*means, loss)]).tolist()  # the one wait
+    return dict(zip(terms, values[:-1])), values[-1]
 
 
 def save_training(path: str | os.PathLike, name: str, link: chainer.Link, optimizer: chainer.Optimizer,

@@ -1,0 +1,132 @@
+"""Benchmarks of the DFI decoder (results go to BENCHMARKS.md with machine, command and date).
+
+    python scripts/bench_decoder.py train --index INDEX --sizes 64,128,200 [--steps 3]
+    python scripts/bench_decoder.py edits --index INDEX --decoder DEC.npz [--size 64] [--faces 3]
+
+``train``: seconds per training step and the process's peak memory at each size, each in a
+fresh process (untrained full-width VGG-19, width-0.5 decoder, batch 4). ``edits``: for
+held-out faces (the index's last ones) and the default 5 α of the norm scaling, a cold
+sweep (rows start from the face), a warm one (rows start from the decoded change) and the
+fast one-pass result: per row, the image passes each needs to reach the cold run's final
+loss, their final losses, and seconds; the fast result's feature loss against the
+optimised one. Prints JSON lines.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ALPHAS = (0.1, 0.2, 0.3, 0.4, 0.5)
+
+
+def _train_one(index: str, size: int, steps: int) -> dict:
+    from data_tools.attributes import attribute_columns
+    from data_tools.index import load_index
+
+    import dfi._compat  # noqa: F401
+    from dfi.core.image import crop_and_resize, read_image
+    from dfi.edit.decoding import DecoderTrainer, attribute_directions, feature_scales
+    from dfi.edit.settings import DecoderTrainConfig
+    from dfi.nets.decoder import Decoder, dfi_spec
+    from dfi.nets.vgg import untrained_vgg19
+
+    table = load_index(index)
+    files = [table.images_root / p for p in table.table["path"]]
+    config = DecoderTrainConfig(size=size, batch_size=4, iterations=steps + 1)
+    vgg = untrained_vgg19(seed=0)
+    sample = np.stack([crop_and_resize(read_image(f), config.crop, (size, size)) for f in files[:32]])
+    directions = attribute_directions(vgg, sample, table.table[attribute_columns(table.table)].to_numpy()[:32],
+                                      config.layers)
+    channels = {n: w.shape[0] for n, (w, _) in vgg.params.items()}
+    decoder = Decoder(dfi_spec(channels, width=config.width, scales=feature_scales(vgg, sample, config.layers)))
+    trainer = DecoderTrainer(vgg, decoder, files, directions, config, crop=config.crop)
+    next(trainer.run(1))  # warm-up
+    start = time.perf_counter()
+    list(trainer.run(steps + 1))
+    return {"bench": "train", "size": size, "seconds_per_step": round((time.perf_counter() - start) / steps, 3),
+            "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def _history(progress):
+    """(image passes so far, per-row loss) after every iteration."""
+    return [(p.evaluations, np.asarray(p.loss_host, dtype=float)) for p in progress]
+
+
+def _edits(index_file: str, decoder_file: str, size: int, faces: int, k: int) -> list[dict]:
+    import dfi._compat  # noqa: F401
+    from data_tools.index import load_index
+
+    from dfi.cli.edit import _decoder
+    from dfi.edit.pipeline import choose_neighbors, compute_vector, load_face, sweep
+    from dfi.edit.settings import EditConfig
+    from dfi.nets.vgg import untrained_vgg19
+
+    index = load_index(index_file)
+    net = untrained_vgg19(seed=0)
+    config = EditConfig(size=size, k=k)
+    args = argparse.Namespace(decoder=decoder_file)
+    decoder = _decoder(args, net, config)
+    out = []
+    for row in range(len(index.table) - faces, len(index.table)):
+        face = load_face(index.image_path(row), config, row=row)
+        sources, targets = choose_neighbors(index, face, "smiling", config)
+        vector = compute_vector(net, index, sources, targets, config)
+        runs = {}
+        for name, kwargs in (("cold", {}), ("warm", {"decoder": decoder}), ("fast", {"decoder": decoder, "fast": True})):
+            start = time.perf_counter()
+            runs[name] = (_history(sweep(net, face, [vector], ALPHAS, config, **kwargs)), time.perf_counter() - start)
+        cold_final = runs["cold"][0][-1][1]
+        record = {"bench": "edits", "face": str(index.table["path"][row]), "size": size}
+        for name in ("cold", "warm"):
+            history, seconds = runs[name]
+            reach = []
+            for r in range(1, len(ALPHAS) + 1):
+                hit = next((passes for passes, loss in history if loss[r] <= cold_final[r] * 1.0001), None)
+                reach.append(hit)
+            record[name] = {"seconds": round(seconds, 2), "passes": history[-1][0], "passes_to_cold_loss": reach,
+                            "final_loss": [round(float(v), 4) for v in history[-1][1][1:]]}
+        record["fast"] = {"seconds": round(runs["fast"][1], 3), "seconds_per_alpha": round(runs["fast"][1] / len(ALPHAS), 3),
+                          "loss_over_optimised": [round(float(f / c), 3) for f, c in
+                                                  zip(runs["fast"][0][-1][1][1:], cold_final[1:])]}
+        out.append(record)
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train")
+    p.add_argument("--index", required=True)
+    p.add_argument("--sizes", default="64,128,200")
+    p.add_argument("--steps", type=int, default=3)
+    p = sub.add_parser("_train_one")
+    p.add_argument("--index", required=True)
+    p.add_argument("--size", type=int, required=True)
+    p.add_argument("--steps", type=int, default=3)
+    p = sub.add_parser("edits")
+    p.add_argument("--index", required=True)
+    p.add_argument("--decoder", required=True)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--faces", type=int, default=3)
+    p.add_argument("--k", type=int, default=30)
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        for size in map(int, args.sizes.split(",")):  # each size in a fresh process
+            subprocess.run([sys.executable, __file__, "_train_one", "--index", args.index, "--size", str(size),
+                            "--steps", str(args.steps)], check=True)
+    elif args.command == "_train_one":
+        print(json.dumps(_train_one(args.index, args.size, args.steps)), flush=True)
+    else:
+        for record in _edits(args.index, args.decoder, args.size, args.faces, args.k):
+            print(json.dumps(record), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
