@@ -104,6 +104,30 @@ def add_training_options(p: argparse.ArgumentParser, defaults, *, model: str, sa
     p.add_argument("--resume", action="store_true", help=f"continue from {model}.ckpt exactly")
 
 
+def run_training(trainer, until: int, args: argparse.Namespace, checkpoint: Path, *,
+                 samples: Optional[Callable[[int], object]] = None, deadline: Optional[float] = None) -> int:
+    """The command line's training loop over ``trainer.run(until)``: a progress bar with the
+    loss terms, a checkpoint every ``--checkpoint-every`` steps (and where it stops early),
+    ``samples(step)`` every ``--sample-every`` steps, a clean stop once ``time.monotonic()``
+    passes ``deadline``. Returns the last step done."""
+    import time
+
+    with progress_bar(until, args.quiet, "training", unit="step") as bar:
+        bar.update(trainer.step)
+        for step in trainer.run(until):
+            bar.update(1)
+            if not args.quiet:
+                bar.set_postfix({k: f"{v:.3g}" for k, v in step.terms.items()}, refresh=False)
+            stopping = deadline is not None and time.monotonic() >= deadline
+            if (step.step % args.checkpoint_every == 0 or stopping) and step.step < until:
+                trainer.save_checkpoint(checkpoint)
+            if samples is not None and args.sample_every and step.step % args.sample_every == 0:
+                samples(step.step)
+            if stopping:
+                break
+    return trainer.step
+
+
 def parse_layers(text: str, option: str = "--layers") -> tuple[str, ...]:
     """A comma-separated list of VGG-19 layer names, each checked."""
     from ..nets.names import vgg19_layer_names

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from .common import (UsageError, add_run_options, add_training_options, check_not_inputs, check_writable,
-                     load_net, parse_layers, progress_bar)
+                     load_net, parse_layers, run_training)
 
 #: the α rows of a sample grid: input | D(φ(x)) | D(φ(x) + s·ŵ) for these strengths
 SAMPLE_STRENGTHS = (0.2, 0.4)
@@ -79,20 +79,11 @@ def _cmd_train_decoder(args: argparse.Namespace) -> int:
     if args.resume:
         trainer.load_checkpoint(checkpoint)
     deadline = None if args.time_limit is None else time.monotonic() + 60 * args.time_limit
-    with progress_bar(config.iterations, args.quiet, "training", unit="step") as bar:
-        bar.update(trainer.step)
-        for step in trainer.run(config.iterations):
-            bar.update(1)
-            if not args.quiet:
-                bar.set_postfix({k: f"{v:.3g}" for k, v in step.terms.items()}, refresh=False)
-            stopping = deadline is not None and time.monotonic() >= deadline
-            if (step.step % args.checkpoint_every == 0 or stopping) and step.step < config.iterations:
-                trainer.save_checkpoint(checkpoint)
-            if args.sample_every and step.step % args.sample_every == 0:
-                write_image(out.with_name(f"{out.stem}_sample_{step.step:06d}.png"),
-                            _samples(trainer, sample[:2], bool(scores is not None)))
-            if stopping:
-                break
+
+    def write_samples(step: int) -> None:
+        write_image(out.with_name(f"{out.stem}_sample_{step:06d}.png"),
+                    _samples(trainer, sample[:2], bool(scores is not None)))
+    run_training(trainer, config.iterations, args, checkpoint, samples=write_samples, deadline=deadline)
     settings = {**vars(config), "weights": vgg.name, "steps_done": trainer.step,
                 "trained_on": str(args.index or args.images)}
     save_decoder(out, decoder, vgg_identity=vgg.identity, convention=repr(vgg.convention), settings=settings)

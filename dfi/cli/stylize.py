@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from .common import (UsageError, add_run_options, add_training_options, check_not_inputs, check_output,
-                     check_writable, load_net, positive_int, progress_bar, select_device)
+                     check_writable, load_net, positive_int, progress_bar, run_training, select_device)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -45,17 +45,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"--resume: no checkpoint {checkpoint} to continue from")
         trainer.load_checkpoint(checkpoint)
     samples = [_square_sample(f, config.size) for f in files[:2]]
-    with progress_bar(config.iterations, args.quiet, "training", unit="step") as bar:
-        bar.update(trainer.step)
-        for step in trainer.run(config.iterations):
-            bar.update(1)
-            if not args.quiet:
-                bar.set_postfix({k: f"{v:.3g}" for k, v in step.terms.items()}, refresh=False)
-            if step.step % args.checkpoint_every == 0 and step.step < config.iterations:
-                trainer.save_checkpoint(checkpoint)
-            if args.sample_every and step.step % args.sample_every == 0:
-                write_image(out.with_name(f"{out.stem}_sample_{step.step:06d}.png"),
-                            grid(_sample_rows(transform, samples), columns=transform.n_styles + 1))
+
+    def write_samples(step: int) -> None:
+        write_image(out.with_name(f"{out.stem}_sample_{step:06d}.png"),
+                    grid(_sample_rows(transform, samples), columns=transform.n_styles + 1))
+    run_training(trainer, config.iterations, args, checkpoint, samples=write_samples)
     settings = {**vars(config), "weights": vgg.name, "content": str(args.content),
                 **({"finetuned_from": str(args.finetune)} if args.finetune else {})}
     save_model(out, transform, styles=names, settings=settings)
