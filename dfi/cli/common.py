@@ -104,6 +104,15 @@ def add_training_options(p: argparse.ArgumentParser, defaults, *, model: str, sa
     p.add_argument("--resume", action="store_true", help=f"continue from {model}.ckpt exactly")
 
 
+def training_checkpoint(args: argparse.Namespace, model: Path) -> Path:
+    """``MODEL.npz.ckpt``, the checkpoint a training command writes beside ``model``;
+    with ``--resume`` it must exist (checked before any network loads)."""
+    checkpoint = model.with_name(model.name + ".ckpt")
+    if args.resume and not checkpoint.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint {checkpoint} to continue from")
+    return checkpoint
+
+
 def run_training(trainer, until: int, args: argparse.Namespace, checkpoint: Path, *,
                  samples: Optional[Callable[[int], object]] = None, deadline: Optional[float] = None) -> int:
     """The command line's training loop over ``trainer.run(until)``: a progress bar with the

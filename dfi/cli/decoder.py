@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from .common import (UsageError, add_run_options, add_training_options, check_not_inputs, check_writable,
-                     load_net, parse_layers, run_training)
+                     load_net, parse_layers, run_training, training_checkpoint)
 
 #: the α rows of a sample grid: input | D(φ(x)) | D(φ(x) + s·ŵ) for these strengths
 SAMPLE_STRENGTHS = (0.2, 0.4)
@@ -44,8 +44,8 @@ def _cmd_train_decoder(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..core.image import crop_and_resize, read_image, write_image
-    from ..edit.decoding import (DecoderTrainConfig, DecoderTrainer, attribute_directions, checkpoint_path,
-                                 feature_scales)
+    from ..edit.decoding import DecoderTrainer, attribute_directions, feature_scales
+    from ..edit.settings import DecoderTrainConfig
     from ..nets.decoder import Decoder, dfi_spec, save_decoder
 
     out = Path(args.output)
@@ -60,9 +60,7 @@ def _cmd_train_decoder(args: argparse.Namespace) -> int:
                                 pixel_weight=args.pixel_weight, tv_weight=args.tv_weight, seed=args.seed)
     files, scores = _training_set(args, config)
     crop = config.crop if args.index is not None else None
-    checkpoint = checkpoint_path(out)
-    if args.resume and not checkpoint.is_file():
-        raise FileNotFoundError(f"--resume: no checkpoint {checkpoint} to continue from")
+    checkpoint = training_checkpoint(args, out)
     vgg, _ = load_net(args)
     size = (config.size, config.size)
     sample = np.stack([crop_and_resize(read_image(f), crop, size) for f in files[:DIRECTION_FACES]])
@@ -114,7 +112,7 @@ def _samples(trainer, images, edits: bool):
             tiles.append(images[row])
             for s in strengths:
                 one = {n: v[row:row + 1] for n, v in feats.items()}
-                target = trainer._targets(one, np.array([s], np.float32), np.zeros(1, int))
+                target = trainer.targets(one, np.array([s], np.float32), np.zeros(1, int))
                 tiles.append(to_cpu(trainer.decoder(target, images.shape[2:]).array)[0])
     return grid(tiles, columns=1 + len(strengths))
 

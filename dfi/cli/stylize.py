@@ -5,7 +5,8 @@ import argparse
 from pathlib import Path
 
 from .common import (UsageError, add_run_options, add_training_options, check_not_inputs, check_output,
-                     check_writable, load_net, positive_int, progress_bar, run_training, select_device)
+                     check_writable, load_net, positive_int, progress_bar, run_training, select_device,
+                     training_checkpoint)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -20,6 +21,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise UsageError(f"-o {out}: a model file ends in .npz")
     check_writable({"-o": out})  # (its checkpoint and samples go beside it)
     check_not_inputs({"-o": out}, {"--finetune": args.finetune, **{f"--style {s}": s for s in args.style}})
+    checkpoint = training_checkpoint(args, out)
     config = TrainConfig(size=args.size, batch_size=args.batch_size, iterations=args.iterations, lr=args.lr,
                          content_weight=args.content_weight, style_weight=args.style_weight,
                          tv_weight=args.tv_weight, content_layer=args.content_layer, width=args.width,
@@ -39,10 +41,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     transform.to_device(vgg.device)
     _check_training_memory(vgg, transform, config)
     trainer = Trainer(vgg, transform, style_images(args.style, config.size), files, config, style_offset=offset)
-    checkpoint = out.with_name(out.name + ".ckpt")
     if args.resume:
-        if not checkpoint.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint {checkpoint} to continue from")
         trainer.load_checkpoint(checkpoint)
     samples = [_square_sample(f, config.size) for f in files[:2]]
 

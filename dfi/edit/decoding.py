@@ -11,7 +11,7 @@ edits live. Every step draws its faces, targets and strengths from (seed, step) 
 run resumed from a checkpoint ends exactly where an uninterrupted one does.
 
 Use: :func:`decoded_starts` gives L-BFGS the start x + D(t_α) − D(φ(x)) for each α row (the
-decoded *change* added to the input), and :func:`decode_targets` the one-pass result.
+decoded *change* added to the input); without optimisation they are the one-pass result.
 """
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ class DecoderTrainer:
         strength = rng.uniform(*config.strengths, size=config.batch_size) * rng.choice([-1.0, 1.0], config.batch_size)
         return images, np.where(edited, strength, 0.0).astype(np.float32), which
 
-    def _targets(self, feats: Mapping, strengths, which):
+    def targets(self, feats: Mapping, strengths, which):
         """φ(x) + s·‖φ_l(x)‖·ŵ_l per layer (s = 0 for plain targets), on the device."""
         if not np.any(strengths):
             return dict(feats)
@@ -121,7 +121,7 @@ class DecoderTrainer:
         config, vgg, layers = self.config, self.vgg, self.config.layers
         with chainer.no_backprop_mode(), chainer.using_config("train", False):
             feats = {n: v.array for n, v in vgg.pick(preprocess(images, vgg.convention), layers).items()}
-        targets = self._targets(feats, strengths, which)
+        targets = self.targets(feats, strengths, which)
         size = images.shape[2:]
         decoded = self.decoder(targets, size)
         with chainer.using_config("train", False):
@@ -152,18 +152,9 @@ class DecoderTrainer:
         self.step = load_training(path, "decoder", self.decoder, self.optimizer)
 
 
-def decode_targets(decoder: FastDecoder, targets: Mapping, size) -> object:
-    """D(t) for stacked targets ``{layer: (N, C, h, w)}``: NCHW RGB [0, 255] of ``size``."""
-    return decoder(targets, size)
-
-
 def decoded_starts(decoder: FastDecoder, image, targets: Mapping):
     """x + D(t_α) − D(t_0) for every row of ``targets`` (row 0 is α = 0, whose start is x),
     clipped to [0, 255]: L-BFGS's start with a decoder. ``image`` (1, 3, H, W)."""
     xp = get_array_module(image)
     decoded = decoder(targets, image.shape[2:])
     return xp.clip(image + decoded - decoded[:1], 0, 255).astype(xp.float32)
-
-
-def checkpoint_path(model: str | os.PathLike) -> Path:
-    return Path(str(model) + ".ckpt")
