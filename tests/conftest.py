@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import http.server
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import dfi._compat  # noqa: F401  (NumPy 2 shim: before any test module imports chainer)
+
+# tests/file_formats.py (writers of real formats) is imported by name from the test modules
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -16,9 +16,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ..nets.stylizer import TransformNet
     from ..style.feedforward import TrainConfig, Trainer, content_images, load_model, save_model, style_images
 
+    from ..style.pretrained import model_path
+
     out = Path(args.output)
     if out.suffix != ".npz":
         raise UsageError(f"-o {out}: a model file ends in .npz")
+    if args.finetune is not None:
+        args.finetune = model_path(args.finetune)
     check_writable({"-o": out})  # (its checkpoint and samples go beside it)
     check_not_inputs({"-o": out}, {"--finetune": args.finetune, **{f"--style {s}": s for s in args.style}})
     checkpoint = training_checkpoint(args, out)
@@ -81,10 +85,10 @@ def training_bytes(vgg, transform, config) -> int:
     activations (about ten maps of each layer's size kept for its backward pass) and
     Chainer's column buffers (the largest layer's, alive up to three times: im2col, its
     gradient, col2im)."""
-    from ..nets.stylizer import LAYERS, column_elements
+    from ..nets.stylizer import column_elements
 
     side, maps = config.size, 0
-    for name, _, stride, _, upsample, _, _ in LAYERS:
+    for name, _, stride, _, upsample, _, _ in transform.layers:
         side = side * 2 if upsample else side // stride
         maps += 10 * getattr(transform, name).out_channels * side * side
     layers = [config.content_layer, *(name.split(":")[0].strip() for name in config.style_layers.split(","))]
@@ -109,8 +113,21 @@ def _cmd_stylize(args: argparse.Namespace) -> int:
     from ..core.image import IMAGE_SUFFIXES
     from ..video.io import VIDEO_SUFFIXES
 
+    from ..style.pretrained import model_path
+
     if args.style is not None and args.mix is not None:
         raise UsageError("give one of --style K and --mix K:W,…, not both")
+    args.model = model_path(args.model)
+    if args.list_styles:
+        for number, name in enumerate(Stylizer.load(args.model).styles):
+            print(f"{number}\t{name}")
+        return 0
+    if args.input is None:
+        raise UsageError("give INPUT (an image, a folder or a video), or --list-styles")
+    if args.sheet is not None:
+        return _sheet(args, Stylizer)
+    if args.output is None:
+        raise UsageError("give -o OUTPUT (or --sheet SHEET.png for every style on one photo)")
     source, out = Path(args.input), Path(args.output)
     check_not_inputs({"-o": out}, {"INPUT": source, "--model": args.model})
     if not source.exists():
@@ -150,6 +167,45 @@ def _cmd_stylize(args: argparse.Namespace) -> int:
     else:
         _stylize_folder(model, source, out, args, run)
     return 0
+
+
+def _sheet(args, Stylizer) -> int:
+    """INPUT (an image) in every style of the model, each tile numbered, on one sheet."""
+    import math
+
+    from ..core.image import check_min_side, grid, read_image, write_image
+
+    source, out = Path(args.input), Path(args.sheet)
+    check_output(out)
+    check_not_inputs({"--sheet": out}, {"INPUT": source, "--model": args.model})
+    if args.output is not None or args.style is not None or args.mix is not None:
+        raise UsageError("--sheet renders every style: give no -o, --style or --mix with it")
+    if not source.is_file():
+        raise FileNotFoundError(f"INPUT {source}: no such file (--sheet takes one image)")
+    model = Stylizer.load(args.model, device=select_device(args))
+    image = check_min_side(read_image(source), f"INPUT {source}")
+    tiles = [_numbered(image, "input")]
+    with progress_bar(model.net.n_styles, args.quiet, "styles", unit="style") as bar:
+        for number, name in enumerate(model.styles):
+            styled = model.stylize(image, style=number, preserve_color=args.preserve_color)
+            tiles.append(_numbered(styled, str(number) if name == f"style {number}" else f"{number} {name}"))
+            bar.update(1)
+    write_image(out, grid(tiles, columns=math.ceil(math.sqrt(len(tiles)))))
+    print(out)
+    return 0
+
+
+def _numbered(image, label: str):
+    """``image`` (CHW [0, 255]) with ``label`` in its top-left corner, white on black."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    pil = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8).transpose(1, 2, 0))
+    draw = ImageDraw.Draw(pil)
+    box = draw.textbbox((2, 2), label)
+    draw.rectangle((0, 0, box[2] + 2, box[3] + 2), fill=(0, 0, 0))
+    draw.text((2, 2), label, fill=(255, 255, 255))
+    return np.asarray(pil, dtype=np.float32).transpose(2, 0, 1)
 
 
 def _stylize_folder(model, source: Path, out: Path, args, run: dict) -> None:
@@ -224,16 +280,22 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--content-layer", choices=CONTENT_LAYERS, default=defaults.content_layer,
                    help=f"VGG layer of the content loss (default {defaults.content_layer})")
     p.add_argument("--width", type=float, default=1.0, help="scale of the stylizer's channels (default 1)")
-    p.add_argument("--finetune", type=Path, default=None, metavar="MODEL.npz",
-                   help="add the --style images to this model, training only their normalisation")
+    p.add_argument("--finetune", default=None, metavar="MODEL",
+                   help="add the --style images to this model (a file or a fetched one's name, e.g. "
+                        "magenta-varied), training only their normalisation (Dumoulin et al.'s recipe)")
     add_run_options(p, iterations=defaults.iterations, tv_weight=defaults.tv_weight, reconstruct=False)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("stylize", help="stylise an image, a folder of images or a video with a trained model")
-    p.add_argument("input", metavar="INPUT", help="an image, a folder of images, or a video")
-    p.add_argument("-o", "--output", required=True, help="image, folder or video to write (existing files are replaced; "
-                        "an interrupted video resumes)")
-    p.add_argument("--model", type=Path, required=True, metavar="MODEL.npz", help="a model from dfi train-stylizer")
+    p.add_argument("input", metavar="INPUT", nargs="?", help="an image, a folder of images, or a video")
+    p.add_argument("-o", "--output", default=None, help="image, folder or video to write (existing files are "
+                                                         "replaced; an interrupted video resumes)")
+    p.add_argument("--model", required=True, metavar="MODEL",
+                   help="a model file (dfi train-stylizer, dfi weights convert) or a fetched one's name: "
+                        "magenta-monet, magenta-varied, candy, mosaic, rain_princess, udnie (dfi weights fetch)")
+    p.add_argument("--list-styles", action="store_true", help="print the model's style numbers and names, then stop")
+    p.add_argument("--sheet", default=None, metavar="SHEET.png",
+                   help="render INPUT (an image) in every style of the model, numbered, on one sheet")
     p.add_argument("--style", type=int, default=None, metavar="K",
                    help="the style number (0 = the first; a one-style model needs none)")
     p.add_argument("--mix", default=None, metavar="K:W,…",

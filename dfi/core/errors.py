@@ -9,6 +9,12 @@ class SettingError(ValueError):
     """
 
 
+class FileFormatError(SettingError):
+    """A file given to dfi (weights, a model, a decoder, a checkpoint) is not in the format
+    it must be: a wrong argument, reported as a usage error (exit code 2) naming the file
+    and what was expected."""
+
+
 def show_warning(message, category=None, filename=None, lineno=None, file=None, line=None) -> None:
     """A :func:`warnings.showwarning` that prints one line, ``dfi: warning: MESSAGE``,
     without the source line Python adds: the command line's (above its progress bars) and

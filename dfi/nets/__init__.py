@@ -1,8 +1,10 @@
 """The networks: VGG-19 with ``pick`` on dfi's own kernels (Winograd convolution, pooling
 without im2col; Chainer's functions as the reference), its weight formats (fetch, convert,
 load), batched feature extraction without a graph, the feed-forward stylizer's
-transformation network and the feature decoders (one builder from an architecture record:
-DFI's multi-layer decoder, AdaIN's; trained with a graph, run on the same kernels).
+transformation network (dfi's own and the published variants: Magenta's, pytorch/examples';
+their file formats — TensorFlow V1 checkpoints, torch state dicts — read without either
+framework) and the feature decoders (one builder from an architecture record: DFI's
+multi-layer decoder, AdaIN's; trained with a graph, run on the same kernels).
 
 May import: ``dfi.core``, ``dfi._compat``, ``data_tools.download``. Must never import a
 pipeline (``dfi.edit``, ``dfi.style``) or ``dfi.cli``.

@@ -4,7 +4,9 @@ instance normalisation (Dumoulin, Shlens & Kudlur, ICLR 2017), so one network ho
 Layers (``width`` scales every channel count; 1 is the published network):
 c9s1-32 → d64 → d128 → 5 residual blocks of 128 → u64 → u32 → c9s1-3, each convolution
 after reflection padding and followed by conditional instance normalisation and a ReLU (the
-residual blocks' second convolution has no ReLU, the last layer no normalisation);
+residual blocks' second convolution has no ReLU, the last layer no normalisation; the
+published networks of this family differ in details a :class:`Variant` records: biases,
+the last layer's normalisation, the output and input scaling);
 ``d`` is a 3×3 convolution of stride 2, ``u`` a nearest-neighbour ×2 upsampling and a 3×3
 convolution (no transposed-convolution checkerboard). The output is 255·sigmoid: RGB in
 [0, 255]. Every normalisation has one (γ, β) pair per style, in a :class:`StyleTable` of its
@@ -13,6 +15,7 @@ uses Σ wₛ γₛ and Σ wₛ βₛ (the weights need not sum to 1).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
@@ -33,6 +36,30 @@ LAYERS = (("c1", 9, 1, 32, False, True, True), ("d1", 3, 2, 64, False, True, Tru
           *[(f"r{b}{i}", 3, 1, 128, False, True, i == 1) for b in range(1, 6) for i in (1, 2)],
           ("u1", 3, 1, 64, True, True, True), ("u2", 3, 1, 32, True, True, True),
           ("c2", 9, 1, 3, False, False, False))
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How a published network of this family differs from dfi's own (the defaults):
+    ``bias``: its convolutions have biases (Magenta's have none, a normalisation follows
+    each); ``last_norm``: the 9×9 output convolution is normalised too (Magenta);
+    ``output``: ``"sigmoid"`` 255·σ(h) or ``"clamp"`` h clamped to [0, 255] (pytorch/examples);
+    ``input_scale``: what RGB [0, 255] is multiplied by first (1/255, or 1 for pytorch/examples)."""
+
+    bias: bool = True
+    last_norm: bool = False
+    output: str = "sigmoid"
+    input_scale: float = 1.0 / 255.0
+
+
+#: the variants by name: dfi's trainer makes "dfi"; the converters the published ones
+VARIANTS = {"dfi": Variant(), "magenta": Variant(bias=False, last_norm=True),
+            "fast-neural-style": Variant(output="clamp", input_scale=1.0)}
+
+
+def variant_layers(variant: Variant) -> tuple:
+    """:data:`LAYERS` with the output layer normalised where the variant says so."""
+    return tuple((*layer[:5], True, False) if layer[0] == "c2" and variant.last_norm else layer for layer in LAYERS)
 
 
 #: the largest weight of one style in a mix (beyond it the network's sigmoid only saturates)
@@ -114,20 +141,23 @@ class TransformNet(chainer.Chain):
         seed: initial weights.
     """
 
-    def __init__(self, n_styles: int, *, width: float = 1.0, seed: int = 0):
+    def __init__(self, n_styles: int, *, width: float = 1.0, seed: int = 0, variant: str = "dfi"):
         super().__init__()
         if n_styles < 1:
             raise SettingError(f"a stylizer needs at least one style, not {n_styles}")
-        self.width = width
+        if variant not in VARIANTS:
+            raise SettingError(f"stylizer variant {variant!r} is not one of {', '.join(VARIANTS)}")
+        self.width, self.variant_name, self.variant = width, variant, VARIANTS[variant]
+        self.layers = variant_layers(self.variant)
         rng = np.random.default_rng(seed)
         self.channels, channels = {}, 3
         with self.init_scope():
-            for name, kernel, stride, count, _, normalise, _ in LAYERS:
+            for name, kernel, stride, count, _, normalise, _ in self.layers:
                 out = count if name == "c2" else max(1, int(round(count * width)))
                 fan_in = channels * kernel * kernel
                 weight = (rng.standard_normal((out, channels, kernel, kernel)) * np.sqrt(2.0 / fan_in)).astype(np.float32)
                 setattr(self, name, L.Convolution2D(channels, out, kernel, stride=stride, initialW=weight,
-                                                    initial_bias=0.0))
+                                                    initial_bias=0.0, nobias=not self.variant.bias))
                 if normalise:
                     self.channels[name] = out
                 channels = out
@@ -180,9 +210,9 @@ class TransformNet(chainer.Chain):
     def forward(self, x, mix: Mapping[int, float]):
         """NCHW RGB [0, 255] (sides multiples of :data:`dfi.nets.names.MULTIPLE`) → stylised, same shape."""
         mix = self.check_mix(mix)
-        h = x * (1.0 / 255.0)
+        h = x * self.variant.input_scale
         skip = None
-        for name, kernel, _, _, upsample, normalise, relu in LAYERS:
+        for name, kernel, _, _, upsample, normalise, relu in self.layers:
             if name.startswith("r") and name.endswith("1"):
                 skip = h
             if upsample:
@@ -194,11 +224,12 @@ class TransformNet(chainer.Chain):
                 h = F.relu(h)
             if name.startswith("r") and name.endswith("2"):
                 h = h + skip
-        return 255.0 * F.sigmoid(h)
+        return 255.0 * F.sigmoid(h) if self.variant.output == "sigmoid" else F.clip(h, 0.0, 255.0)
 
     def architecture(self) -> dict:
-        return {"name": "johnson-cin", "width": self.width, "n_styles": self.n_styles,
-                "layers": [list(layer) for layer in LAYERS], "output": "255*sigmoid"}
+        return {"name": "johnson-cin", "width": self.width, "n_styles": self.n_styles, "variant": self.variant_name,
+                "layers": [list(layer) for layer in self.layers],
+                "output": "255*sigmoid" if self.variant.output == "sigmoid" else "clamp 0-255"}
 
 
 #: the elements Chainer's GPU im2col / col2im can index (32-bit offsets in ``utils/conv.py``)
@@ -211,7 +242,7 @@ def column_elements(net: TransformNet, size: int, batch: int) -> dict[str, int]:
     pass and the weights' gradient, col2im for the input gradient): C_in·k²·out pixels per
     image, 2,592 per pixel for the 9×9 output layer at width 1."""
     side, columns = size, {}
-    for name, kernel, stride, _, upsample, _, _ in LAYERS:
+    for name, kernel, stride, _, upsample, _, _ in net.layers:
         side = side * 2 if upsample else side // stride
         columns[name] = batch * getattr(net, name).W.shape[1] * kernel * kernel * side * side
     return columns

@@ -13,7 +13,7 @@ from .. import _compat  # noqa: F401
 
 from ..core.backend import get_array_module, sum_of_products
 
-from .stylizer import LAYERS, TransformNet
+from .stylizer import TransformNet
 def _reflect(x, pad: int):
     """Reflection padding of channels-last maps (N, H, W, C), as numpy's ``reflect``: the
     interior is copied once, then each border from reversed rows or columns (five copies
@@ -140,7 +140,7 @@ def _few_outputs_conv(padded, per_tap, kernel: int):
     return out
 
 
-def _winograd_reflect(x, layer, workspace):
+def winograd_reflect(x, layer, workspace):
     """3×3 / stride 1 correlation after reflection padding, on dfi's Winograd kernel (valid
     mode: the padding is the reflection's), in batch groups that keep the workspace small."""
     from .conv import winograd_conv
@@ -178,8 +178,8 @@ def _instance_norm_inplace(h, gamma, beta, eps: float = 1e-5):
 _PHASE_ROWS = (((0, (0,)), (1, (1, 2))), ((1, (0, 1)), (2, (2,))))
 
 
-def _phase_weights(weight):
-    """{(a, b): (offsets, (4·C, O) weights)} of :func:`_upsample_conv` from OIHW 3×3 ``weight``."""
+def phase_weights(weight):
+    """{(a, b): (offsets, (4·C, O) weights)} of :func:`upsample_conv` from OIHW 3×3 ``weight``."""
     xp = get_array_module(weight)
     phases = {}
     for a in (0, 1):
@@ -193,7 +193,7 @@ def _phase_weights(weight):
     return phases
 
 
-def _upsample_conv(h, phases):
+def upsample_conv(h, phases):
     """Nearest-neighbour ×2 upsampling, reflection padding and a 3×3 correlation in one, on
     the low-resolution maps: the upsampled map's reflected border is the low-resolution
     map's edge, and each output phase (a, b) (rows 2y + a, columns 2x + b) sees only two
@@ -237,15 +237,17 @@ class FastTransform:
         # winograd.filter_layouts): they are few
         self.workspace.filter_budget = max(self.workspace.filter_budget, FILTER_BUDGET)
         self.layers = {}
-        for name, kernel, stride, _, upsample, normalise, _ in LAYERS:
+        for name, kernel, stride, _, upsample, normalise, _ in net.layers:
             link = getattr(net, name)
-            weight, bias = link.W.array, (None if normalise else link.b.array)
+            weight = link.W.array
             xp = get_array_module(weight)
+            bias = None if normalise or link.b is None else link.b.array
+            conv_bias = xp.zeros(weight.shape[0], weight.dtype) if link.b is None else link.b.array
             out_channels, channels = weight.shape[:2]
             if upsample:
-                self.layers[name] = (_upsample_conv, _phase_weights(weight))
+                self.layers[name] = (upsample_conv, phase_weights(weight))
             elif kernel == 3 and stride == 1:
-                self.layers[name] = (self._winograd, Conv3x3(weight, link.b.array))
+                self.layers[name] = (self._winograd, Conv3x3(weight, conv_bias))
             elif stride == 1 and channels <= THIN:
                 self.layers[name] = (_few_inputs_conv, weight.reshape(out_channels, -1), kernel)
             elif stride == 1 and out_channels <= THIN:
@@ -258,15 +260,15 @@ class FastTransform:
             self.layers[name] += (pad, bias)
 
     def _winograd(self, h, layer):
-        return _winograd_reflect(h, layer, self.workspace)
+        return winograd_reflect(h, layer, self.workspace)
 
     def __call__(self, x, mix: Mapping[int, float]):
         net = self.net
         mix = net.check_mix(mix)
         xp = get_array_module(x)
-        h = xp.ascontiguousarray(x.transpose(0, 2, 3, 1)) * np.float32(1.0 / 255.0)
+        h = xp.ascontiguousarray(x.transpose(0, 2, 3, 1)) * np.float32(net.variant.input_scale)
         skip = None
-        for name, _, _, _, _, normalise, relu in LAYERS:
+        for name, _, _, _, _, normalise, relu in net.layers:
             conv, *arguments, pad, bias = self.layers[name]
             if name.startswith("r") and name.endswith("1"):
                 skip = h
@@ -281,7 +283,7 @@ class FastTransform:
                 xp.maximum(h, 0, out=h)
             if name.startswith("r") and name.endswith("2"):
                 h += skip
-        out = 255.0 / (1.0 + xp.exp(-h))
+        out = 255.0 / (1.0 + xp.exp(-h)) if net.variant.output == "sigmoid" else xp.clip(h, 0.0, 255.0)
         return xp.ascontiguousarray(out.transpose(0, 3, 1, 2)).astype(xp.float32)
 
 

@@ -32,7 +32,9 @@ import numpy as np
 from data_tools.download import Mirror, default_data_dir, download_file
 from data_tools.fsutil import atomic_path
 
+from ..core.errors import FileFormatError
 from ..core.image import CAFFE, TORCHVISION, InputConvention
+from .protowire import ProtoError, fields as _fields, packed_varints as _packed_varints
 from .vgg import VGG19, untrained_vgg19, vgg19_shapes
 
 logger = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ logger = logging.getLogger(__name__)
 Params = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
-class WeightsFormatError(ValueError):
+class WeightsFormatError(FileFormatError):
     """A weights file is not in a format we read, or lacks VGG-19's layers."""
 
 
@@ -80,49 +82,6 @@ _TORCH_INDEX = dict(zip(
 
 
 # ------------------------------------------------------------------ Caffe protobuf
-def _varint(buf, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-
-
-def _fields(buf, start: int, end: int):
-    """Yield (field number, wire type, value) of one protobuf message; value is an int
-    for varints and a (start, end) span otherwise."""
-    pos = start
-    while pos < end:
-        key, pos = _varint(buf, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _varint(buf, pos)
-            yield number, wire, value
-        elif wire == 2:
-            length, pos = _varint(buf, pos)
-            yield number, wire, (pos, pos + length)
-            pos += length
-        elif wire in (1, 5):
-            size = 8 if wire == 1 else 4
-            yield number, wire, (pos, pos + size)
-            pos += size
-        else:
-            raise WeightsFormatError(f"unsupported protobuf wire type {wire} at byte {pos}")
-    if pos != end:
-        raise WeightsFormatError(f"truncated protobuf message at byte {end}")
-
-
-def _packed_varints(buf, span) -> list[int]:
-    values, pos = [], span[0]
-    while pos < span[1]:
-        value, pos = _varint(buf, pos)
-        values.append(value)
-    return values
-
-
 def _blob(buf, span) -> np.ndarray:
     legacy = {1: 1, 2: 1, 3: 1, 4: 1}  # num, channels, height, width
     shape, data = None, None
@@ -170,7 +129,7 @@ def read_caffemodel(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
                     blobs.append(_blob(buf, v))
             if name is not None and blobs:
                 layers[name] = blobs
-    except (IndexError, WeightsFormatError) as exc:
+    except (IndexError, ProtoError, WeightsFormatError) as exc:
         raise WeightsFormatError(f"weights file {path} is not a readable caffemodel ({exc})") from None
     finally:
         buf.close()

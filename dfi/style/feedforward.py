@@ -33,7 +33,7 @@ from data_tools.fsutil import atomic_path
 from ..core.backend import to_cpu, using_device
 from ..core.training import load_training, optimiser_step, save_training
 from ..core.color import combine_luminance
-from ..core.errors import SettingError
+from ..core.errors import FileFormatError, SettingError
 from ..core.image import IMAGE_SUFFIXES, image_files, read_ahead, read_image, resize
 from ..core.losses import feature_loss, network_input, style_loss, total_variation
 from ..nets.names import MULTIPLE
@@ -46,7 +46,7 @@ from .settings import FEEDFORWARD_COLOR, TrainConfig, parse_layer_weights
 RECORD = "__dfi_stylizer__"
 
 
-class ModelFileError(ValueError):
+class ModelFileError(FileFormatError):
     """A file that is not a dfi stylizer model (or a damaged one)."""
 
 
@@ -166,13 +166,15 @@ def _gatys_config(config: TrainConfig, style_layers: Mapping[str, float]):
 
 
 # ------------------------------------------------------------------ model files
-def save_model(path: str | os.PathLike, stylizer: TransformNet, *, styles: Sequence[str], settings: Mapping) -> None:
-    """The trained stylizer and its record, atomically."""
+def save_model(path: str | os.PathLike, stylizer: TransformNet, *, styles: Sequence[str], settings: Mapping,
+               extra: Optional[Mapping] = None) -> None:
+    """The trained stylizer and its record (``extra``: more fields, e.g. a converted
+    model's source and licence), atomically."""
     from .. import __version__
 
     arrays = {name: to_cpu(param.array) for name, param in stylizer.namedparams()}
     record = {"format": "dfi-stylizer", "version": 1, "dfi": __version__, "styles": list(styles),
-              "architecture": stylizer.architecture(), "training": dict(settings)}
+              "architecture": stylizer.architecture(), "training": dict(settings), **dict(extra or {})}
     arrays[RECORD] = np.array(json.dumps(record, default=str))
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
@@ -199,12 +201,13 @@ def load_model(path: str | os.PathLike) -> tuple[TransformNet, dict]:
             if record.get("format") != "dfi-stylizer":
                 raise ModelFileError(f"--model {path}: its record is not a dfi stylizer's")
             architecture = record["architecture"]
-            stylizer = TransformNet(int(architecture["n_styles"]), width=float(architecture["width"]))
+            stylizer = TransformNet(int(architecture["n_styles"]), width=float(architecture["width"]),
+                                    variant=str(architecture.get("variant", "dfi")))
             for name, param in stylizer.namedparams():
                 if name not in data.files or data[name].shape != param.shape:
                     raise ModelFileError(f"--model {path}: parameter {name} is missing or of another shape")
                 param.array[...] = data[name]
-    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError, SettingError) as exc:
         if isinstance(exc, ModelFileError):
             raise
         raise ModelFileError(f"--model {path}: not a readable dfi stylizer model ({exc})") from None
@@ -241,7 +244,10 @@ class Stylizer:
 
     @classmethod
     def load(cls, path: str | os.PathLike, device="@numpy") -> "Stylizer":
-        return cls(*load_model(path), device=device)
+        """A model file, or a fetched published model's name (``"magenta-varied"``, ``"candy"`` …)."""
+        from .pretrained import model_path
+
+        return cls(*load_model(model_path(path)), device=device)
 
     @property
     def styles(self) -> list[str]:

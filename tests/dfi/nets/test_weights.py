@@ -1,17 +1,16 @@
 """Weight conversion from small files written in each real format."""
 import collections
-import io
 import json
 import os
 import pickle
-import struct
 import subprocess
 import sys
-import types
 import zipfile
 
 import numpy as np
 import pytest
+
+from file_formats import fake_torch_modules, field, varint as _varint, vfield, write_torch
 
 from dfi.core.image import CAFFE, TORCHVISION
 from dfi.nets.vgg import he_init, vgg19_shapes
@@ -20,22 +19,7 @@ from dfi.nets.weights import (WeightsFormatError, convert, load_vgg19, params_fr
 
 
 # ---------------------------------------------------------------- a minimal protobuf writer
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _vfield(number: int, value: int) -> bytes:
-    return _varint(number << 3) + _varint(value)
+_field, _vfield = field, vfield
 
 
 def _blob_v1(array: np.ndarray) -> bytes:
@@ -134,38 +118,9 @@ def test_caffemodel_missing_layer_and_garbage(tmp_path, vgg_params):
 
 # ---------------------------------------------------------------- torch files, written without torch
 @pytest.fixture
-def fake_torch(monkeypatch):
-    """Modules named like torch's so that pickle writes the same global references."""
-    torch = types.ModuleType("torch")
-    utils = types.ModuleType("torch._utils")
-
-    class FloatStorage:
-        pass
-
-    FloatStorage.__module__, FloatStorage.__qualname__ = "torch", "FloatStorage"
-
-    def _rebuild_tensor_v2(*args):
-        raise AssertionError("only used for writing")
-
-    _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = "torch._utils", "_rebuild_tensor_v2"
-    torch.FloatStorage, torch._utils, utils._rebuild_tensor_v2 = FloatStorage, utils, _rebuild_tensor_v2
-    monkeypatch.setitem(sys.modules, "torch", torch)
-    monkeypatch.setitem(sys.modules, "torch._utils", utils)
-    return torch
-
-
-class _Tensor:
-    def __init__(self, key, array, rebuild, storage_type):
-        self.key, self.array, self.rebuild, self.storage_type = key, array, rebuild, storage_type
-
-    def __reduce__(self):
-        stride = tuple(s // 4 for s in self.array.strides)
-        return self.rebuild, (_StorageRef(self), 0, self.array.shape, stride, False, collections.OrderedDict())
-
-
-class _StorageRef:
-    def __init__(self, tensor):
-        self.tensor = tensor
+def fake_torch():
+    with fake_torch_modules() as torch:
+        yield torch
 
 
 def _state_dict(params, prefix_map):
@@ -181,33 +136,7 @@ _INDEX = dict(zip(vgg19_shapes(), (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 2
 
 
 def _write_torch(path, state, torch, *, legacy):
-    tensors = collections.OrderedDict(
-        (k, _Tensor(str(i), np.ascontiguousarray(v, np.float32), torch._utils._rebuild_tensor_v2,
-                    torch.FloatStorage)) for i, (k, v) in enumerate(state.items()))
-
-    class Pickler(pickle.Pickler):
-        def persistent_id(self, obj):
-            if isinstance(obj, _StorageRef):
-                t = obj.tensor
-                return ("storage", t.storage_type, t.key, "cpu", t.array.size)
-            return None
-
-    buf = io.BytesIO()
-    Pickler(buf, protocol=2).dump(tensors)
-    if legacy:
-        with open(path, "wb") as handle:
-            for obj in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}):
-                pickle.dump(obj, handle, protocol=2)
-            handle.write(buf.getvalue())
-            pickle.dump([t.key for t in tensors.values()], handle, protocol=2)
-            for t in tensors.values():
-                handle.write(struct.pack("<q", t.array.size) + t.array.tobytes())
-    else:
-        with zipfile.ZipFile(path, "w") as archive:
-            archive.writestr("vgg19/data.pkl", buf.getvalue())
-            for t in tensors.values():
-                archive.writestr(f"vgg19/data/{t.key}", t.array.tobytes())
-            archive.writestr("vgg19/version", "3\n")
+    write_torch(path, state, legacy=legacy)
 
 
 @pytest.mark.parametrize("legacy", [True, False])
