@@ -181,7 +181,7 @@ def _outputs(args: argparse.Namespace, alphas: list[float]) -> dict:
             "--save-vector": getattr(args, "save_vector", None)}
 
 
-def _decoder(args: argparse.Namespace, net, config):
+def decoder_for(args: argparse.Namespace, net, config):
     """The ``--decoder`` on the network's device, for its layers and VGG, or None."""
     if getattr(args, "decoder", None) is None:
         return None
@@ -276,7 +276,7 @@ def _run_dfi(args: argparse.Namespace, alphas: list[float], *, net=None, vectors
                      "size": config.size, "crop": config.crop})
     synchronize(net.device)
     t_vector = time.perf_counter()
-    decoder = _decoder(args, net, config)
+    decoder = decoder_for(args, net, config)
     record["init"] = "input" if decoder is None else "decoder"
     record["settings"]["decoder"] = None if decoder is None else str(args.decoder)
     fast = decoder is not None and args.fast

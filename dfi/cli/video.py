@@ -162,7 +162,8 @@ def run_edit_video(args: argparse.Namespace, alphas) -> int:
     info = probe(args.input)
     settings = {"command": "edit", "alphas": list(alphas), "attribute": args.attribute,
                 "vector": str(args.vector), "index": str(args.index), "config": repr(config),
-                "video": repr(video), "weights": args.weights, "seed": args.seed, "face": args.face}
+                "video": repr(video), "weights": args.weights, "seed": args.seed, "face": args.face,
+                "decoder": str(args.decoder) if args.decoder else None, "fast": bool(args.fast)}
     stores = {a: FrameStore(o, info, dict(settings, output_alpha=a)) for a, o in outputs.items()}
     first = next(iter(stores.values()))
     done = min(store.done() for store in stores.values())
@@ -211,11 +212,14 @@ def run_edit_video(args: argparse.Namespace, alphas) -> int:
         else:
             crops = [aligned_face(frame, track.matrices[i], config).working
                      for i, frame in zip(range(max(0, done - back), done), read_frames(info, max(0, done - back)))]
+    from .edit import decoder_for
+    decoder = decoder_for(args, net, config)
     with progress_bar(info.count, args.quiet, "frames", unit="frame") as bar:
         bar.update(done)
         for result in edit_video(net, read_frames(info, done), track, vectors, alphas, config, video,
                                  start=done, previous=previous, previous_crops=crops,
-                                 color_match=config.color_match):
+                                 color_match=config.color_match, decoder=decoder,
+                                 fast=decoder is not None and args.fast):
             for k, store in enumerate(stores.values()):
                 store.write(result.index, result.results[k], keep=result.rows if k == 0 else None)
             bar.update(1)

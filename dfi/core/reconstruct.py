@@ -121,12 +121,12 @@ def reconstruct(net: FeatureNet, init_images, loss_fn: LossFn, layers: Sequence[
     terms: dict = {}  # {term: (N,)} unweighted by tv_weight, from the last evaluation
     chunk = config.micro_batch or shape[0]
 
-    def objective(x_rows, rows):
+    def objective(x_rows, rows, gradient=True):
         values, grads = [], []
         for start in range(0, x_rows.shape[0], chunk):
             part = rows[start:start + chunk]
             xv = chainer.Variable(x_rows[start:start + chunk].reshape((-1,) + shape[1:]))
-            with chainer.using_config("train", False):
+            with chainer.using_config("train", False), chainer.using_config("enable_backprop", gradient):
                 data = loss_fn(net.pick(xv, layers), part)
                 parts = dict(data) if isinstance(data, Mapping) else {"feature": data}
                 if image_loss is not None:
@@ -134,21 +134,23 @@ def reconstruct(net: FeatureNet, init_images, loss_fn: LossFn, layers: Sequence[
                 parts["tv"] = total_variation(xv, scale)
                 loss = sum(value for name, value in parts.items() if name != "tv")
                 loss = loss + config.tv_weight * parts["tv"]
-                F.sum(loss).backward()
+                if gradient:
+                    F.sum(loss).backward()
             for name, value in parts.items():
                 if name not in terms:
                     terms[name] = xp.zeros(shape[0], xp.float32)
                 terms[name][part] = value.array
             values.append(loss.array)
-            grads.append(xv.grad.reshape(xv.shape[0], -1))
+            if gradient:
+                grads.append(xv.grad.reshape(xv.shape[0], -1))
         if len(values) == 1:
-            return values[0], grads[0]
-        return xp.concatenate(values), xp.concatenate(grads)
+            return values[0], grads[0] if grads else None
+        return xp.concatenate(values), xp.concatenate(grads) if grads else None
 
     if evaluate_only:
         with using_device(device):
             start = xp.clip(x0, lower, upper)
-            f, _ = objective(start, xp.arange(shape[0]))
+            f, _ = objective(start, xp.arange(shape[0]), gradient=False)  # (no backward pass)
             progress = Progress(0, start, f, np.asarray(f.tolist()), {k: v.copy() for k, v in terms.items()},
                                 np.zeros(shape[0], dtype=bool), shape[0], shape, net.convention)
         yield progress

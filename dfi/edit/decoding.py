@@ -4,10 +4,12 @@ Training (Facelet-Bank's recipe, on dfi's losses): for a face x of the dataset a
 t — its own features φ(x), or an edit of them φ(x) + s·‖φ(x)‖·ŵ along a unit attribute
 direction ŵ of the index with s drawn from the default norm scaling's α range — minimise
 
-    feature(φ(D(t)), t) + λ_pixel · ‖D(φ(x)) − x‖² / 255² + λ_TV · TV(D(t))
+    feature(φ(y), t) + λ_pixel · ‖D(φ(x)) − x‖² / 255² + λ_TV · TV(y)
 
 with the feature loss of ``dfi edit`` (the mean over layers), so the decoder is good where
-edits live. Every step draws its faces, targets and strengths from (seed, step) alone: a
+edits live. y is D(t) (objective ``direct``, the default, Facelet-Bank's way), or for an
+edited target what edits use, the decoded change added to the face, x + D(t) − D(φ(x))
+(objective ``residual``). Every step draws its faces, targets and strengths from (seed, step) alone: a
 run resumed from a checkpoint ends exactly where an uninterrupted one does.
 
 Use: :func:`decoded_starts` gives L-BFGS the start x + D(t_α) − D(φ(x)) for each α row (the
@@ -117,20 +119,34 @@ class DecoderTrainer:
         return out
 
     def loss_terms(self, images, strengths, which) -> dict:
-        """The weighted terms (Variables, one value per image) for images on the device."""
+        """The weighted terms (Variables, one value per image) for images on the device.
+
+        A plain target is decoded directly (feature and pixel loss on D(φ(x))); an edited
+        one, with the ``residual`` objective, as edits use it: x + D(t) − D(φ(x)) (the
+        decoder's change, added to the face), with the ``direct`` one as D(t)."""
         config, vgg, layers = self.config, self.vgg, self.config.layers
         with chainer.no_backprop_mode(), chainer.using_config("train", False):
             feats = {n: v.array for n, v in vgg.pick(preprocess(images, vgg.convention), layers).items()}
         targets = self.targets(feats, strengths, which)
-        size = images.shape[2:]
-        decoded = self.decoder(targets, size)
+        xp, size, count = get_array_module(images), images.shape[2:], images.shape[0]
+        edited = np.flatnonzero(np.asarray(strengths) != 0)
+        residual = config.objective == "residual" and len(edited)
+        if residual:  # one decoder pass over the targets and the edited faces' own features
+            rows = xp.asarray(edited)
+            decoded = self.decoder({n: xp.concatenate([targets[n], feats[n][rows]]) for n in layers}, size)
+            own = np.arange(count)  # row r's D(φ(x)): its own decode if plain, else the extra one
+            own[edited] = count + np.arange(len(edited))
+            mask = xp.asarray((np.asarray(strengths) != 0).astype(np.float32).reshape(-1, 1, 1, 1))
+            shown = decoded[:count] + mask * (images - decoded[xp.asarray(own)])
+        else:
+            decoded = self.decoder(targets, size)
+            shown = decoded[:count]
         with chainer.using_config("train", False):
-            got = vgg.pick(network_input(decoded, vgg.convention), layers)
-        xp = get_array_module(images)
+            got = vgg.pick(network_input(shown, vgg.convention), layers)
         plain = xp.asarray((np.asarray(strengths) == 0).astype(np.float32))
-        pixel = F.mean(F.reshape((decoded - images) / 255.0, (images.shape[0], -1)) ** 2, axis=1) * plain
+        pixel = F.mean(F.reshape((decoded[:count] - images) / 255.0, (count, -1)) ** 2, axis=1) * plain
         return {"feature": feature_loss(got, targets), "pixel": config.pixel_weight * pixel,
-                "tv": config.tv_weight * total_variation(decoded)}
+                "tv": config.tv_weight * total_variation(shown)}
 
     def run(self, until: int) -> Iterator[DecoderStep]:
         """Train up to step ``until`` (inclusive); the next step's images are decoded in a

@@ -65,6 +65,9 @@ def check_alphas(alphas: Sequence[float]) -> list[float]:
     return alphas
 
 
+OBJECTIVES = ("residual", "direct")
+
+
 @dataclass(frozen=True)
 class DecoderTrainConfig:
     """Settings of ``dfi train-decoder`` (validated here)."""
@@ -81,6 +84,11 @@ class DecoderTrainConfig:
     strengths: tuple[float, float] = (0.1, 0.5)  # |s|, the norm scaling's α range
     seed: int = 0
     crop: tuple[int, int, int, int] = LFW_CROP  # dfi edit's
+    #: what an edited target's feature loss is measured on: "direct", D(t) itself
+    #: (Facelet-Bank's), or "residual", the start edits use, x + D(t) − D(φ(x)). Measured
+    #: (BENCHMARKS.md, 15 minutes each at 64²): the same fast-edit loss and warm starts,
+    #: with residual's steps 9 % dearer; direct is the default
+    objective: str = "direct"
 
     def __post_init__(self):
         if not 16 <= self.size <= 1024:
@@ -92,3 +100,5 @@ class DecoderTrainConfig:
             raise SettingError(f"--lr {self.lr} must be a positive number")
         if not 0 <= self.edited <= 1:
             raise SettingError(f"edited share {self.edited} must be within 0…1")
+        if self.objective not in OBJECTIVES:
+            raise SettingError(f"--objective {self.objective!r} is not one of {', '.join(OBJECTIVES)}")

@@ -29,7 +29,7 @@ import chainer.functions as F
 import chainer.links as L
 
 from ..core.backend import get_array_module
-from ..core.errors import SettingError
+from ..core.errors import FileFormatError, SettingError
 from .names import vgg19_layer_names
 from .stylizer import reflection_pad
 
@@ -135,7 +135,7 @@ def adain_spec() -> DecoderSpec:
     return DecoderSpec((("conv4_1", 512),), tuple(ops), "unit")
 
 
-def _conv_channels(spec: DecoderSpec):
+def conv_channels(spec: DecoderSpec):
     """(index, in channels, out channels, relu, fused) of every convolution; ``fused``: it
     comes right after an upsampling, which the kernels then run with it."""
     inputs = dict(spec.inputs)
@@ -158,7 +158,7 @@ class Decoder(chainer.Chain):
         self.spec = spec
         rng = np.random.default_rng(seed)
         with self.init_scope():
-            for index, c_in, c_out, _, _ in _conv_channels(spec):
+            for index, c_in, c_out, _, _ in conv_channels(spec):
                 weight = (rng.standard_normal((c_out, c_in, 3, 3)) * np.sqrt(2.0 / (9 * c_in))).astype(np.float32)
                 setattr(self, f"conv{index}", L.Convolution2D(c_in, c_out, 3, initialW=weight, initial_bias=0.0))
 
@@ -188,22 +188,22 @@ class FastDecoder:
     layers prepared once from its weights: make a new one after training changes them."""
 
     def __init__(self, net: Decoder, workspace=None):
-        from .stylizer_kernels import FILTER_BUDGET, _phase_weights
+        from .stylizer_kernels import FILTER_BUDGET, phase_weights
         from .winograd import Conv3x3, Workspace
 
         self.net, self.spec = net, net.spec
         self.workspace = workspace or Workspace()
         self.workspace.filter_budget = max(self.workspace.filter_budget, FILTER_BUDGET)
         self.convs = []
-        for index, _, _, relu, fused in _conv_channels(self.spec):
+        for index, _, _, relu, fused in conv_channels(self.spec):
             link = getattr(net, f"conv{index}")
             weight, bias = link.W.array, link.b.array
-            self.convs.append((_phase_weights(weight) if fused else Conv3x3(weight, bias), bias, relu, fused))
+            self.convs.append((phase_weights(weight) if fused else Conv3x3(weight, bias), bias, relu, fused))
 
     def __call__(self, feats: Mapping[str, object], size=None):
         """``{layer: (N, C, h, w)}`` arrays → NCHW RGB [0, 255] float32 of ``size`` (H, W)
         (as :meth:`Decoder.forward`), on their device."""
-        from .stylizer_kernels import _upsample_conv, _winograd_reflect
+        from .stylizer_kernels import upsample_conv, winograd_reflect
 
         spec = self.spec
         first = feats[spec.layers[0]]
@@ -219,7 +219,7 @@ class FastDecoder:
                 h = xp.concatenate([h[:, :joined.shape[1], :joined.shape[2]], joined], axis=3)
                 continue
             layer, bias, relu, fused = self.convs[index]
-            h = _upsample_conv(h, layer) if fused else _winograd_reflect(h, layer, self.workspace)
+            h = upsample_conv(h, layer) if fused else winograd_reflect(h, layer, self.workspace)
             h += bias
             if relu:
                 xp.maximum(h, 0, out=h)
@@ -264,21 +264,21 @@ def load_decoder(path) -> tuple[Decoder, dict]:
         raise FileNotFoundError(f"--decoder {path}: no such file")
     foreign = f"--decoder {path}: not a dfi decoder (an .npz with a {RECORD} record, from dfi train-decoder)"
     if not zipfile.is_zipfile(path):
-        raise ValueError(foreign)
+        raise FileFormatError(foreign)
     try:
         with np.load(path, allow_pickle=False) as data:
             if RECORD not in data.files:
-                raise ValueError(foreign)
+                raise FileFormatError(foreign)
             record = json.loads(str(data[RECORD]))
             if record.get("format") != "dfi-decoder":
-                raise ValueError(foreign)
+                raise FileFormatError(foreign)
             net = Decoder(DecoderSpec.from_record(record["architecture"]))
             for name, param in net.namedparams():
                 if name not in data.files or data[name].shape != param.shape:
-                    raise ValueError(f"--decoder {path}: parameter {name} is missing or of another shape")
+                    raise FileFormatError(f"--decoder {path}: parameter {name} is missing or of another shape")
                 param.array[...] = data[name]
     except (OSError, KeyError, TypeError, json.JSONDecodeError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"{foreign} ({type(exc).__name__})") from None
+        raise FileFormatError(f"{foreign} ({type(exc).__name__})") from None
     return net, record
 
 

@@ -8,7 +8,9 @@
 3. Each frame is aligned with its smoothed landmarks and reconstructed for α = 0 and every
    α at once; each row starts from the same row of the previous frame warped into this one
    along the optical flow between the aligned crops, and a temporal term keeps it
-   consistent with it where the flow can be trusted (:mod:`dfi.video.stylize`).
+   consistent with it where the flow can be trusted (:mod:`dfi.video.stylize`); with a
+   trained decoder the first frame starts from the decoded change, and ``fast`` decodes
+   every frame's edit in one pass instead.
 4. The change is pasted back into the full frame, as for a photo.
 """
 from __future__ import annotations
@@ -22,8 +24,9 @@ import numpy as np
 from ..core.backend import to_cpu
 from ..core.image import crop_and_resize
 from ..core.losses import feature_loss
-from ..core.reconstruct import Progress, reconstruct
+from ..core.reconstruct import Progress, evaluate, reconstruct
 from ..edit.attributes import combine, scale_vector, target_features
+from ..edit.decoding import decoded_starts
 from ..edit.pipeline import EditConfig, Face, check_alphas, compose
 from ..face.align import LFW_TEMPLATE, Alignment, similarity_transform, warp_to_frame
 from ..face.detect import NoFaceError, detect_faces
@@ -123,10 +126,13 @@ class EditedFrame:
 def edit_video(net: VGG19, frames: Iterator[np.ndarray], track: FaceTrack, vectors: Sequence[dict],
                alphas: Sequence[float], config: EditConfig, video: VideoConfig, *, start: int = 0,
                previous: Sequence[np.ndarray] = (), previous_crops: Sequence[np.ndarray] = (),
-               color_match: bool = True) -> Iterator[EditedFrame]:
+               color_match: bool = True, decoder=None, fast: bool = False) -> Iterator[EditedFrame]:
     """Edit every frame (from ``start`` on) by the same attribute vector(s); see the module
     docstring. ``previous`` / ``previous_crops``: for a resumed run, the working-size rows
-    and aligned crops of the frames just before ``start``, oldest first."""
+    and aligned crops of the frames just before ``start``, oldest first. ``decoder`` (a
+    :class:`~dfi.nets.decoder.FastDecoder`): the first frame's rows (or every frame's when
+    the warped start is off) start from the decoded change; ``fast``: every frame is the
+    decoded edit alone, one encode and one decode (no optimisation, no temporal term)."""
     alphas = check_alphas(alphas)
     device = net.device
     vector = combine([{k: device.send(v) for k, v in w.items()} for w in vectors])
@@ -146,17 +152,22 @@ def edit_video(net: VGG19, frames: Iterator[np.ndarray], track: FaceTrack, vecto
         input_feats = extract(net, image, config.layers)
         targets = target_features(input_feats, scale_vector(vector, input_feats, config.scaling), [0.0, *alphas])
         earlier = {j: earlier_rows[-j] for j in offsets if j <= len(earlier_rows)}
-        if 1 in earlier and video.init == "warped" and 1 in flows.backward:
-            init = np.stack([warped_start(row, flows.backward[1]) for row in earlier[1]])
-        else:
-            init = np.repeat(face.working[None], len(alphas) + 1, axis=0)
 
         def loss_fn(feats, rows):
             return feature_loss(feats, {name: value[rows] for name, value in targets.items()})
-        last = None
-        for last in reconstruct(net, device.send(init), loss_fn, config.layers, config.reconstruct,
-                                image_loss=temporal_term(net, flows, earlier, video.temporal_weight)):
-            pass
+        if fast:
+            last = evaluate(net, decoded_starts(decoder, image, targets), loss_fn, config.layers, config.reconstruct)
+        else:
+            if 1 in earlier and video.init == "warped" and 1 in flows.backward:
+                init = device.send(np.stack([warped_start(row, flows.backward[1]) for row in earlier[1]]))
+            elif decoder is not None:
+                init = decoded_starts(decoder, image, targets)
+            else:
+                init = device.send(np.repeat(face.working[None], len(alphas) + 1, axis=0))
+            last = None
+            for last in reconstruct(net, init, loss_fn, config.layers, config.reconstruct,
+                                    image_loss=temporal_term(net, flows, earlier, video.temporal_weight)):
+                pass
         rows = np.asarray(to_cpu(last.images), dtype=np.float32)
         results = [compose(face, rows[k + 1], rows[0], color_match=color_match) for k in range(len(alphas))]
         earlier_rows = (earlier_rows + [rows])[-max(offsets):]

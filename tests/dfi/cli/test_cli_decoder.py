@@ -82,7 +82,7 @@ def test_fast_and_warm_edits_with_the_decoder(synth_lfw, decoder, tmp_path, cli)
 
 @pytest.mark.parametrize("argv, code, words", [
     (["--fast"], 2, "--fast decodes the edit in one pass: give --decoder"),
-    (["--decoder", "{foreign}"], 1, "not a dfi decoder"),
+    (["--decoder", "{foreign}"], 2, "not a dfi decoder"),
     (["--decoder", "{decoder}", "--seed", "1"], 2, "decodes the features of VGG"),
     (["--decoder", "{decoder}", "--layers", "conv4_1"], 2, "decodes layers conv3_1, conv4_1, conv5_1, not conv4_1"),
 ])
@@ -107,3 +107,23 @@ def test_training_refuses_too_few_faces_and_bad_settings(tmp_path, cli):
     code, _, err = cli("-q", "train-decoder", "-o", tmp_path / "d.npz", *TRAIN)
     assert code == 2 and "give one of --index" in err
     assert not (tmp_path / "d.npz").exists()
+
+
+def test_training_that_will_not_fit_is_refused_naming_what_fits(synth_lfw, tmp_path, cli, monkeypatch):
+    import dfi.core.backend as backend
+    from dfi.cli.decoder import training_bytes
+    from dfi.edit.settings import DecoderTrainConfig
+    from dfi.nets.decoder import Decoder, dfi_spec
+    from dfi.nets.vgg import untrained_vgg19
+
+    _, index_file = synth_lfw
+    vgg = untrained_vgg19()
+    config = DecoderTrainConfig(size=32, batch_size=2, width=0.25)
+    decoder = Decoder(dfi_spec({n: w.shape[0] for n, (w, _) in vgg.params.items()}, width=0.25))
+    one, two = (training_bytes(vgg, decoder, config, batch=b) for b in (1, 2))
+    assert 0 < one < two and training_bytes(vgg, decoder, config, size=64) > 2.5 * two
+    monkeypatch.setattr(backend, "available_memory", lambda device: (one + two) // 2)
+    out = tmp_path / "d.npz"
+    code, _, err = cli("-q", "train-decoder", "--index", index_file, "-o", out, "--iterations", "1", *TRAIN)
+    assert code == 1 and "the largest that fit: --batch-size 1 or --size 16" in err, err
+    assert not out.exists()

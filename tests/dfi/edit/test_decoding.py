@@ -64,3 +64,31 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tiny_net, setup, tmp
     list(second.run(4))
     for (name, a), (_, b) in zip(sorted(whole.decoder.namedparams()), sorted(second.decoder.namedparams())):
         np.testing.assert_array_equal(a.array, b.array, err_msg=name)
+
+
+def test_the_residual_objective_scores_the_start_edits_use(tiny_net, setup):
+    """An edited target's feature loss is that of x + D(t) − D(φ(x)) (residual, what
+    decoded_starts and --fast give) or of D(t) (direct); plain targets score D(φ(x))."""
+    from dataclasses import replace
+
+    from dfi.core.image import crop_and_resize, preprocess, read_image
+    from dfi.core.losses import feature_loss, network_input
+
+    files, _, config = setup
+    images = np.stack([crop_and_resize(read_image(f), config.crop, (32, 32)) for f in files[-3:]])
+    strengths, which = np.array([0.3, 0.0, -0.2], np.float32), np.array([0, 1, 0])
+    layers = config.layers
+    with chainer.no_backprop_mode(), chainer.using_config("train", False):
+        feats = {n: v.array for n, v in tiny_net.pick(preprocess(images, tiny_net.convention), layers).items()}
+        for objective in ("residual", "direct"):
+            trainer = _trainer(tiny_net, (files, setup[1], replace(config, objective=objective)))
+            targets = trainer.targets(feats, strengths, which)
+            decoded = trainer.decoder(targets, (32, 32)).array
+            own = trainer.decoder(feats, (32, 32)).array
+            shown = decoded + (images - own) * (strengths != 0).reshape(-1, 1, 1, 1) if objective == "residual" \
+                else decoded
+            want = feature_loss(tiny_net.pick(network_input(shown, tiny_net.convention), layers), targets).array
+            got = trainer.loss_terms(images, strengths, which)["feature"].array
+            np.testing.assert_allclose(got, want, rtol=1e-4, err_msg=objective)
+    assert not np.allclose(want[[0, 2]], feature_loss(tiny_net.pick(network_input(
+        decoded + images - own, tiny_net.convention), layers), targets).array[[0, 2]], rtol=1e-3)

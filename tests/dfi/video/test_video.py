@@ -212,3 +212,35 @@ def test_a_face_video_is_edited_frame_by_frame(synth_lfw, tmp_path, cli, write_v
     code, _, err = cli("--quiet", "edit", source, "--index", index_file,
                        "--attribute", "smiling", "--crop", "0,0,100,100", *FAST, "-o", tmp_path / "x.mp4")
     assert code == 2 and "--crop is for photos" in err
+
+
+def test_a_face_video_with_a_decoder_fast_and_warm(synth_lfw, tmp_path, cli, write_video):
+    """--fast: every frame one encode + decode (no optimisation); --decoder alone: the first
+    frame starts from the decoded change, then L-BFGS as without one."""
+    from data_tools.index import load_index
+    from dfi.core.image import read_image
+    from tests.dfi.face.test_align import _place, _similarity
+
+    result, index_file = synth_lfw
+    index = load_index(index_file)
+    decoder = tmp_path / "dec.npz"
+    code, _, err = cli("-q", "train-decoder", "--index", index_file, "-o", decoder, "--iterations", "1",
+                       "--weights", "untrained", "--device", "cpu", "--size", "32", "--batch-size", "2",
+                       "--width", "0.25")
+    assert code == 0, err
+    row = int(np.flatnonzero((index.table["Smiling"] < -0.5).to_numpy())[0])
+    face = read_image(index.image_path(row))
+    frames = [_place(face, _similarity(0.02 * i, 1.0, 40 + 3 * i, 30), (320, 360), seed=1) for i in range(3)]
+    source = tmp_path / "face.mp4"
+    write_video(source, frames, audio=False)
+    common = ["--index", index_file, "--attribute", "smiling", "--alpha", "0.4", "--weights", "untrained",
+              "--device", "cpu", "--size", "32", "--k", "4", "--decoder", decoder]
+    outs = {}
+    for name, extra in (("fast", ["--fast"]), ("warm", ["--iterations", "2"])):
+        outs[name] = tmp_path / f"{name}.mp4"
+        code, _, err = cli("--quiet", "edit", source, *common, *extra, "-o", outs[name])
+        assert code == 0, err
+        assert vio.probe(outs[name]).count == 3
+    fast = [f for _, f in zip(range(3), vio.read_frames(vio.probe(outs["fast"])))]
+    warm = [f for _, f in zip(range(3), vio.read_frames(vio.probe(outs["warm"])))]
+    assert fast[0].shape == frames[0].shape and np.abs(fast[0] - warm[0]).mean() > 0.1
