@@ -69,8 +69,10 @@ def _dfi(size: int, repeats: int) -> dict:
 
 
 def _onnx_flops_per_pixel(path: str) -> float:
-    """From the ONNX graph: each Conv's weight shape and stride, the resolution tracked
-    through strided convolutions and the Resize (×2) nodes in graph order."""
+    """From the ONNX graph: each Conv's weight shape (through a DequantizeLinear where the
+    weights are quantized) and stride, the resolution tracked through strided convolutions
+    and the Resize (×2) nodes in graph order (a graph whose resizing is otherwise is not
+    counted right: the Magenta exports here upsample only by Resize)."""
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
     from dfi.nets.protowire import fields, text
 
@@ -87,10 +89,12 @@ def _onnx_flops_per_pixel(path: str) -> float:
                     name = text(buf, v)
             shapes[name] = dims
         elif number == 1:  # node
-            node = {"in": [], "strides": [1]}
+            node = {"in": [], "out": [], "strides": [1]}
             for n, _, v in fields(buf, *span):
                 if n == 1:
                     node["in"].append(text(buf, v))
+                elif n == 2:
+                    node["out"].append(text(buf, v))
                 elif n == 4:
                     node["op"] = text(buf, v)
                 elif n == 5:  # attribute
@@ -98,12 +102,18 @@ def _onnx_flops_per_pixel(path: str) -> float:
                     if text(buf, attr[1]) == "strides":
                         node["strides"] = [v2 for n2, _, v2 in fields(buf, *v) if n2 == 8]
             nodes.append(node)
+    producer = {out: node for node in nodes for out in node["out"]}
+
+    def weight_shape(name):  # an initializer, or one behind DequantizeLinear / Identity / Cast
+        while name not in shapes:
+            name = producer[name]["in"][0]
+        return shapes[name]
     scale, flops = 1.0, 0.0
     for node in nodes:
         if node.get("op") == "Resize":
             scale *= 2
         elif node.get("op") == "Conv":
-            out, c_in, kh, kw = shapes[node["in"][1]]
+            out, c_in, kh, kw = weight_shape(node["in"][1])
             scale /= node["strides"][0]
             flops += 2 * kh * kw * c_in * out * scale * scale
     return flops

@@ -275,3 +275,41 @@ def fast_neural_style_state(seed=0):
             state[f"{norm}.running_var"] = np.full(c_out, 9.0, np.float32)
     state["deconv3.conv2d.bias"] = state["deconv3.conv2d.bias"] * 100 + 120  # outputs on the 0–255 scale
     return state
+
+
+#: pytorch-AdaIN's vgg_normalised.pth: nn.Sequential indices of its convolutions (0: the 1×1)
+ADAIN_VGG_INDEX = (0, 2, 5, 9, 12, 16, 19, 22, 25, 29, 32, 35, 38, 42, 45, 48, 51)
+ADAIN_VGG_CHANNELS = (3, 64, 64, 128, 128, 256, 256, 256, 256, 512, 512, 512, 512, 512, 512, 512, 512)
+#: decoder.pth: (index, in, out) of its nine convolutions
+ADAIN_DECODER = ((1, 512, 256), (5, 256, 256), (8, 256, 256), (11, 256, 256), (14, 256, 128), (18, 128, 128),
+                 (21, 128, 64), (25, 64, 64), (28, 64, 3))
+
+
+def adain_encoder_state(width=0.125, seed=0, upto=29):
+    """vgg_normalised.pth's state dict (up to module ``upto``) at ``width``: the 1×1 input
+    convolution RGB [0, 1] → BGR × 255 − mean, then He-initialised 3×3 convolutions."""
+    rng = np.random.default_rng(seed)
+    state = {"0.weight": (np.eye(3)[::-1] * 255.0).reshape(3, 3, 1, 1).astype(np.float32),
+             "0.bias": -np.array([103.939, 116.779, 123.68], np.float32)}
+    c_in = 3
+    for index, channels in zip(ADAIN_VGG_INDEX[1:], ADAIN_VGG_CHANNELS[1:]):
+        if index > upto:
+            break
+        out = max(1, int(round(channels * width)))
+        state[f"{index}.weight"] = (rng.standard_normal((out, c_in, 3, 3)) * np.sqrt(2 / (9 * c_in))).astype(np.float32)
+        state[f"{index}.bias"] = rng.uniform(-0.1, 0.1, out).astype(np.float32)
+        c_in = out
+    return state
+
+
+def adain_decoder_state(width=0.125, seed=1):
+    """decoder.pth's state dict at ``width`` (its output meant to land inside [0, 1])."""
+    rng = np.random.default_rng(seed)
+    state = {}
+    for index, c_in, c_out in ADAIN_DECODER:
+        c_in, c_out = max(1, int(round(c_in * width))), (3 if c_out == 3 else max(1, int(round(c_out * width))))
+        state[f"{index}.weight"] = (rng.standard_normal((c_out, c_in, 3, 3)) * np.sqrt(1 / (9 * c_in))).astype(np.float32)
+        state[f"{index}.bias"] = rng.uniform(-0.05, 0.05, c_out).astype(np.float32)
+    state["28.weight"] *= np.float32(0.02)
+    state["28.bias"] = np.full(3, 0.5, np.float32)
+    return state

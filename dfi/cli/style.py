@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from .common import (UsageError, add_run_options, alpha_list, check_not_inputs, check_output, int_list,
-                     load_net, positive_int, progress_bar)
+                     load_net, positive_int, progress_bar, select_device)
 
 
 def _style_request(args: argparse.Namespace, *, invert: bool = False):
@@ -133,11 +133,71 @@ def stylize_to_file(args: argparse.Namespace, config, content, styles, grey: boo
 
 
 def _cmd_style(args: argparse.Namespace) -> int:
+    if args.method == "adain":
+        return _run_adain(args)
+    for option, value in (("--alpha", args.alpha), ("--mask", args.mask), ("--decoder", args.decoder)):
+        if value is not None:
+            raise UsageError(f"{option} is for --method adain (Gatys's balance is --content-weight / --style-weight)")
     config, content, styles, grey = _style_request(args)
     if content is None and not args.texture:  # a video (or a folder of frames)
         from .video import run_style_video
         return run_style_video(args, config, styles)
     return _run_style(args, config, content, styles, grey)
+
+
+def _run_adain(args: argparse.Namespace) -> int:
+    """``dfi style CONTENT STYLE … --method adain``: encode, AdaIN, decode, in one pass."""
+    import numpy as np
+
+    from ..core.image import check_min_side, is_greyscale, read_image, write_image
+    from ..nets.decoder import FastDecoder, check_decoder_vgg, load_decoder
+    from ..nets.encoder import load_encoder
+    from ..style.adain import adain_transfer
+    from ..style.gatys import fit_long_side
+    from ..style.pretrained import adain_paths
+    from ..style.transforms import blend_weights, check_alpha
+    from ..video.io import is_video
+
+    if args.texture:
+        raise UsageError("--texture is Gatys's synthesis; --method adain needs a CONTENT image")
+    if len(args.images) < 2:
+        raise UsageError("give a CONTENT and at least one STYLE image")
+    if is_video(args.images[0]):
+        raise UsageError("--method adain stylises images; for a video use --method gatys (not built for adain yet)")
+    check_output(args.output)
+    check_not_inputs({"-o": args.output}, {f"IMAGE {i + 1}": p for i, p in enumerate(args.images)})
+    alpha = check_alpha(1.0 if args.alpha is None else args.alpha)
+    weights = blend_weights(args.style_blend, len(args.images) - 1)
+    if args.mask is not None and len(args.images) != 3:
+        raise UsageError(f"--mask needs exactly two styles (foreground, background), not {len(args.images) - 1}")
+    fetched = adain_paths(args.data_dir)
+    encoder_file = fetched["encoder"] if args.weights == "auto" else Path(args.weights)
+    decoder_file = fetched["decoder"] if args.decoder is None else Path(args.decoder)
+    for option, path in (("--weights", encoder_file), ("--decoder", decoder_file)):
+        if not path.is_file():
+            raise FileNotFoundError(f"{option} {path}: no such file" + (
+                "; run 'dfi weights fetch adain'" if path in fetched.values() else ""))
+    encoder = load_encoder(encoder_file)
+    decoder, record = load_decoder(decoder_file)
+    check_decoder_vgg(record, encoder.identity, ["conv4_1"], f"--decoder {decoder_file}")
+    grey = all(is_greyscale(p) for p in args.images)
+    content = fit_long_side(check_min_side(read_image(args.images[0]), f"CONTENT {args.images[0]}"), args.size)
+    style_side = max(16, int(round(args.size * args.style_scale)))
+    styles = [fit_long_side(check_min_side(read_image(p), f"STYLE {p}"), style_side) for p in args.images[1:]]
+    mask = None
+    if args.mask is not None:
+        from ..core.color import luminance
+        from ..core.image import resize
+
+        mask = resize(luminance(read_image(args.mask)).repeat(3, axis=0), content.shape[1:])[0] / 255.0
+    device = select_device(args)
+    encoder.to_device(device)
+    decoder.to_device(device)
+    result = adain_transfer(encoder, FastDecoder(decoder), content, styles, alpha=alpha, weights=weights,
+                            mask=None if mask is None else np.asarray(mask), preserve_color=args.preserve_color)
+    write_image(args.output, result, grey=grey)
+    print(args.output)
+    return 0
 
 
 def _cmd_invert(args: argparse.Namespace) -> int:
@@ -206,9 +266,22 @@ def add_style_options(p: argparse.ArgumentParser, *, batch: bool = False) -> Non
                         "start from the content (default), noise (default with --texture) or style")
     p.add_argument("--preserve-color", choices=PRESERVE_COLOR, default="none",
                    help="keep the content's colours: luminance-only transfer, histogram "
-                        "matching of the style, or yuv swap after (default none)")
+                        "matching of the style (with --method adain: the reference's CORAL, the style's "
+                        "colour mean and covariance made the content's before encoding), or yuv swap after "
+                        "(default none)")
     _add_reconstruction_options(p, batch=batch)
     if not batch:
+        p.add_argument("--method", choices=("gatys", "adain"), default="gatys",
+                       help="gatys: optimise the image (default); adain: one pass through an encoder and a "
+                            "decoder (Huang & Belongie; default the fetched pytorch-AdaIN pair: dfi weights "
+                            "fetch adain; --weights gives another encoder)")
+        p.add_argument("--alpha", type=float, default=None,
+                       help="adain: content–style trade-off in feature space, 0…1 (default 1)")
+        p.add_argument("--mask", type=Path, default=None, metavar="MASK",
+                       help="adain with two styles: the first where MASK is light, the second elsewhere "
+                            "(resized to each feature map)")
+        p.add_argument("--decoder", type=Path, default=None, metavar="DEC.npz",
+                       help="adain: the decoder (default the fetched AdaIN decoder)")
         from .video import add_video_options
         add_video_options(p)
 

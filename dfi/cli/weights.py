@@ -9,11 +9,20 @@ from .common import UsageError, check_not_inputs, check_writable, progress_facto
 
 
 #: published stylizers ``dfi weights fetch`` knows beside the VGG-19 weights
-STYLIZERS = ("magenta-monet", "magenta-varied", "fast-neural-style")
+STYLIZERS = ("magenta-monet", "magenta-varied", "fast-neural-style", "adain")
 
 
 def _cmd_weights_fetch(args: argparse.Namespace) -> int:
     check_writable({}, {"--data-dir": args.data_dir})
+    if args.name == "adain":
+        from ..style.pretrained import fetch_adain
+
+        if args.from_path is not None:
+            raise UsageError("--from is for one file; convert AdaIN's files you have with "
+                             "dfi weights convert vgg_normalised.pth -o ENC.npz (and decoder.pth -o DEC.npz)")
+        for path in fetch_adain(data_dir=args.data_dir, progress=progress_factory(args.quiet)):
+            print(path)
+        return 0
     if args.name in STYLIZERS:
         from ..style.pretrained import fetch_stylizer
 
@@ -42,7 +51,16 @@ def _cmd_weights_convert(args: argparse.Namespace) -> int:
     check_not_inputs({"-o": args.output}, {"FILE": args.file})
     if not Path(args.file).is_file():
         raise FileNotFoundError(f"FILE {args.file}: no such file")
-    if sniff(args.file) is not None:  # a published stylizer: a dfi stylizer model
+    found = sniff(args.file)
+    if found is not None and found[0].startswith("adain"):
+        from ..style.pretrained import convert_adain
+
+        kind = convert_adain(args.file, args.output)
+        use = "--weights" if kind == "adain-encoder" else "--decoder"
+        print(f"converted pytorch-AdaIN's {kind[6:]} {args.file} to {args.output} "
+              f"(use: dfi style --method adain {use} {args.output})")
+        return 0
+    if found is not None:  # a published stylizer: a dfi stylizer model
         from ..style.pretrained import convert_stylizer
 
         kind, repaired = convert_stylizer(args.file, args.output)
@@ -64,7 +82,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="VGG-19: caffe (original), normalised (Gatys et al.'s, used by the official DFI "
                         "code) or torchvision; stylizers for dfi stylize --model: magenta-monet (10 styles), "
                         "magenta-varied (32; Apache-2.0), fast-neural-style (pytorch/examples' candy, mosaic, "
-                        "rain_princess, udnie; BSD-3)")
+                        "rain_princess, udnie; BSD-3); adain (pytorch-AdaIN's encoder and decoder, MIT, for dfi style "
+                        "--method adain)")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="where weights are kept (default $DFI_HOME or the user cache folder)")
     p.add_argument("--no-verify", action="store_true", help="accept a different file (warns)")

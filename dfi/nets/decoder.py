@@ -128,11 +128,14 @@ def dfi_spec(channels: Mapping[str, int], *, layers: Sequence[str] = ("conv5_1",
                        tuple(float(scales[name]) for name in ordered) if scales else ())
 
 
-def adain_spec() -> DecoderSpec:
-    """AdaIN's published decoder (pytorch-AdaIN ``decoder.pth``): conv4_1 → image."""
-    ops = [("conv", 256, True), ("up",), *[("conv", 256, True)] * 3, ("conv", 128, True), ("up",),
-           ("conv", 128, True), ("conv", 64, True), ("up",), ("conv", 64, True), ("conv", 3, False)]
-    return DecoderSpec((("conv4_1", 512),), tuple(ops), "unit")
+def adain_spec(width: float = 1.0) -> DecoderSpec:
+    """AdaIN's published decoder (pytorch-AdaIN ``decoder.pth``): conv4_1 → image
+    (``width`` scales its channels and its input's, for tests)."""
+    def c(n):
+        return max(1, int(round(n * width)))
+    ops = [("conv", c(256), True), ("up",), *[("conv", c(256), True)] * 3, ("conv", c(128), True), ("up",),
+           ("conv", c(128), True), ("conv", c(64), True), ("up",), ("conv", c(64), True), ("conv", 3, False)]
+    return DecoderSpec((("conv4_1", c(512)),), tuple(ops), "unit")
 
 
 def conv_channels(spec: DecoderSpec):

@@ -1,6 +1,8 @@
 """Published feed-forward stylizers, loaded exactly into :class:`TransformNet`: Magenta's
 conditional-instance-norm pastiche generators (TensorFlow V1 checkpoints, Apache-2.0) and
-pytorch/examples' fast-neural-style models (torch state dicts, BSD-3).
+pytorch/examples' fast-neural-style models (torch state dicts, BSD-3); and pytorch-AdaIN's
+encoder and decoder (MIT) into :class:`~dfi.nets.encoder.Encoder` and
+:class:`~dfi.nets.decoder.Decoder`.
 
 Both are Johnson et al.'s network as dfi's stylizer is, with the differences a
 :class:`~dfi.nets.stylizer.Variant` records (Magenta: no biases, the output layer
@@ -149,9 +151,61 @@ def from_fast_neural_style(state: dict[str, np.ndarray], source: str) -> Transfo
     return net
 
 
+# ---------------------------------------------------------------- pytorch-AdaIN
+#: ``vgg_normalised.pth``'s nn.Sequential indices: the 1×1 input convolution, then VGG-19's
+ADAIN_VGG_KEYS = {"input": 0, "conv1_1": 2, "conv1_2": 5, "conv2_1": 9, "conv2_2": 12, "conv3_1": 16,
+                  "conv3_2": 19, "conv3_3": 22, "conv3_4": 25, "conv4_1": 29, "conv4_2": 32, "conv4_3": 35,
+                  "conv4_4": 38, "conv5_1": 42, "conv5_2": 45, "conv5_3": 48, "conv5_4": 51}
+#: ``decoder.pth``'s convolutions, in order
+ADAIN_DECODER_KEYS = (1, 5, 8, 11, 14, 18, 21, 25, 28)
+
+
+def is_adain_encoder(state) -> bool:
+    first = state.get("0.weight")
+    return first is not None and tuple(first.shape) == (3, 3, 1, 1) and "2.weight" in state
+
+
+def is_adain_decoder(state) -> bool:
+    return all(f"{k}.weight" in state for k in ADAIN_DECODER_KEYS) and "0.weight" not in state
+
+
+def adain_encoder(state: dict, source: str):
+    """The :class:`~dfi.nets.encoder.Encoder` of ``vgg_normalised.pth`` (every layer it holds,
+    up to conv5_4; its 1×1 input convolution folded into conv1_1)."""
+    from .encoder import Encoder, fold_input_conv
+
+    if not is_adain_encoder(state):
+        raise StylizerFormatError(f"{source}: not pytorch-AdaIN's vgg_normalised.pth (no 1×1 input convolution "
+                                  "at key 0 followed by a convolution at key 2)")
+    params = {}
+    for name, key in list(ADAIN_VGG_KEYS.items())[1:]:
+        if f"{key}.weight" not in state:
+            break
+        params[name] = (np.asarray(state[f"{key}.weight"], np.float32), np.asarray(state[f"{key}.bias"], np.float32))
+    if "conv4_1" not in params:
+        raise StylizerFormatError(f"{source}: the encoder stops before relu4_1 (AdaIN needs conv1_1 … conv4_1)")
+    params["conv1_1"] = fold_input_conv(*params["conv1_1"], state["0.weight"], state["0.bias"])
+    return Encoder(params, name=source)
+
+
+def adain_decoder(state: dict, source: str):
+    """The :class:`~dfi.nets.decoder.Decoder` of ``decoder.pth`` (:func:`adain_spec`; it
+    outputs [0, 1], clamped when saved, here ×255)."""
+    from .decoder import Decoder, adain_spec
+
+    if not is_adain_decoder(state):
+        raise StylizerFormatError(f"{source}: not pytorch-AdaIN's decoder.pth (convolutions at keys "
+                                  f"{', '.join(map(str, ADAIN_DECODER_KEYS))})")
+    net = Decoder(adain_spec(width=state["1.weight"].shape[1] / 512))
+    for index, key in enumerate(ADAIN_DECODER_KEYS):
+        _set(net, f"conv{index}", np.asarray(state[f"{key}.weight"], np.float32),
+             np.asarray(state[f"{key}.bias"], np.float32), source, f"{key}.weight")
+    return net
+
+
 def sniff(path: str | os.PathLike):
-    """("magenta", tensors) or ("fast-neural-style", state) for a published stylizer's
-    file, else None (a VGG's weights, or something else: the caller decides). A file named
+    """("magenta", tensors), ("fast-neural-style" | "adain-encoder" | "adain-decoder", state)
+    for a published network's file, else None (a VGG's weights, or something else: the caller decides). A file named
     like a TensorFlow checkpoint (``.ckpt``, V2's parts) is read as one, so a truncated or
     V2 checkpoint gets the checkpoint reader's error."""
     import re
@@ -174,6 +228,8 @@ def sniff(path: str | os.PathLike):
             state = read_torch_state_dict(path)
         except ValueError:
             return None
-        if is_fast_neural_style(state):
-            return "fast-neural-style", state
+        for kind, test in (("fast-neural-style", is_fast_neural_style), ("adain-encoder", is_adain_encoder),
+                           ("adain-decoder", is_adain_decoder)):
+            if test(state):
+                return kind, state
     return None

@@ -12,7 +12,7 @@ import zipfile
 from pathlib import Path
 from typing import Optional
 
-from data_tools.download import default_data_dir, download_file
+from data_tools.download import Mirror, default_data_dir, download_file
 
 from ..nets.pretrained import (PRETRAINED, StylizerFormatError, from_fast_neural_style, from_magenta, sniff)
 from .feedforward import save_model
@@ -117,3 +117,69 @@ def fetch_stylizer(name: str, *, data_dir: Optional[Path] = None, from_path: Opt
                 convert_stylizer(extracted, out, source=f"{origin}:{member}", name=style)
                 outs.append(out)
     return sorted(outs)
+
+
+# ---------------------------------------------------------------- pytorch-AdaIN
+ADAIN_RELEASE = "https://github.com/naoto0804/pytorch-AdaIN/releases/download/v0.0.0/"
+#: the release assets and the SHA-256 a third-party script reports for them (unverified:
+#: what arrives is checked by its structure, a different hash is only said)
+ADAIN_FILES = {"encoder": ("vgg_normalised.pth", "804ca2835ecf7539f0cd2a7ac3c18ce81e6f8468969ae7117ac0c148d286bb4a"),
+               "decoder": ("decoder.pth", "379ca41d59f3a37eed3599bbbc2560c19da5c458870a5ffd3a9dd41aa88f9472")}
+
+
+def adain_paths(data_dir: Optional[Path] = None) -> dict[str, Path]:
+    """Where the fetched AdaIN encoder and decoder are kept."""
+    return {part: models_dir(data_dir) / f"adain-{part}.npz" for part in ADAIN_FILES}
+
+
+def convert_adain(path: str | os.PathLike, out: str | os.PathLike, *, source: Optional[str] = None) -> str:
+    """``vgg_normalised.pth`` → an encoder file, ``decoder.pth`` → a decoder file; returns
+    which it was.
+
+    Raises:
+        StylizerFormatError: neither (what it looks like is named).
+    """
+    from ..nets.decoder import save_decoder
+    from ..nets.encoder import ADAIN_IDENTITY, save_encoder
+    from ..nets.pretrained import adain_decoder, adain_encoder
+
+    path = Path(path)
+    found = sniff(path)
+    kind = None if found is None else found[0]
+    if kind == "adain-encoder":
+        save_encoder(out, adain_encoder(found[1], str(path)), source=source or str(path))
+    elif kind == "adain-decoder":
+        save_decoder(out, adain_decoder(found[1], str(path)), vgg_identity=ADAIN_IDENTITY,
+                     convention="RGB [0, 255]", settings={"converted_from": "pytorch-AdaIN decoder.pth",
+                                                          "source": source or str(path), "licence": "MIT"})
+    else:
+        looks = {None: "not a torch state dict of a network dfi knows", "magenta": "a Magenta checkpoint",
+                 "fast-neural-style": "a fast-neural-style stylizer"}[kind]
+        raise StylizerFormatError(f"{path}: not pytorch-AdaIN's vgg_normalised.pth or decoder.pth ({looks})")
+    return kind
+
+
+def fetch_adain(*, data_dir: Optional[Path] = None, progress=None) -> list[Path]:
+    """Download pytorch-AdaIN's two release assets, check them by their structure, convert."""
+    import hashlib
+
+    outs, folder = [], models_dir(data_dir)
+    for part, (filename, sha256) in ADAIN_FILES.items():
+        want = f"adain-{part}"
+
+        def check(path: Path, want=want) -> None:
+            found = sniff(path)
+            if found is None or found[0] != want:
+                raise StylizerFormatError(f"{path}: not pytorch-AdaIN's {filename}")
+        raw, mirror = download_file(f"adain {part}", (Mirror(ADAIN_RELEASE + filename),), folder, filename,
+                                    progress=progress, check=check,
+                                    hint=f"have the file? dfi weights convert {filename} -o OUT.npz")
+        got = hashlib.sha256(raw.read_bytes()).hexdigest()
+        if got != sha256:
+            warnings.warn(f"{filename}: SHA-256 {got} differs from the one reported (unverified) {sha256}; "
+                          "its structure is AdaIN's, so it is used", stacklevel=2)
+        out = adain_paths(data_dir)[part]
+        convert_adain(raw, out, source=mirror.url)
+        outs.append(out)
+    return outs
+
