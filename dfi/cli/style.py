@@ -70,6 +70,10 @@ def style_config(args: argparse.Namespace, *, n_images: int = 0, video: bool = F
         raise UsageError(f"--style-blend has {len(args.style_blend)} weights for {n_styles} "
                          "style image(s)")
     init = args.init or ("noise" if args.texture else "content")
+    if init == "adain":  # the start is made by the command (stylize_to_file's start)
+        if args.texture or video:
+            raise UsageError("--init adain needs a content image (and is for images, not videos)")
+        init = "content"
     config = StyleConfig(
         content_layers=parse_layer_weights(args.content_layers, "--content-layers"),
         style_layers=parse_layer_weights(args.style_layers, "--style-layers"),
@@ -85,11 +89,37 @@ def style_config(args: argparse.Namespace, *, n_images: int = 0, video: bool = F
     return config
 
 
+def _adain_start(args: argparse.Namespace, content, styles):
+    """``--init adain``: the one-pass AdaIN result (the fetched pair, or --decoder's with
+    the fetched encoder) at the first stage's size, for Gatys to refine."""
+    from ..nets.decoder import FastDecoder, check_decoder_vgg, load_decoder
+    from ..nets.encoder import load_encoder
+    from ..style.adain import adain_transfer
+    from ..style.gatys import fit_long_side
+    from ..style.pretrained import adain_paths
+
+    fetched = adain_paths(args.data_dir)
+    decoder_file = Path(args.decoder[0]) if args.decoder else fetched["decoder"]
+    for option, path in (("--init adain", fetched["encoder"]), ("--decoder", decoder_file)):
+        if not path.is_file():
+            raise FileNotFoundError(f"{option}: {path}: no such file; run 'dfi weights fetch adain'")
+    encoder = load_encoder(fetched["encoder"])
+    decoder, record = load_decoder(decoder_file)
+    check_decoder_vgg(record, encoder.identity, ["conv4_1"], f"--decoder {decoder_file}")
+    device = select_device(args)
+    encoder.to_device(device)
+    decoder.to_device(device)
+    first = (args.scales or [args.size])[0]
+    return adain_transfer(encoder, FastDecoder(decoder), fit_long_side(content, first),
+                          [fit_long_side(s, max(16, round(first * args.style_scale))) for s in styles])
+
+
 def _run_style(args: argparse.Namespace, config, content, styles, grey: bool) -> int:
     import time
 
     start = time.perf_counter()
-    terms = stylize_to_file(args, config, content, styles, grey)
+    first = _adain_start(args, content, styles) if getattr(args, "init", None) == "adain" else None
+    terms = stylize_to_file(args, config, content, styles, grey, start=first)
     if not args.quiet:
         print(f"dfi: {len(config.scales)} stage(s) in {time.perf_counter() - start:.1f} s; "
               + ", ".join(f"{name} {value:.4g}" for name, value in terms.items()), file=sys.stderr)
@@ -97,9 +127,11 @@ def _run_style(args: argparse.Namespace, config, content, styles, grey: bool) ->
     return 0
 
 
-def stylize_to_file(args: argparse.Namespace, config, content, styles, grey: bool, *, net=None) -> dict:
+def stylize_to_file(args: argparse.Namespace, config, content, styles, grey: bool, *, net=None,
+                    start=None) -> dict:
     """Optimise and write ``args.output`` (and the snapshots); returns the final loss terms.
-    ``net``: a loaded VGG-19 (a batch worker's); default: load the one ``args`` names."""
+    ``net``: a loaded VGG-19 (a batch worker's); default: load the one ``args`` names;
+    ``start``: the first stage's start image (``--init adain``)."""
     from dataclasses import replace
 
     from ..core.backend import to_cpu
@@ -113,7 +145,7 @@ def stylize_to_file(args: argparse.Namespace, config, content, styles, grey: boo
     bar = progress_bar(config.reconstruct.iterations * len(config.scales), args.quiet, "stylising")
     last, stage, shown = None, 0, 0.0
     try:
-        for last in stylize(net, content, styles, config):
+        for last in stylize(net, content, styles, config, start=start):
             if last.stage != stage:  # a stage that stopped early: skip its remaining ticks
                 bar.n, stage = last.stage * config.reconstruct.iterations, last.stage
             bar.update(1)
@@ -137,7 +169,8 @@ def _cmd_style(args: argparse.Namespace) -> int:
         return _run_adain(args)
     if args.method == "wct":
         return _run_wct(args)
-    for option, value in (("--alpha", args.alpha), ("--mask", args.mask), ("--decoder", args.decoder)):
+    for option, value in (("--alpha", args.alpha), ("--mask", args.mask),
+                          ("--decoder", None if args.init == "adain" else args.decoder)):
         if value is not None:
             raise UsageError(f"{option} is for --method adain or wct (Gatys's balance is --content-weight / "
                              "--style-weight)")
@@ -317,9 +350,10 @@ def add_style_options(p: argparse.ArgumentParser, *, batch: bool = False) -> Non
                    help="one weight per style image, e.g. 0.7,0.3 (default equal)")
     p.add_argument("--style-scale", type=float, default=1.0,
                    help="style image size relative to the output (default 1)")
-    p.add_argument("--init", choices=INITS, default=None,
+    p.add_argument("--init", choices=INITS if batch else (*INITS, "adain"), default=None,
                    help="start from the content (default), noise or style" if batch else
-                        "start from the content (default), noise (default with --texture) or style")
+                        "start from the content (default), noise (default with --texture), style, or adain "
+                        "(the one-pass AdaIN result of the fetched pair, or of --decoder: Gatys refines it)")
     p.add_argument("--preserve-color", choices=PRESERVE_COLOR, default="none",
                    help="keep the content's colours: luminance-only transfer, histogram "
                         "matching of the style (with --method adain: the reference's CORAL, the style's "

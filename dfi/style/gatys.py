@@ -148,7 +148,7 @@ def stage_shapes(content: Optional[np.ndarray], styles: Sequence[np.ndarray],
 
 
 def stylize(net: VGG19, content: Optional[np.ndarray], styles: Sequence[np.ndarray],
-            config: StyleConfig) -> Iterator[StyleProgress]:
+            config: StyleConfig, *, start: Optional[np.ndarray] = None) -> Iterator[StyleProgress]:
     """Optimise an image against the style loss, stage by stage (coarse to fine).
 
     Args:
@@ -156,6 +156,8 @@ def stylize(net: VGG19, content: Optional[np.ndarray], styles: Sequence[np.ndarr
         content: CHW RGB [0, 255] on the CPU, or None (texture synthesis).
         styles: CHW images; empty for feature inversion (content only).
         config: settings.
+        start: the first stage's start (CHW, resized to it) instead of ``config.init``'s,
+            e.g. a one-pass AdaIN result (``dfi style --init adain``).
 
     Yields:
         :class:`StyleProgress` after every iteration; the last one's images are the result
@@ -176,7 +178,7 @@ def stylize(net: VGG19, content: Optional[np.ndarray], styles: Sequence[np.ndarr
     if not layers:
         raise SettingError("nothing to optimise: the content and style weights are both 0")
     device = net.device
-    image = initial_image(config, content, styles, shapes[0])
+    image = initial_image(config, content, styles, shapes[0]) if start is None else np.asarray(start, np.float32)
     for stage, (shape, long_side) in enumerate(zip(shapes, config.scales)):
         staged = resize(content, shape) if content is not None else None
         content_t, grams = targets(net, staged, styles, blend, config, long_side)

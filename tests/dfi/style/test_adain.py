@@ -205,3 +205,33 @@ def test_fetch_adain_checks_structure_and_says_an_unexpected_hash(pair, tmp_path
     monkeypatch.setenv("DFI_HOME", str(tmp_path / "home2"))
     code, _, err = cli("-q", "weights", "fetch", "adain")
     assert code == 1 and "not pytorch-AdaIN's decoder.pth" in err, err
+
+
+def test_gatys_can_start_from_the_adain_result(pair, tmp_path, cli, monkeypatch):
+    from PIL import Image
+
+    from dfi.style.pretrained import adain_paths
+
+    root, _, _, content, styles = pair
+    monkeypatch.setenv("DFI_HOME", str(tmp_path / "home"))
+    for i, image in enumerate([content, styles[0]]):
+        Image.fromarray(image.transpose(1, 2, 0).astype(np.uint8)).save(tmp_path / f"{i}.png")
+    common = ["-q", "style", tmp_path / "0.png", tmp_path / "1.png", "--weights", "untrained", "--device", "cpu",
+              "--size", "32", "--iterations", "1"]
+    code, _, err = cli(*common, "--init", "adain", "-o", tmp_path / "a.png")
+    assert code == 1 and "run 'dfi weights fetch adain'" in err, err
+    paths = adain_paths()
+    paths["encoder"].parent.mkdir(parents=True)
+    assert cli("weights", "convert", root / "vgg_normalised.pth", "-o", paths["encoder"])[0] == 0
+    assert cli("weights", "convert", root / "decoder.pth", "-o", paths["decoder"])[0] == 0
+    outs = {}
+    for init in ("adain", "content"):
+        outs[init] = tmp_path / f"{init}.png"
+        code, _, err = cli(*common, "--init", init, "-o", outs[init])
+        assert code == 0, err
+    one_pass = tmp_path / "one.png"
+    code, _, err = cli("style", tmp_path / "0.png", tmp_path / "1.png", "--device", "cpu", "--size", "32",
+                       "--method", "adain", "-o", one_pass)
+    assert code == 0, err
+    a, c, o = (np.asarray(Image.open(p), dtype=float) for p in (outs["adain"], outs["content"], one_pass))
+    assert np.abs(a - o).mean() < np.abs(c - o).mean()  # one L-BFGS step stays near its start
