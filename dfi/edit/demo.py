@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_tools.index import build_index, load_index, save_index
+from data_tools import index as indexes  # (looked up at call time: a test may stand in for it)
 from data_tools.synth import make_synthetic_lfw
 
 logger = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ class DemoPlan:
 def pick_face(index_path: Path, without: str = "Smiling") -> str:
     """A face clearly without the attribute column ``without`` and without eyewear,
     as ``"Person Name/N"`` (the median such face by that score)."""
-    table = load_index(index_path).table
+    table = indexes.load_index(index_path).table
     if without not in table:
         raise ValueError(f"{index_path}: no attribute column {without!r}")
     candidates = table[(table[without] < -0.5)]
@@ -44,7 +44,7 @@ def pick_face(index_path: Path, without: str = "Smiling") -> str:
 
 def _ensure_index(images: Path, attributes: Path, index_path: Path) -> Path:
     if not index_path.is_file():
-        save_index(build_index(images, attributes), index_path)
+        indexes.save_index(indexes.build_index(images, attributes), index_path)
     return index_path
 
 
