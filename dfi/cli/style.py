@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from .common import (UsageError, add_run_options, alpha_list, check_not_inputs, check_output, int_list,
-                     load_net, positive_int, progress_bar, select_device)
+                     load_net, positive_int, progress_bar)
 
 
 def _style_request(args: argparse.Namespace, *, invert: bool = False):
@@ -89,36 +89,14 @@ def style_config(args: argparse.Namespace, *, n_images: int = 0, video: bool = F
     return config
 
 
-def _adain_start(args: argparse.Namespace, content, styles):
-    """``--init adain``: the one-pass AdaIN result (the fetched pair, or --decoder's with
-    the fetched encoder) at the first stage's size, for Gatys to refine."""
-    from ..nets.decoder import FastDecoder, check_decoder_vgg, load_decoder
-    from ..nets.encoder import load_encoder
-    from ..style.adain import adain_transfer
-    from ..style.gatys import fit_long_side
-    from ..style.pretrained import adain_paths
-
-    fetched = adain_paths(args.data_dir)
-    decoder_file = Path(args.decoder[0]) if args.decoder else fetched["decoder"]
-    for option, path in (("--init adain", fetched["encoder"]), ("--decoder", decoder_file)):
-        if not path.is_file():
-            raise FileNotFoundError(f"{option}: {path}: no such file; run 'dfi weights fetch adain'")
-    encoder = load_encoder(fetched["encoder"])
-    decoder, record = load_decoder(decoder_file)
-    check_decoder_vgg(record, encoder.identity, ["conv4_1"], f"--decoder {decoder_file}")
-    device = select_device(args)
-    encoder.to_device(device)
-    decoder.to_device(device)
-    first = (args.scales or [args.size])[0]
-    return adain_transfer(encoder, FastDecoder(decoder), fit_long_side(content, first),
-                          [fit_long_side(s, max(16, round(first * args.style_scale))) for s in styles])
-
-
 def _run_style(args: argparse.Namespace, config, content, styles, grey: bool) -> int:
     import time
 
     start = time.perf_counter()
-    first = _adain_start(args, content, styles) if getattr(args, "init", None) == "adain" else None
+    first = None
+    if getattr(args, "init", None) == "adain":
+        from .onepass import adain_start
+        first = adain_start(args, content, styles)
     terms = stylize_to_file(args, config, content, styles, grey, start=first)
     if not args.quiet:
         print(f"dfi: {len(config.scales)} stage(s) in {time.perf_counter() - start:.1f} s; "
@@ -165,10 +143,9 @@ def stylize_to_file(args: argparse.Namespace, config, content, styles, grey: boo
 
 
 def _cmd_style(args: argparse.Namespace) -> int:
-    if args.method == "adain":
-        return _run_adain(args)
-    if args.method == "wct":
-        return _run_wct(args)
+    if args.method in ("adain", "wct"):
+        from .onepass import run_one_pass
+        return run_one_pass(args)
     for option, value in (("--alpha", args.alpha), ("--mask", args.mask),
                           ("--decoder", None if args.init == "adain" else args.decoder)):
         if value is not None:
@@ -179,114 +156,6 @@ def _cmd_style(args: argparse.Namespace) -> int:
         from .video import run_style_video
         return run_style_video(args, config, styles)
     return _run_style(args, config, content, styles, grey)
-
-
-def _run_adain(args: argparse.Namespace) -> int:
-    """``dfi style CONTENT STYLE … --method adain``: encode, AdaIN, decode, in one pass."""
-    import numpy as np
-
-    from ..core.image import write_image
-    from ..nets.decoder import FastDecoder, check_decoder_vgg, load_decoder
-    from ..nets.encoder import load_encoder
-    from ..style.adain import adain_transfer
-    from ..style.pretrained import adain_paths
-
-    alpha, weights = _one_pass_request(args, "adain")
-    if args.decoder and len(args.decoder) > 1:
-        raise UsageError(f"--method adain takes one --decoder, not {len(args.decoder)} (several are WCT's levels)")
-    fetched = adain_paths(args.data_dir)
-    encoder_file = fetched["encoder"] if args.weights == "auto" else Path(args.weights)
-    decoder_file = fetched["decoder"] if not args.decoder else Path(args.decoder[0])
-    for option, path in (("--weights", encoder_file), ("--decoder", decoder_file)):
-        if not path.is_file():
-            raise FileNotFoundError(f"{option} {path}: no such file" + (
-                "; run 'dfi weights fetch adain'" if path in fetched.values() else ""))
-    encoder = load_encoder(encoder_file)
-    decoder, record = load_decoder(decoder_file)
-    check_decoder_vgg(record, encoder.identity, ["conv4_1"], f"--decoder {decoder_file}")
-    content, styles, mask, grey = _read_one_pass_images(args)
-    device = select_device(args)
-    encoder.to_device(device)
-    decoder.to_device(device)
-    result = adain_transfer(encoder, FastDecoder(decoder), content, styles, alpha=1.0 if alpha is None else alpha,
-                            weights=weights, mask=None if mask is None else np.asarray(mask),
-                            preserve_color=args.preserve_color)
-    write_image(args.output, result, grey=grey)
-    print(args.output)
-    return 0
-
-
-def _one_pass_request(args: argparse.Namespace, method: str):
-    """The checks adain and wct share; returns (alpha or None, normalised style weights)."""
-    from ..style.transforms import blend_weights, check_alpha
-    from ..video.io import is_video
-
-    if args.texture:
-        raise UsageError(f"--texture is Gatys's synthesis; --method {method} needs a CONTENT image")
-    if len(args.images) < 2:
-        raise UsageError("give a CONTENT and at least one STYLE image")
-    if is_video(args.images[0]):
-        raise UsageError(f"--method {method} stylises images; for a video use --method gatys "
-                         f"(not built for {method} yet)")
-    check_output(args.output)
-    check_not_inputs({"-o": args.output}, {f"IMAGE {i + 1}": p for i, p in enumerate(args.images)})
-    alpha = None if args.alpha is None else check_alpha(args.alpha)
-    weights = blend_weights(args.style_blend, len(args.images) - 1)
-    if args.mask is not None and len(args.images) != 3:
-        raise UsageError(f"--mask needs exactly two styles (foreground, background), not {len(args.images) - 1}")
-    return alpha, weights
-
-
-def _read_one_pass_images(args: argparse.Namespace):
-    """(content at --size, styles at --size × --style-scale, mask or None, grey)."""
-    from ..core.color import luminance
-    from ..core.image import check_min_side, is_greyscale, read_image, resize
-    from ..style.gatys import fit_long_side
-
-    content = fit_long_side(check_min_side(read_image(args.images[0]), f"CONTENT {args.images[0]}"), args.size)
-    side = max(16, int(round(args.size * args.style_scale)))
-    styles = [fit_long_side(check_min_side(read_image(p), f"STYLE {p}"), side) for p in args.images[1:]]
-    mask = None
-    if args.mask is not None:
-        mask = resize(luminance(read_image(args.mask)).repeat(3, axis=0), content.shape[1:])[0] / 255.0
-    return content, styles, mask, all(is_greyscale(p) for p in args.images)
-
-
-def _run_wct(args: argparse.Namespace) -> int:
-    """``dfi style CONTENT STYLE … --method wct --decoder D5.npz --decoder D4.npz …``."""
-    from ..core.image import write_image
-    from ..nets.decoder import FastDecoder, check_decoder_vgg, load_decoder
-    from ..style.wct import ALPHA, LEVELS, wct_transfer
-
-    alpha, weights = _one_pass_request(args, "wct")
-    if args.preserve_color != "none":
-        raise UsageError("--preserve-color is not built for --method wct yet")
-    if not args.decoder:
-        raise UsageError(f"--method wct needs a --decoder per level (train them with dfi train-decoder --layers "
-                         f"L for L in {', '.join(LEVELS)}; give at least one)")
-    loaded = [(path, *load_decoder(path)) for path in args.decoder]  # foreign files before the network
-    levels = {}
-    for path, _, record in loaded:
-        layers = [name for name, _ in record["architecture"]["inputs"]]
-        if len(layers) != 1 or layers[0] not in LEVELS:
-            raise UsageError(f"--decoder {path} decodes {', '.join(layers)}; WCT needs one level each of "
-                             f"{', '.join(LEVELS)}")
-        if layers[0] in levels:
-            raise UsageError(f"--decoder {path}: two decoders for {layers[0]}")
-        levels[layers[0]] = path
-    content, styles, mask, grey = _read_one_pass_images(args)
-    net, _ = load_net(args)
-    decoders = {}
-    for path, decoder, record in loaded:
-        layer = record["architecture"]["inputs"][0][0]
-        check_decoder_vgg(record, net.identity, [layer], f"--decoder {path}")
-        decoder.to_device(net.device)
-        decoders[layer] = FastDecoder(decoder)
-    result = wct_transfer(net, decoders, content, styles, alpha=ALPHA if alpha is None else alpha,
-                          weights=weights, mask=mask)
-    write_image(args.output, result, grey=grey)
-    print(args.output)
-    return 0
 
 
 def _cmd_invert(args: argparse.Namespace) -> int:

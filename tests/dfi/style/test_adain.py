@@ -235,3 +235,27 @@ def test_gatys_can_start_from_the_adain_result(pair, tmp_path, cli, monkeypatch)
     assert code == 0, err
     a, c, o = (np.asarray(Image.open(p), dtype=float) for p in (outs["adain"], outs["content"], one_pass))
     assert np.abs(a - o).mean() < np.abs(c - o).mean()  # one L-BFGS step stays near its start
+
+
+def test_a_folder_in_is_a_folder_out(pair, tmp_path, cli):
+    from PIL import Image
+
+    root, _, _, content, styles = pair
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    Image.fromarray(content.transpose(1, 2, 0).astype(np.uint8)).save(tmp_path / "in" / "a.png")
+    Image.fromarray(content[:, :32, :24].transpose(1, 2, 0).astype(np.uint8)).save(tmp_path / "in" / "sub" / "b.png")
+    Image.fromarray(styles[0].transpose(1, 2, 0).astype(np.uint8)).save(tmp_path / "s.png")
+    enc, dec = tmp_path / "enc.npz", tmp_path / "dec.npz"
+    assert cli("weights", "convert", root / "vgg_normalised.pth", "-o", enc)[0] == 0
+    assert cli("weights", "convert", root / "decoder.pth", "-o", dec)[0] == 0
+    code, _, err = cli("-q", "style", tmp_path / "in", tmp_path / "s.png", "--method", "adain", "--weights", enc,
+                       "--decoder", dec, "--size", "40", "--device", "cpu", "-o", tmp_path / "out")
+    assert code == 0, err
+    assert Image.open(tmp_path / "out" / "a.png").size == (32, 40)
+    assert Image.open(tmp_path / "out" / "sub" / "b.png").size == (30, 40)  # long side to --size
+    one = tmp_path / "one.png"
+    assert cli("-q", "style", tmp_path / "in" / "a.png", tmp_path / "s.png", "--method", "adain", "--weights", enc,
+               "--decoder", dec, "--size", "40", "--device", "cpu", "-o", one)[0] == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(one)), np.asarray(Image.open(tmp_path / "out" / "a.png")))
+    code, _, err = cli("style", tmp_path / "in", tmp_path / "s.png", "--method", "adain", "-o", tmp_path / "in" / "o")
+    assert code == 2 and "inside the CONTENT folder" in err

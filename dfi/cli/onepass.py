@@ -1,0 +1,158 @@
+"""``dfi style --method adain | wct`` and ``--init adain``: arbitrary style in one pass
+from the command line — an image, or a folder of images (same relative paths under -o; the
+styles read once and, for AdaIN, encoded once)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .common import UsageError, check_not_inputs, check_output, check_writable, load_net, progress_bar, select_device
+
+
+def _adain_pair(args: argparse.Namespace, encoder_file=None):
+    """(encoder, FastDecoder) on the device: ``encoder_file`` (default the fetched one) and
+    --decoder (default the fetched one), checked to pair."""
+    from ..nets.decoder import FastDecoder, check_decoder_vgg, load_decoder
+    from ..nets.encoder import load_encoder
+    from ..style.pretrained import adain_paths
+
+    if args.decoder and len(args.decoder) > 1:
+        raise UsageError(f"AdaIN takes one --decoder, not {len(args.decoder)} (several are WCT's levels)")
+    fetched = adain_paths(args.data_dir)
+    encoder_file = fetched["encoder"] if encoder_file is None else Path(encoder_file)
+    decoder_file = Path(args.decoder[0]) if args.decoder else fetched["decoder"]
+    for option, path in (("--weights", encoder_file), ("--decoder", decoder_file)):
+        if not path.is_file():
+            raise FileNotFoundError(f"{option} {path}: no such file" + (
+                "; run 'dfi weights fetch adain'" if path in fetched.values() else ""))
+    encoder = load_encoder(encoder_file)
+    decoder, record = load_decoder(decoder_file)
+    check_decoder_vgg(record, encoder.identity, ["conv4_1"], f"--decoder {decoder_file}")
+    device = select_device(args)
+    encoder.to_device(device)
+    decoder.to_device(device)
+    return encoder, FastDecoder(decoder)
+
+
+def adain_start(args: argparse.Namespace, content, styles):
+    """``--init adain``: the one-pass AdaIN result (the fetched pair, or --decoder's with
+    the fetched encoder) at the first stage's size, for Gatys to refine."""
+    from ..style.adain import adain_transfer
+    from ..style.gatys import fit_long_side
+
+    encoder, decoder = _adain_pair(args)
+    first = (args.scales or [args.size])[0]
+    return adain_transfer(encoder, decoder, fit_long_side(content, first),
+                          [fit_long_side(s, max(16, round(first * args.style_scale))) for s in styles])
+
+
+def _jobs(args: argparse.Namespace, method: str) -> list[tuple[Path, Path]]:
+    """(content, output) pairs: one image, or every image of a folder into -o's folder."""
+    from ..core.image import IMAGE_SUFFIXES, image_files
+    from ..video.io import is_video
+
+    source, out = Path(args.images[0]), Path(args.output)
+    check_not_inputs({"-o": out}, {f"IMAGE {i + 1}": p for i, p in enumerate(args.images)})
+    if source.is_dir():  # a folder of images → a folder (a folder of frames → a video is Gatys's)
+        if out.suffix:
+            raise UsageError(f"-o {out}: with --method {method} a folder's output is a folder (videos are "
+                             "not built for it yet)")
+        if out.resolve().is_relative_to(source.resolve()):
+            raise UsageError(f"-o {out} is inside the CONTENT folder {source}; choose a folder outside it")
+        check_writable({}, {"-o": out})
+        files = image_files(source)
+        if not files:
+            raise FileNotFoundError(f"CONTENT {source}: no images in it ({', '.join(IMAGE_SUFFIXES)})")
+        return [(f, out / f.relative_to(source)) for f in files]
+    if is_video(source):
+        raise UsageError(f"--method {method} stylises images and folders; for a video use --method gatys "
+                         f"(not built for {method} yet)")
+    check_output(out)
+    return [(source, out)]
+
+
+def run_one_pass(args: argparse.Namespace) -> int:
+    """``dfi style CONTENT STYLE … --method adain | wct``."""
+    import numpy as np
+
+    from ..core.color import luminance
+    from ..core.image import check_min_side, is_greyscale, read_image, resize, write_image
+    from ..style.gatys import fit_long_side
+    from ..style.transforms import blend_weights, check_alpha
+
+    method = args.method
+    if args.texture:
+        raise UsageError(f"--texture is Gatys's synthesis; --method {method} needs a CONTENT image")
+    if len(args.images) < 2:
+        raise UsageError("give a CONTENT and at least one STYLE image")
+    jobs = _jobs(args, method)
+    alpha = None if args.alpha is None else check_alpha(args.alpha)
+    weights = blend_weights(args.style_blend, len(args.images) - 1)
+    if args.mask is not None and len(args.images) != 3:
+        raise UsageError(f"--mask needs exactly two styles (foreground, background), not {len(args.images) - 1}")
+    transfer = _adain(args, alpha, weights) if method == "adain" else _wct(args, alpha, weights)
+    side = max(16, int(round(args.size * args.style_scale)))
+    styles = [fit_long_side(check_min_side(read_image(p), f"STYLE {p}"), side) for p in args.images[1:]]
+    mask_image = None if args.mask is None else luminance(read_image(args.mask)).repeat(3, axis=0)
+    grey_styles = all(is_greyscale(p) for p in args.images[1:])
+    with progress_bar(len(jobs), args.quiet or len(jobs) == 1, "images", unit="image") as bar:
+        for source, out in jobs:
+            content = fit_long_side(check_min_side(read_image(source), f"CONTENT {source}"), args.size)
+            mask = None if mask_image is None else np.asarray(resize(mask_image, content.shape[1:])[0] / 255.0)
+            write_image(out, transfer(content, styles, mask), grey=grey_styles and is_greyscale(source))
+            bar.update(1)
+    print(args.output)
+    return 0
+
+
+def _adain(args, alpha, weights):
+    """The AdaIN transfer of one content image (the styles encoded once where the colour
+    mode allows)."""
+    from ..style.adain import adain_transfer, encode_styles
+
+    encoder, decoder = _adain_pair(args, None if args.weights == "auto" else args.weights)
+    cache = {}
+
+    def transfer(content, styles, mask):
+        features = None
+        if args.preserve_color not in ("histogram", "luminance"):  # (those recolour the styles per content)
+            if "styles" not in cache:
+                cache["styles"] = encode_styles(encoder, styles)
+            features = cache["styles"]
+        return adain_transfer(encoder, decoder, content, styles, alpha=1.0 if alpha is None else alpha,
+                              weights=weights, mask=mask, preserve_color=args.preserve_color,
+                              style_features=features)
+    return transfer
+
+
+def _wct(args, alpha, weights):
+    """The WCT transfer of one content image, with one --decoder per level."""
+    from ..nets.decoder import FastDecoder, check_decoder_vgg, load_decoder
+    from ..style.wct import ALPHA, LEVELS, wct_transfer
+
+    if args.preserve_color != "none":
+        raise UsageError("--preserve-color is not built for --method wct yet")
+    if not args.decoder:
+        raise UsageError(f"--method wct needs a --decoder per level (train them with dfi train-decoder --layers "
+                         f"L for L in {', '.join(LEVELS)}; give at least one)")
+    loaded, levels = [(path, *load_decoder(path)) for path in args.decoder], set()  # before the network
+    for path, _, record in loaded:
+        layers = [name for name, _ in record["architecture"]["inputs"]]
+        if len(layers) != 1 or layers[0] not in LEVELS:
+            raise UsageError(f"--decoder {path} decodes {', '.join(layers)}; WCT needs one level each of "
+                             f"{', '.join(LEVELS)}")
+        if layers[0] in levels:
+            raise UsageError(f"--decoder {path}: two decoders for {layers[0]}")
+        levels.add(layers[0])
+    net, _ = load_net(args)
+    decoders = {}
+    for path, decoder, record in loaded:
+        layer = record["architecture"]["inputs"][0][0]
+        check_decoder_vgg(record, net.identity, [layer], f"--decoder {path}")
+        decoder.to_device(net.device)
+        decoders[layer] = FastDecoder(decoder)
+
+    def transfer(content, styles, mask):
+        return wct_transfer(net, decoders, content, styles, alpha=ALPHA if alpha is None else alpha,
+                            weights=weights, mask=mask)
+    return transfer
