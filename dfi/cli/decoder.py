@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from .common import (UsageError, add_run_options, add_training_options, check_not_inputs, check_writable,
-                     load_net, parse_layers, run_training, training_checkpoint)
+                     load_net, parse_layers, run_training, select_device, training_checkpoint)
 
 #: the α rows of a sample grid: input | D(φ(x)) | D(φ(x) + s·ŵ) for these strengths
 SAMPLE_STRENGTHS = (0.2, 0.4)
@@ -55,6 +55,10 @@ def _cmd_train_decoder(args: argparse.Namespace) -> int:
     check_not_inputs({"-o": out}, {"--index": args.index})
     if args.time_limit is not None and not args.time_limit > 0:
         raise UsageError(f"--time-limit {args.time_limit}: give a number of minutes above 0")
+    if args.method == "adain":
+        return _train_adain(args, out)
+    if args.content is not None or args.styles is not None:
+        raise UsageError("--content and --styles are for --method adain (DFI's decoder trains on --index or --images)")
     config = DecoderTrainConfig(size=args.size, batch_size=args.batch_size, iterations=args.iterations,
                                 lr=args.lr, layers=parse_layers(args.layers), width=args.width,
                                 pixel_weight=args.pixel_weight, tv_weight=args.tv_weight, seed=args.seed,
@@ -136,6 +140,55 @@ def _check_training_memory(vgg, decoder, config) -> None:
                       f"{' or '.join(fits) or 'none'}")
 
 
+def _train_adain(args: argparse.Namespace, out: Path) -> int:
+    """``dfi train-decoder --method adain --content DIR --styles DIR``: AdaIN's decoder
+    through AdaIN's encoder (--weights: an encoder file, default the fetched one)."""
+    from ..core.image import image_files
+    from ..nets.decoder import Decoder, adain_spec, save_decoder
+    from ..nets.encoder import load_encoder
+    from ..style.adain_training import AdainTrainConfig, AdainTrainer
+    from ..style.pretrained import adain_paths
+
+    for option, folder in (("--content", args.content), ("--styles", args.styles)):
+        if folder is None:
+            raise UsageError(f"--method adain trains on --content DIR and --styles DIR; give {option}")
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{option} {folder}: not a folder")
+    if args.index is not None or args.images is not None:
+        raise UsageError("--method adain trains on --content and --styles, not --index / --images")
+    config = AdainTrainConfig(size=args.size, batch_size=args.batch_size, iterations=args.iterations, lr=args.lr,
+                              style_weight=args.style_weight, width=args.width, seed=args.seed)
+    contents, styles = image_files(args.content), image_files(args.styles)
+    for option, files in (("--content", contents), ("--styles", styles)):
+        if not files:
+            raise FileNotFoundError(f"{option}: no images in it")
+    checkpoint = training_checkpoint(args, out)
+    encoder_file = adain_paths(args.data_dir)["encoder"] if args.weights == "auto" else Path(args.weights)
+    if not encoder_file.is_file():
+        raise FileNotFoundError(f"--weights {encoder_file}: no such file; run 'dfi weights fetch adain' "
+                                "(or convert vgg_normalised.pth)")
+    encoder = load_encoder(encoder_file)
+    device = select_device(args)
+    encoder.to_device(device)
+    decoder = Decoder(adain_spec(width=config.width), seed=config.seed)
+    decoder.to_device(device)
+    trainer = AdainTrainer(encoder, decoder, contents, styles, config)
+    if args.resume:
+        trainer.load_checkpoint(checkpoint)
+    deadline = None if args.time_limit is None else time.monotonic() + 60 * args.time_limit
+    run_training(trainer, config.iterations, args, checkpoint, deadline=deadline)
+    settings = {**vars(config), "method": "adain", "encoder": str(encoder_file), "steps_done": trainer.step,
+                "content": str(args.content), "styles": str(args.styles)}
+    save_decoder(out, decoder, vgg_identity=encoder.identity, convention="RGB [0, 255]", settings=settings)
+    if trainer.step >= config.iterations:
+        checkpoint.unlink(missing_ok=True)
+    elif not args.quiet:
+        print(f"dfi: stopped at step {trainer.step} of {config.iterations} (--time-limit); "
+              "--resume continues", file=sys.stderr)
+    print(out)
+    return 0
+
+
 def _samples(trainer, images, edits: bool):
     """Rows of input | D(φ(x)) | x + D(φ(x) + s·ŵ) − D(φ(x)) (the fast edit) for each
     strength along the first direction."""
@@ -168,6 +221,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     defaults = DecoderTrainConfig()
     p = sub.add_parser("train-decoder", help="train a feature decoder for fast DFI edits and warm starts")
+    p.add_argument("--method", choices=("dfi", "adain"), default="dfi",
+                   help="dfi: a decoder of VGG features for DFI edits and WCT levels (default); adain: AdaIN's "
+                        "decoder through AdaIN's encoder (--weights: an encoder file, default the fetched one), "
+                        "on --content and --styles, with AdaIN's losses (the reference trained 160,000 steps "
+                        "of batch 8 at --size 256)")
+    p.add_argument("--content", type=Path, default=None, metavar="DIR", help="adain: content images (e.g. COCO)")
+    p.add_argument("--styles", type=Path, default=None, metavar="DIR", help="adain: style images (e.g. WikiArt)")
+    p.add_argument("--style-weight", type=float, default=10.0, help="adain: the style loss weight (default 10)")
     p.add_argument("--index", type=Path, default=None, help="aligned faces with attributes (dfi data index)")
     p.add_argument("--images", type=Path, default=None, metavar="DIR",
                    help="or any folder of images (no attributes: plain targets only)")

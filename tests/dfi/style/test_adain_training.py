@@ -1,0 +1,80 @@
+"""AdaIN's decoder training: its target, its losses going down, exact resume, the command line."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from file_formats import adain_encoder_state
+
+from dfi.nets.decoder import Decoder, adain_spec
+from dfi.nets.pretrained import adain_encoder
+from dfi.style.adain_training import AdainTrainConfig, AdainTrainer, adain_target
+from dfi.style.transforms import adain
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("adain-train")
+    rng = np.random.default_rng(0)
+    for kind in ("content", "styles"):
+        (root / kind).mkdir()
+        for i in range(4):
+            small = rng.uniform(0, 255, (4, 5, 3)).astype(np.uint8)
+            Image.fromarray(small).resize((40 + 4 * i, 36), Image.BILINEAR).save(root / kind / f"{i}.png")
+    return root
+
+
+def _trainer(folders, **changes):
+    encoder = adain_encoder(adain_encoder_state(), "enc")
+    config = AdainTrainConfig(**{"size": 32, "batch_size": 2, "iterations": 30, "lr": 1e-3, "width": 0.125, **changes})
+    files = {k: sorted((folders / k).glob("*.png")) for k in ("content", "styles")}
+    return AdainTrainer(encoder, Decoder(adain_spec(0.125)), files["content"], files["styles"], config)
+
+
+def test_the_target_is_adain_per_image():
+    rng = np.random.default_rng(1)
+    c, s = rng.standard_normal((2, 4, 5, 6)).astype(np.float32), rng.gamma(2, 1, (2, 4, 3, 3)).astype(np.float32)
+    got = adain_target(c, s).array
+    for i in range(2):
+        np.testing.assert_allclose(got[i], adain(c[i], s[i]), rtol=1e-4, atol=1e-4)
+
+
+def test_training_lowers_the_loss_and_resumes_exactly(folders, tmp_path):
+    trainer = _trainer(folders)
+    images = trainer.batch_for(10_000)  # a batch it never trains on
+
+    def loss():
+        import chainer
+        with chainer.no_backprop_mode():
+            return float(sum(t.array.mean() for t in trainer.loss_terms(*images).values()))
+    before = loss()
+    steps = list(trainer.run(30))
+    assert [s.step for s in steps] == list(range(1, 31)) and set(steps[0].terms) == {"content", "style"}
+    assert loss() < 0.8 * before
+    whole, first = _trainer(folders), _trainer(folders)
+    list(whole.run(3))
+    list(first.run(2))
+    first.save_checkpoint(tmp_path / "c.ckpt")
+    second = _trainer(folders)
+    second.load_checkpoint(tmp_path / "c.ckpt")
+    list(second.run(3))
+    for (name, a), (_, b) in zip(sorted(whole.decoder.namedparams()), sorted(second.decoder.namedparams())):
+        np.testing.assert_array_equal(a.array, b.array, err_msg=name)
+
+
+def test_train_an_adain_decoder_and_use_it(folders, tmp_path, cli):
+    from file_formats import write_torch
+
+    write_torch(tmp_path / "vgg_normalised.pth", adain_encoder_state(), legacy=False)
+    enc, dec = tmp_path / "enc.npz", tmp_path / "dec.npz"
+    assert cli("weights", "convert", tmp_path / "vgg_normalised.pth", "-o", enc)[0] == 0
+    code, _, err = cli("-q", "train-decoder", "--method", "adain", "--content", folders / "content", "--styles",
+                       folders / "styles", "--weights", enc, "-o", dec, "--size", "32", "--batch-size", "2",
+                       "--iterations", "2", "--width", "0.125", "--device", "cpu")
+    assert code == 0, err
+    code, _, err = cli("-q", "style", folders / "content" / "0.png", folders / "styles" / "1.png", "--method",
+                       "adain", "--weights", enc, "--decoder", dec, "--size", "32", "--device", "cpu",
+                       "-o", tmp_path / "o.png")
+    assert code == 0, err
+    code, _, err = cli("train-decoder", "--method", "adain", "--content", folders / "content", "--weights", enc,
+                       "-o", tmp_path / "x.npz")
+    assert code == 2 and "give --styles" in err
