@@ -4,6 +4,7 @@
     python scripts/bench_video.py flow [--sizes 256,512]      # DIS flow + masks per frame
     python scripts/bench_video.py memory [--frames 4,16]      # peak RSS against video length
     python scripts/bench_video.py consistency [--size 96]     # warping error, consistent vs independent
+    python scripts/bench_video.py onepass [--size 96]         # per-frame AdaIN's flicker, --temporal-blend, Gatys
 
 The video is synthetic: a textured scene panning by 2 px per frame (its motion is known),
 stylised with a synthetic painting on the untrained full VGG-19. Each prints JSON lines.
@@ -141,6 +142,43 @@ def bench_consistency(args) -> None:
           flush=True)
 
 
+def bench_onepass(args) -> None:
+    """Flicker of per-frame AdaIN against the temporal Gatys path, and the cheap remedy
+    (--temporal-blend), by the same warping error as ``consistency``: the mean |change|
+    between consecutive outputs once the pan is undone (interior pixels)."""
+    from dfi.nets.decoder import Decoder, FastDecoder, adain_spec
+    from dfi.nets.encoder import Encoder
+    from dfi.nets.vgg import he_init, vgg19_shapes
+    from dfi.style.adain import adain_transfer, encode_styles
+    from dfi.video.stylize import one_pass_video
+
+    frames, style = _pan(args.frames, args.size), _style()
+    shapes = {n: v for n, v in vgg19_shapes().items() if int(n[4]) < 4 or n == "conv4_1"}
+    encoder, decoder = Encoder(he_init(shapes)), FastDecoder(Decoder(adain_spec()))
+    features = encode_styles(encoder, [resize(style, (args.size, args.size))])
+
+    def error(outs):
+        return float(np.mean([np.abs(b[:, 4:-4, 4:-4 - SHIFT] - a[:, 4:-4, 4 + SHIFT:-4]).mean()
+                              for a, b in zip(outs, outs[1:])]))
+    row = {"bench": "onepass", "size": args.size, "frames": args.frames}
+    for blend in args.blends:
+        start = time.perf_counter()
+        outs = [out for _, out in one_pass_video(lambda f: adain_transfer(encoder, decoder, f, [], style_features=features),
+                                                 iter(frames), (args.size, args.size), blend=blend)]
+        row[f"adain_blend{blend:g}"] = error(outs)
+        row[f"adain_blend{blend:g}_s_per_frame"] = (time.perf_counter() - start) / len(frames)
+    net = untrained_vgg19()
+    config = StyleConfig(scales=(args.size,), reconstruct=ReconstructConfig(iterations=args.iterations, ftol=0))
+    for name, video in (("gatys_independent", VideoConfig(temporal_weight=0, init="content")),
+                        ("gatys_temporal", VideoConfig())):
+        start = time.perf_counter()
+        outs = [r.image for r in stylize_video(net, iter(frames), [style], config, video, (args.size, args.size))]
+        row[name] = error(outs)
+        row[f"{name}_s_per_frame"] = (time.perf_counter() - start) / len(frames)
+    print(json.dumps({**{k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}, **_machine()}),
+          flush=True)
+
+
 def main() -> None:
     if sys.argv[1:2] == ["_video"]:
         print(json.dumps(_one_video(*map(int, sys.argv[2:5]))))
@@ -168,6 +206,12 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=60)
     p.add_argument("--weights", type=lambda t: [float(v) for v in t.split(",")], default=[1e-3, 1e-2, 5e-2])
     p.set_defaults(func=bench_consistency)
+    p = sub.add_parser("onepass")
+    p.add_argument("--size", type=int, default=96)
+    p.add_argument("--frames", type=int, default=5)
+    p.add_argument("--iterations", type=int, default=60)
+    p.add_argument("--blends", type=lambda t: [float(v) for v in t.split(",")], default=[0, 0.5, 0.8])
+    p.set_defaults(func=bench_onepass)
     args = parser.parse_args()
     args.func(args)
 

@@ -51,12 +51,17 @@ def _jobs(args: argparse.Namespace, method: str) -> list[tuple[Path, Path]]:
     from ..core.image import IMAGE_SUFFIXES, image_files
     from ..video.io import is_video
 
+    from ..video.io import VIDEO_SUFFIXES
+
     source, out = Path(args.images[0]), Path(args.output)
     check_not_inputs({"-o": out}, {f"IMAGE {i + 1}": p for i, p in enumerate(args.images)})
-    if source.is_dir():  # a folder of images → a folder (a folder of frames → a video is Gatys's)
+    if (source.is_file() and is_video(source)) or (source.is_dir() and out.suffix.lower() in VIDEO_SUFFIXES):
+        from .video import check_video_output
+        check_video_output(args)
+        return []  # a video (or a folder of frames made into one): run_one_pass's video loop
+    if source.is_dir():  # a folder of images → a folder of images
         if out.suffix:
-            raise UsageError(f"-o {out}: with --method {method} a folder's output is a folder (videos are "
-                             "not built for it yet)")
+            raise UsageError(f"-o {out}: a folder's output is a folder (or a video: {', '.join(VIDEO_SUFFIXES)})")
         if out.resolve().is_relative_to(source.resolve()):
             raise UsageError(f"-o {out} is inside the CONTENT folder {source}; choose a folder outside it")
         check_writable({}, {"-o": out})
@@ -64,9 +69,6 @@ def _jobs(args: argparse.Namespace, method: str) -> list[tuple[Path, Path]]:
         if not files:
             raise FileNotFoundError(f"CONTENT {source}: no images in it ({', '.join(IMAGE_SUFFIXES)})")
         return [(f, out / f.relative_to(source)) for f in files]
-    if is_video(source):
-        raise UsageError(f"--method {method} stylises images and folders; for a video use --method gatys "
-                         f"(not built for {method} yet)")
     check_output(out)
     return [(source, out)]
 
@@ -85,6 +87,8 @@ def run_one_pass(args: argparse.Namespace) -> int:
         raise UsageError(f"--texture is Gatys's synthesis; --method {method} needs a CONTENT image")
     if len(args.images) < 2:
         raise UsageError("give a CONTENT and at least one STYLE image")
+    if not (0.0 <= args.temporal_blend <= 1.0):
+        raise UsageError(f"--temporal-blend {args.temporal_blend} must be within 0…1")
     jobs = _jobs(args, method)
     alpha = None if args.alpha is None else check_alpha(args.alpha)
     weights = blend_weights(args.style_blend, len(args.images) - 1)
@@ -95,6 +99,10 @@ def run_one_pass(args: argparse.Namespace) -> int:
     styles = [fit_long_side(check_min_side(read_image(p), f"STYLE {p}"), side) for p in args.images[1:]]
     mask_image = None if args.mask is None else luminance(read_image(args.mask)).repeat(3, axis=0)
     grey_styles = all(is_greyscale(p) for p in args.images[1:])
+    if not jobs:
+        return _video(args, lambda frame, mask: transfer(frame, styles, mask), mask_image)
+    if args.temporal_blend:
+        raise UsageError("--temporal-blend is for videos")
     with progress_bar(len(jobs), args.quiet or len(jobs) == 1, "images", unit="image") as bar:
         for source, out in jobs:
             content = fit_long_side(check_min_side(read_image(source), f"CONTENT {source}"), args.size)
@@ -156,3 +164,45 @@ def _wct(args, alpha, weights):
         return wct_transfer(net, decoders, content, styles, alpha=ALPHA if alpha is None else alpha,
                             weights=weights, mask=mask)
     return transfer
+
+
+def _video(args: argparse.Namespace, transfer, mask_image) -> int:
+    """A video (or a folder of frames) frame by frame through ``transfer``, resumable, with
+    --temporal-blend's flicker remedy."""
+    import numpy as np
+
+    from ..core.image import resize
+    from ..style.gatys import long_side_shape
+    from ..video.io import FrameStore, probe, read_frames
+    from ..video.stylize import one_pass_video
+    from .video import say_resume
+
+    source = Path(args.images[0])
+    info = probe(source)
+    shape = long_side_shape(info.size, args.size)
+    mask = None if mask_image is None else np.asarray(resize(mask_image, shape)[0] / 255.0)
+    settings = {"command": "style", "method": args.method, "styles": [str(Path(s).resolve()) for s in args.images[1:]],
+                "size": args.size, "alpha": args.alpha, "blend": args.style_blend, "weights": args.weights,
+                "decoders": [str(d) for d in args.decoder or []], "temporal_blend": args.temporal_blend,
+                "preserve_color": args.preserve_color}
+    store = FrameStore(Path(args.output), info, settings)
+    done = store.done()
+    say_resume(args.output, done, info.count)
+    previous = previous_frame = None
+    if done and args.temporal_blend:
+        previous = store.kept(done - 1)
+        previous_frame = resize(next(read_frames(info, done - 1)), shape)
+        if previous is None:
+            done = 0
+    store.begin()
+    with progress_bar(info.count, args.quiet, "frames", unit="frame") as bar:
+        bar.update(done)
+        for index, out in one_pass_video(lambda frame: transfer(frame, mask), read_frames(info, done), shape,
+                                         blend=args.temporal_blend, start=done, previous=previous,
+                                         previous_frame=previous_frame):
+            store.write(index, resize(np.clip(out, 0, 255), info.size),
+                        keep=out if args.temporal_blend else None)
+            bar.update(1)
+    print(store.finish())
+    return 0
+

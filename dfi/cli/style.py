@@ -146,7 +146,7 @@ def _cmd_style(args: argparse.Namespace) -> int:
     if args.method in ("adain", "wct"):
         from .onepass import run_one_pass
         return run_one_pass(args)
-    for option, value in (("--alpha", args.alpha), ("--mask", args.mask),
+    for option, value in (("--alpha", args.alpha), ("--mask", args.mask), ("--temporal-blend", args.temporal_blend or None),
                           ("--decoder", None if args.init == "adain" else args.decoder)):
         if value is not None:
             raise UsageError(f"{option} is for --method adain or wct (Gatys's balance is --content-weight / "
@@ -241,6 +241,9 @@ def add_style_options(p: argparse.ArgumentParser, *, batch: bool = False) -> Non
         p.add_argument("--mask", type=Path, default=None, metavar="MASK",
                        help="adain with two styles: the first where MASK is light, the second elsewhere "
                             "(resized to each feature map)")
+        p.add_argument("--temporal-blend", type=float, default=0.0, metavar="B",
+                       help="adain / wct video: pull each frame towards the previous output warped along the "
+                            "optical flow where it is consistent, 0…1 (default 0: frames on their own)")
         p.add_argument("--decoder", type=Path, action="append", default=None, metavar="DEC.npz",
                        help="adain: the decoder (default the fetched AdaIN decoder); wct: one per level, "
                             "repeated (from dfi train-decoder --layers conv5_1, …, conv1_1)")

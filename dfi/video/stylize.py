@@ -135,3 +135,27 @@ def finish_frame(result: FrameResult, frame: np.ndarray, config: StyleConfig,
     """A result as it is written: colour preservation against the frame, at ``size``."""
     image = finish(result.image, resize(frame, result.image.shape[1:]), config)
     return resize(image, size) if size is not None and tuple(size) != image.shape[1:] else image
+
+
+def one_pass_video(transfer, frames: Iterator[np.ndarray], shape: tuple[int, int], *, blend: float = 0.0,
+                   start: int = 0, previous: Optional[np.ndarray] = None,
+                   previous_frame: Optional[np.ndarray] = None, preset: str = "medium") -> Iterator[tuple]:
+    """(index, output) of every frame stylised on its own by ``transfer(frame)`` (AdaIN,
+    WCT) at ``shape``. With ``blend`` in (0, 1] each output is pulled towards the previous
+    output warped along the optical flow, where the flow is consistent (Ruder et al.'s
+    masks): y ← y + blend · m · (warp(y_prev) − y) — a cheap remedy for flicker.
+    ``previous`` / ``previous_frame``: the output and the frame (at ``shape``) just before
+    ``start``, for a resumed run."""
+    if not 0.0 <= blend <= 1.0:
+        raise ValueError(f"--temporal-blend {blend} must be within 0…1")
+    offsets = (1,) if blend > 0 else ()
+    history = [previous_frame] if previous_frame is not None and blend > 0 else []
+    last = previous
+    for flows in flows_ahead((resize(f, shape) for f in frames), offsets, start=start, history=history,
+                             preset=preset):
+        out = np.asarray(transfer(flows.frame), np.float32)
+        if last is not None and 1 in flows.backward:
+            warped, _ = warp(last, flows.backward[1])
+            out = out + np.float32(blend) * flows.masks[1][None].astype(np.float32) * (warped - out)
+        last = out
+        yield flows.index, out

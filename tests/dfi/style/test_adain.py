@@ -259,3 +259,32 @@ def test_a_folder_in_is_a_folder_out(pair, tmp_path, cli):
     np.testing.assert_array_equal(np.asarray(Image.open(one)), np.asarray(Image.open(tmp_path / "out" / "a.png")))
     code, _, err = cli("style", tmp_path / "in", tmp_path / "s.png", "--method", "adain", "-o", tmp_path / "in" / "o")
     assert code == 2 and "inside the CONTENT folder" in err
+
+
+def test_a_video_frame_by_frame_and_the_flicker_remedy(pair, tmp_path, cli, write_video):
+    from dfi.video import io as vio
+
+    root, _, _, content, styles = pair
+    enc, dec = tmp_path / "enc.npz", tmp_path / "dec.npz"
+    assert cli("weights", "convert", root / "vgg_normalised.pth", "-o", enc)[0] == 0
+    assert cli("weights", "convert", root / "decoder.pth", "-o", dec)[0] == 0
+    from PIL import Image
+    Image.fromarray(styles[0].transpose(1, 2, 0).astype(np.uint8)).save(tmp_path / "s.png")
+    wide = np.concatenate([content, content[:, :, ::-1]], axis=2)  # a pan across 64 columns
+    frames = [np.ascontiguousarray(wide[:, :, 2 * i:2 * i + 32]) for i in range(4)]
+    write_video(tmp_path / "in.mp4", frames, audio=False)
+    outs = {}
+    for blend in ("0", "0.8"):
+        outs[blend] = tmp_path / f"out{blend.replace('.', '_')}"  # PNG frames: exact
+        code, _, err = cli("-q", "style", tmp_path / "in.mp4", tmp_path / "s.png", "--method", "adain", "--weights",
+                           enc, "--decoder", dec, "--size", "40", "--device", "cpu", "--temporal-blend", blend,
+                           "-o", outs[blend])
+        assert code == 0, err
+        info = vio.probe(outs[blend])
+        assert info.count == 4 and info.size == (40, 32)
+    plain, blended = ([f for _, f in zip(range(4), vio.read_frames(vio.probe(outs[b])))] for b in ("0", "0.8"))
+    np.testing.assert_array_equal(plain[0], blended[0])  # the first frame has nothing to follow
+    assert np.abs(plain[3] - blended[3]).mean() > 0.1
+    code, _, err = cli("style", tmp_path / "in.mp4", tmp_path / "s.png", "--temporal-blend", "0.5",
+                       "-o", tmp_path / "g.mp4")
+    assert code == 2 and "--temporal-blend is for --method adain or wct" in err
