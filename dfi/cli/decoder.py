@@ -91,11 +91,17 @@ def _cmd_train_decoder(args: argparse.Namespace) -> int:
     settings = {**vars(config), "weights": vgg.name, "steps_done": trainer.step,
                 "trained_on": str(args.index or args.images)}
     save_decoder(out, decoder, vgg_identity=vgg.identity, convention=repr(vgg.convention), settings=settings)
-    if trainer.step >= config.iterations:
+    return _finished(trainer, config.iterations, checkpoint, out, args)
+
+
+def _finished(trainer, iterations: int, checkpoint: Path, out: Path, args) -> int:
+    """After the decoder is written: the checkpoint goes when the run is complete; a run
+    stopped by --time-limit says how to continue it."""
+    if trainer.step >= iterations:
         checkpoint.unlink(missing_ok=True)
     elif not args.quiet:
-        print(f"dfi: stopped at step {trainer.step} of {config.iterations} (--time-limit); "
-              "--resume continues", file=sys.stderr)
+        print(f"dfi: stopped at step {trainer.step} of {iterations} (--time-limit); --resume continues",
+              file=sys.stderr)
     print(out)
     return 0
 
@@ -180,13 +186,7 @@ def _train_adain(args: argparse.Namespace, out: Path) -> int:
     settings = {**vars(config), "method": "adain", "encoder": str(encoder_file), "steps_done": trainer.step,
                 "content": str(args.content), "styles": str(args.styles)}
     save_decoder(out, decoder, vgg_identity=encoder.identity, convention="RGB [0, 255]", settings=settings)
-    if trainer.step >= config.iterations:
-        checkpoint.unlink(missing_ok=True)
-    elif not args.quiet:
-        print(f"dfi: stopped at step {trainer.step} of {config.iterations} (--time-limit); "
-              "--resume continues", file=sys.stderr)
-    print(out)
-    return 0
+    return _finished(trainer, config.iterations, checkpoint, out, args)
 
 
 def _samples(trainer, images, edits: bool):

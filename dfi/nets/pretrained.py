@@ -24,6 +24,7 @@ from data_tools.download import Mirror
 
 from ..core.errors import FileFormatError
 from .stylizer import TransformNet
+from .weights import WeightSource
 
 #: dfi's layer → Magenta's variable scope (under ``transformer/``)
 MAGENTA_SCOPES = {"c1": "contract/conv1", "d1": "contract/conv2", "d2": "contract/conv3",
@@ -40,14 +41,10 @@ class StylizerFormatError(FileFormatError):
 
 
 @dataclass(frozen=True)
-class PretrainedSource:
-    """A published stylizer: where it is, what it is and under which licence."""
+class PretrainedSource(WeightSource):
+    """A published stylizer: a :class:`~dfi.nets.weights.WeightSource` and its licence."""
 
-    name: str
-    filename: str
-    mirrors: tuple[Mirror, ...]
-    description: str
-    licence: str
+    licence: str = ""
 
 
 PRETRAINED: dict[str, PretrainedSource] = {s.name: s for s in (

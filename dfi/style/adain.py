@@ -19,21 +19,12 @@ import chainer
 from ..core.backend import to_cpu, using_device
 from ..core.color import combine_luminance, grey, match_histogram, match_luminance
 from ..core.errors import SettingError
-from ..core.image import resize
+from ..core.image import pad_to_multiple, resize
 from ..core.settings import PRESERVE_COLOR
 from .transforms import adain, stylise_features
 
 LAYER = "conv4_1"
 MULTIPLE = 8
-
-
-def _padded(image: np.ndarray) -> np.ndarray:
-    height, width = image.shape[1:]
-    pad_h, pad_w = -height % MULTIPLE, -width % MULTIPLE
-    if not (pad_h or pad_w):
-        return image
-    mode = "reflect" if height > pad_h and width > pad_w else "edge"
-    return np.pad(image, ((0, 0), (0, pad_h), (0, pad_w)), mode=mode)
 
 
 def feature_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -76,10 +67,10 @@ def adain_transfer(encoder, decoder, content: np.ndarray, styles: Sequence[np.nd
     height, width = content.shape[1:]
     s = encode_styles(encoder, styles) if style_features is None else list(style_features)
     with using_device(device), chainer.no_backprop_mode():
-        c = encoder.features(device.send(_padded(source)[None].astype(np.float32)), [LAYER])[LAYER][0]
+        c = encoder.features(device.send(pad_to_multiple(source, MULTIPLE)[None].astype(np.float32)), [LAYER])[LAYER][0]
         small = None if mask is None else device.send(feature_mask(mask, c.shape[1:]))
         target = stylise_features(c, s, adain, alpha=alpha, weights=weights, mask=small)
-        out = decoder({LAYER: target[None]}, _padded(content).shape[1:])
+        out = decoder({LAYER: target[None]}, pad_to_multiple(content, MULTIPLE).shape[1:])
         image = np.asarray(to_cpu(out), np.float32)[0, :, :height, :width]
     if preserve_color in ("luminance", "yuv"):
         image = combine_luminance(grey(image) if preserve_color == "luminance" else image, content,

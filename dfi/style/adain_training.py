@@ -26,31 +26,9 @@ from ..core.errors import SettingError
 from ..core.image import read_ahead, read_image, resize
 from ..core.training import load_training, optimiser_step, save_training
 from ..nets.encoder import ADAIN_LAYERS
+from .settings import AdainTrainConfig  # noqa: F401  (its home is settings: no Chainer there)
 
 EPS = 1e-5
-
-
-@dataclass(frozen=True)
-class AdainTrainConfig:
-    """Settings of ``dfi train-decoder --method adain`` (the reference's defaults)."""
-
-    size: int = 256
-    batch_size: int = 8
-    iterations: int = 160_000
-    lr: float = 1e-4
-    lr_decay: float = 5e-5
-    style_weight: float = 10.0
-    width: float = 1.0
-    seed: int = 0
-
-    def __post_init__(self):
-        if not 16 <= self.size <= 1024 or self.size % 8:
-            raise SettingError(f"--size {self.size} must be a multiple of 8 between 16 and 1024")
-        for name, value in (("--batch-size", self.batch_size), ("--iterations", self.iterations)):
-            if value < 1:
-                raise SettingError(f"{name} {value} must be at least 1")
-        if not (self.lr > 0 and np.isfinite(self.lr)):
-            raise SettingError(f"--lr {self.lr} must be a positive number")
 
 
 @dataclass

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..core.backend import to_cpu, using_device
 from ..core.errors import SettingError
+from ..core.image import pad_to_multiple
 from ..nets.decoder import layer_stride
 from ..nets.features import extract
 from .adain import feature_mask
@@ -24,15 +25,6 @@ from .transforms import stylise_features, wct
 LEVELS = ("conv5_1", "conv4_1", "conv3_1", "conv2_1", "conv1_1")
 #: Li et al.'s default content–style trade-off
 ALPHA = 0.6
-
-
-def _pad(image: np.ndarray, multiple: int) -> np.ndarray:
-    height, width = image.shape[1:]
-    pad_h, pad_w = -height % multiple, -width % multiple
-    if not (pad_h or pad_w):
-        return image
-    mode = "reflect" if height > pad_h and width > pad_w else "edge"
-    return np.pad(image, ((0, 0), (0, pad_h), (0, pad_w)), mode=mode)
 
 
 def wct_transfer(net, decoders: Mapping[str, object], content: np.ndarray, styles: Sequence[np.ndarray], *,
@@ -49,7 +41,7 @@ def wct_transfer(net, decoders: Mapping[str, object], content: np.ndarray, style
         raise SettingError("give at least one STYLE image")
     device = net.device
     height, width = content.shape[1:]
-    image = _pad(np.asarray(content, np.float32), layer_stride(levels[0]))
+    image = pad_to_multiple(np.asarray(content, np.float32), layer_stride(levels[0]))
     if mask is not None:  # padded as the image is
         mask = np.pad(np.asarray(mask, np.float32), ((0, image.shape[1] - height), (0, image.shape[2] - width)),
                       mode="edge")
