@@ -118,10 +118,13 @@ def _adain(args, alpha, weights):
     mode allows)."""
     from ..style.adain import adain_transfer, encode_styles
 
+    from ..style.adain import check_transfer_memory
+
     encoder, decoder = _adain_pair(args, None if args.weights == "auto" else args.weights)
     cache = {}
 
     def transfer(content, styles, mask):
+        check_transfer_memory(encoder, decoder.net, content.shape[1:])
         features = None
         if args.preserve_color not in ("histogram", "luminance"):  # (those recolour the styles per content)
             if "styles" not in cache:

@@ -33,6 +33,38 @@ def feature_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return small >= 0.5
 
 
+#: floats per pixel of the widest full-resolution maps a one-pass transfer holds, per
+#: channel: the map, its padded copy and the Winograd tiles in and out (BENCHMARKS.md: 2.6–2.9
+#: KB per pixel measured at 512² and 1024² for AdaIN's 64 channels)
+FLOATS_PER_CHANNEL = 10
+
+
+def transfer_bytes(encoder, decoder, shape: tuple[int, int]) -> int:
+    """Memory one AdaIN transfer of a ``shape`` (H, W) content needs beyond the weights:
+    the widest full-resolution layer of the encoder or the decoder, ×
+    :data:`FLOATS_PER_CHANNEL` floats per pixel and channel."""
+    from ..nets.decoder import conv_channels
+
+    widest = max(encoder.params["conv1_1"][0].shape[0], max(c_in for _, c_in, _, _, _ in conv_channels(decoder.spec)[-2:]))
+    height, width = (-(-d // MULTIPLE) * MULTIPLE for d in shape)
+    return 4 * FLOATS_PER_CHANNEL * widest * height * width
+
+
+def check_transfer_memory(encoder, decoder, shape: tuple[int, int]) -> None:
+    """Refuse a size whose :func:`transfer_bytes` will not fit on the encoder's device,
+    naming the largest long side that would."""
+    from ..core.backend import available_memory
+    from ..core.memory import format_bytes
+
+    need, free = transfer_bytes(encoder, decoder, shape), available_memory(encoder.device)
+    if need <= free:
+        return
+    scale = (free / need) ** 0.5
+    long_side = int(max(shape) * scale) // MULTIPLE * MULTIPLE
+    raise MemoryError(f"a {shape[1]}×{shape[0]} transfer needs about {format_bytes(need)}, but only "
+                      f"{format_bytes(free)} is free; the largest --size that fits is about {long_side}")
+
+
 def encode_styles(encoder, styles: Sequence[np.ndarray]) -> list:
     """The relu4_1 features of each style image, on the encoder's device (encode once,
     stylise many contents: ``adain_transfer(…, style_features=…)``)."""

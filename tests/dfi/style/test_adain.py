@@ -288,3 +288,25 @@ def test_a_video_frame_by_frame_and_the_flicker_remedy(pair, tmp_path, cli, writ
     code, _, err = cli("style", tmp_path / "in.mp4", tmp_path / "s.png", "--temporal-blend", "0.5",
                        "-o", tmp_path / "g.mp4")
     assert code == 2 and "--temporal-blend is for --method adain or wct" in err
+
+
+def test_a_size_that_will_not_fit_is_refused_naming_what_fits(pair, tmp_path, cli, monkeypatch):
+    from PIL import Image
+
+    import dfi.core.backend as backend
+    from dfi.style.adain import transfer_bytes
+
+    root, _, _, content, styles = pair
+    encoder, decoder = _dfi(root)
+    small, large = transfer_bytes(encoder, decoder.net, (40, 32)), transfer_bytes(encoder, decoder.net, (80, 64))
+    assert large == 4 * small
+    enc, dec = tmp_path / "enc.npz", tmp_path / "dec.npz"
+    assert cli("weights", "convert", root / "vgg_normalised.pth", "-o", enc)[0] == 0
+    assert cli("weights", "convert", root / "decoder.pth", "-o", dec)[0] == 0
+    for i, image in enumerate([content, styles[0]]):
+        Image.fromarray(image.transpose(1, 2, 0).astype(np.uint8)).save(tmp_path / f"{i}.png")
+    monkeypatch.setattr(backend, "available_memory", lambda device: small + 1)
+    out = tmp_path / "o.png"
+    code, _, err = cli("style", tmp_path / "0.png", tmp_path / "1.png", "--method", "adain", "--weights", enc,
+                       "--decoder", dec, "--size", "80", "--device", "cpu", "-o", out)
+    assert code == 1 and "the largest --size that fits is about 40" in err and not out.exists(), err
