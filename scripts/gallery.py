@@ -15,6 +15,8 @@ Writes, into ``--out``:
   stylizer.png                         one feed-forward network trained on two styles (dfi
                                        train-stylizer at 64 px): content | style 0 | style 1 |
                                        stylised in 0 | in 1 | mix 0:0.5,1:0.5 (dfi stylize)
+  app.png                              (--only app) dfi app in headless Chromium: a face uploaded,
+                                       "Smiling" at α 0.4 with a briefly trained decoder, the sweep
 The real weights would give far better pictures; these show what each mode does.
 ``--quick`` (small sizes and few iterations) is what the test suite runs.
 """
@@ -142,6 +144,58 @@ def _stylizer(work: Path, out: Path, size: int, steps: int, quick: bool) -> None
     write_image(out / "stylizer.png", grid(row))
 
 
+def _app(work: Path, out: Path, quick: bool) -> None:
+    """The page in headless Chromium (as the tests drive it): a synthetic face uploaded,
+    "Smiling" at α 0.4 (a decoder trained briefly: the fast edit), the sweep shown."""
+    import socket
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from dfi.app import browser
+    from dfi.cli.app import serve
+    from dfi.cli.main import build_parser
+
+    index = _index(work, quick)
+    decoder = work / "dec.npz"
+    _run(["train-decoder", "--index", index, "-o", decoder, "--iterations", "2" if quick else "150",
+          "--weights", "untrained", "--device", "cpu", "--size", "32" if quick else "64", "--width", "0.5"],
+         "decoder")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = build_parser().parse_args(["app", "--index", str(index), "--decoder", str(decoder), "--weights",
+                                      "untrained", "--device", "cpu", "--size", "32" if quick else "64",
+                                      "--k", "4" if quick else "30", "--port", str(port)])
+    _, url, stop = serve(args, block=False)
+    driver = browser.headless(1280, 1100)
+    try:
+        driver.get(url)
+        wait = WebDriverWait(driver, 300)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#photo input[type=file]"))
+        browser.upload(driver, "photo", pick_face_path(index, "Smiling"))
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#landmarks img"))
+        box = driver.find_element(By.CSS_SELECTOR, "#attribute input")
+        box.clear()
+        box.send_keys("Smiling\n")
+        browser.move_slider(driver, "alpha", 0.4)
+        wait.until(lambda d: browser.image_pixels(d, "result") is not None)
+        driver.find_element(By.CSS_SELECTOR, "#sweep").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#gallery img")) >= 5)
+        driver.save_screenshot(str(out / "app.png"))
+    finally:
+        driver.quit()
+        stop()
+
+
+def pick_face_path(index: Path, column: str) -> Path:
+    from data_tools.index import load_index
+
+    table = load_index(index)
+    row = int(np.flatnonzero((table.table[column] < -0.5).to_numpy())[0])
+    return table.image_path(row)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("docs/gallery"))
@@ -149,8 +203,8 @@ def main(argv=None) -> int:
     parser.add_argument("--iterations", type=int, default=150, help="style iterations (default 150)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, a few iterations (tests)")
     parser.add_argument("--train-steps", type=int, default=400, help="stylizer training steps (default 400)")
-    parser.add_argument("--only", action="append", choices=("sweeps", "photo", "style", "video", "stylizer"),
-                        help="render only these parts (repeatable; default all)")
+    parser.add_argument("--only", action="append", choices=("sweeps", "photo", "style", "video", "stylizer", "app"),
+                        help="render only these parts (repeatable; default all but app, which needs Chromium)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     size, iterations = (32, 3) if args.quick else (args.size, args.iterations)
@@ -166,6 +220,8 @@ def main(argv=None) -> int:
             _video(Path(tmp), args.out, 32 if args.quick else 96, 3 if args.quick else 40, args.quick)
         if "stylizer" in parts:
             _stylizer(Path(tmp), args.out, size, 3 if args.quick else args.train_steps, args.quick)
+        if "app" in parts:
+            _app(Path(tmp), args.out, args.quick)
     print(args.out)
     return 0
 

@@ -17,7 +17,8 @@ ALLOWED = {
     "style": {"_compat", "core", "nets"},
     "video": {"_compat", "core", "nets", "face", "edit", "style"},
     "batch": {"_compat", "core", "nets", "face", "edit", "style", "video"},
-    "cli": {"_compat", "core", "nets", "face", "edit", "style", "video", "batch", "cli"},
+    "app": {"_compat", "core", "nets", "face", "edit", "style"},
+    "cli": {"_compat", "core", "nets", "face", "edit", "style", "video", "batch", "app", "cli"},
 }
 
 

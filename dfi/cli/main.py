@@ -12,7 +12,7 @@ import sys
 import warnings
 from typing import Optional, Sequence
 
-from . import batch, data, decoder, demo, edit, style, stylize, weights
+from . import app, batch, data, decoder, demo, edit, style, stylize, weights
 from ..core.errors import SettingError, show_warning
 
 
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for group in (data, edit, style, stylize, decoder, batch, weights, demo):
+    for group in (data, edit, style, stylize, decoder, batch, weights, demo, app):
         group.add_commands(sub)
     for command in _leaves(parser):  # the global flags work after the command too
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
