@@ -115,12 +115,15 @@ class Editor:
         return _lru(self.vectors, (key, attribute), make)
 
     # ------------------------------------------------------------------ edits
-    def _run(self, face, vector, alphas: Sequence[float], **kwargs):
+    def _run(self, face, vector, alphas: Sequence[float], progress: Optional[Callable[[float], None]] = None,
+             **kwargs):
         from ..core.backend import to_cpu
-        from ..core.reconstruct import final
         from ..edit.pipeline import compose, sweep
 
-        last = final(sweep(self.net, face, [vector], list(alphas), self.config, **kwargs))
+        cap, last = max(1, self.config.reconstruct.iterations), None
+        for last in sweep(self.net, face, [vector], list(alphas), self.config, **kwargs):
+            if progress is not None:
+                progress(min(1.0, last.iteration / cap))
         images = to_cpu(last.images)
         results = [compose(face, images[i + 1], images[0], color_match=self.config.color_match)
                    for i in range(len(alphas))]
@@ -155,13 +158,15 @@ class Editor:
             return results, {**record, "attribute": attribute, "face": str(key)}
         return _lru(self.sweeps, (key, attribute), make)
 
-    def refine(self, photo, name, attribute: str, alpha: float, which: int = 1) -> EditResult:
-        """α optimised by L-BFGS, from the decoded change when there is a decoder."""
+    def refine(self, photo, name, attribute: str, alpha: float, which: int = 1, progress=None) -> EditResult:
+        """α optimised by L-BFGS, from the decoded change when there is a decoder;
+        ``progress(fraction)`` after every iteration."""
         from ..edit.settings import check_alphas
 
         alpha = check_alphas([float(alpha)])[0]
         key, face = self.face(photo, name, which)
-        (image,), record = self._run(face, self.vector(key, face, attribute), [alpha], decoder=self.decoder)
+        (image,), record = self._run(face, self.vector(key, face, attribute), [alpha], progress=progress,
+                                     decoder=self.decoder)
         return EditResult(image, alpha, "refined", {**record, "attribute": attribute, "face": str(key)})
 
     def downloads(self, photo, name, attribute: str, which: int, folder: Path) -> list[Path]:

@@ -50,7 +50,8 @@ def build_page(editor: Editor, *, title: str = "dfi"):
     @guarded
     def refine(photo, name, attribute, alpha, which=1, progress=gr.Progress()):
         progress(0, desc="optimising (L-BFGS)")
-        result = editor.refine(photo, name, attribute, alpha, int(which or 1))
+        result = editor.refine(photo, name, attribute, alpha, int(which or 1),
+                               progress=lambda done: progress(done, desc="optimising (L-BFGS)"))
         return _hwc(result.image), f"refined at α {result.alpha:g} ({result.record['iterations_run']} iterations)"
 
     @guarded

@@ -169,3 +169,25 @@ def test_in_a_real_browser_a_bad_upload_is_one_line_and_the_server_goes_on(serve
     from gradio_client import Client, handle_file
     path, _ = Client(server, verbose=False).predict(handle_file(str(face)), None, "Smiling", 0.4, 1, api_name="/edit")
     assert Path(path).is_file()
+
+
+def test_refine_optimises_and_reports_progress(server, face):
+    from gradio_client import Client, handle_file
+
+    path, note = Client(server, verbose=False).predict(handle_file(str(face)), None, "Smiling", 0.4, 1,
+                                                       api_name="/refine")
+    assert note.startswith("refined at α 0.4 (") and Path(path).is_file()
+
+
+def test_the_editor_reports_each_iteration(synth_lfw, face, tmp_path):
+    from dfi.app.editor import Editor
+    from dfi.cli.app import _settings
+    from dfi.nets.vgg import untrained_vgg19
+
+    _, index_file = synth_lfw
+    args = _args(index_file, None)
+    config, index = _settings(args)
+    seen = []
+    editor = Editor(untrained_vgg19(width=0.25), config, index, uploads=tmp_path)
+    result = editor.refine(str(face), None, "Smiling", 0.3, progress=seen.append)
+    assert result.how == "refined" and seen and seen == sorted(seen) and 0 < seen[-1] <= 1
