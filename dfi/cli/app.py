@@ -62,7 +62,7 @@ def serve(args: argparse.Namespace, *, block: bool = True):
     def stop():
         page.close()
         shutil.rmtree(uploads, ignore_errors=True)
-    stop.folder = uploads
+    stop.folder, stop.editor = uploads, editor  # (for tests and scripts)
     if not block:
         return page, url, stop
     print(f"dfi app: {url} (Ctrl-C stops it)", file=sys.stderr)

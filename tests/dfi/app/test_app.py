@@ -1,7 +1,6 @@
 """``dfi app`` served for real on 127.0.0.1: driven through gradio_client and in headless
 Chromium (Selenium), with the synthetic LFW, the untrained network and a tiny decoder."""
 import socket
-import time
 from pathlib import Path
 
 import numpy as np
@@ -93,15 +92,14 @@ def test_without_a_decoder_the_sweep_is_computed_once(synth_lfw, face):
     page, url, stop = serve(_args(index_file, None), block=False)
     try:
         client = Client(url, verbose=False)
-        start = time.perf_counter()
+        runs, run = [], stop.editor._run
+        stop.editor._run = lambda *a, **k: runs.append(a[2]) or run(*a, **k)  # count the optimisations
         _, note = client.predict(handle_file(str(face)), None, "Smiling", 0.33, 1, api_name="/edit")
-        first = time.perf_counter() - start
         assert note == "sweep edit at α 0.3 (the nearest computed α)"
-        start = time.perf_counter()
         _, note = client.predict(handle_file(str(face)), None, "Smiling", 0.5, 1, api_name="/edit")
-        assert note.startswith("sweep edit at α 0.5") and time.perf_counter() - start < first
+        assert note.startswith("sweep edit at α 0.5")
         rows = client.predict(handle_file(str(face)), None, "Smiling", 1, api_name="/sweep")
-        assert len(rows) == len(ALPHAS)
+        assert len(rows) == len(ALPHAS) and runs == [ALPHAS]  # one sweep served all three
         assert stop.folder.is_dir() and oct(stop.folder.stat().st_mode & 0o777) == "0o700"
     finally:
         stop()
