@@ -164,6 +164,7 @@ def _base_commands(f, tmp):
         "weights fetch": ["weights", "fetch", "caffe", "--data-dir", tmp / "data"],
         "weights convert": ["weights", "convert", r / "model.npz", "-o", tmp / "w.npz"],
         "demo": ["demo", "-o", tmp / "demo"],
+        "app": ["app", "--index", f["index"], "--port", "1"],
     }
 
 
