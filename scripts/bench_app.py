@@ -60,9 +60,6 @@ def _release_to_picture(driver, value, before):
 
 
 def main(argv=None) -> int:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
     from dfi.app import browser
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -77,13 +74,8 @@ def main(argv=None) -> int:
         _, url, stop = _serve(args.index, decoder, args.size, args.k)
         driver = browser.headless()
         try:
-            driver.get(url)
-            WebDriverWait(driver, 120).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#photo input[type=file]"))
-            browser.upload(driver, "photo", face)
-            WebDriverWait(driver, 300).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#landmarks img"))
-            box = driver.find_element(By.CSS_SELECTOR, "#attribute input")
-            box.clear()
-            box.send_keys("Smiling\n")
+            wait = browser.open_page(driver, url, timeout=300)
+            browser.edit_face(driver, wait, face, "Smiling")
             first, picture = _release_to_picture(driver, 0.3, None)  # the face's features and vector too
             row = {"bench": "app", "decoder": bool(decoder), "size": args.size, "k": args.k,
                    "first_release_s": round(first, 3)}

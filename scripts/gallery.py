@@ -150,7 +150,6 @@ def _app(work: Path, out: Path, quick: bool) -> None:
     import socket
 
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     from dfi.app import browser
     from dfi.cli.app import serve
@@ -170,14 +169,8 @@ def _app(work: Path, out: Path, quick: bool) -> None:
     _, url, stop = serve(args, block=False)
     driver = browser.headless(1280, 1100)
     try:
-        driver.get(url)
-        wait = WebDriverWait(driver, 300)
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#photo input[type=file]"))
-        browser.upload(driver, "photo", pick_face_path(index, "Smiling"))
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#landmarks img"))
-        box = driver.find_element(By.CSS_SELECTOR, "#attribute input")
-        box.clear()
-        box.send_keys("Smiling\n")
+        wait = browser.open_page(driver, url, timeout=300)
+        browser.edit_face(driver, wait, pick_face_path(index, "Smiling"), "Smiling")
         browser.move_slider(driver, "alpha", 0.4)
         wait.until(lambda d: browser.image_pixels(d, "result") is not None)
         driver.find_element(By.CSS_SELECTOR, "#sweep").click()

@@ -56,3 +56,26 @@ def image_pixels(driver, element_id: str):
         return None
     with urllib.request.urlopen(found[0].get_attribute("src")) as response:
         return np.asarray(Image.open(response).convert("RGB"), dtype=float)
+
+
+def open_page(driver, url: str, timeout: float = 120):
+    """Load the page and wait until its face upload is there; returns a waiter of ``timeout``."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url)
+    wait = WebDriverWait(driver, timeout)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#photo input[type=file]"))
+    return wait
+
+
+def edit_face(driver, wait, photo, attribute: str) -> None:
+    """Upload ``photo``, wait for its detected face, type ``attribute``."""
+    from selenium.webdriver.common.by import By
+
+    upload(driver, "photo", photo)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#landmarks img"))
+    box = driver.find_element(By.CSS_SELECTOR, "#attribute input")
+    box.clear()
+    box.send_keys(attribute + "\n")
+

@@ -116,21 +116,12 @@ def _browser():
 
 
 def test_in_a_real_browser_the_slider_edits_the_uploaded_face(server, face):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
     from dfi.app import browser
 
     driver = _browser()
     try:
-        driver.get(server)
-        wait = WebDriverWait(driver, 120)
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#photo input[type=file]"))
-        browser.upload(driver, "photo", face)
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#landmarks img"))  # the face was found
-        box = driver.find_element(By.CSS_SELECTOR, "#attribute input")
-        box.clear()
-        box.send_keys("Smiling\n")
+        wait = browser.open_page(driver, server)
+        browser.edit_face(driver, wait, face, "Smiling")  # (it waits for the detected face)
         browser.move_slider(driver, "alpha", 0.45)
         wait.until(lambda d: browser.image_pixels(d, "result") is not None)
         first = browser.image_pixels(driver, "result")
@@ -144,7 +135,6 @@ def test_in_a_real_browser_the_slider_edits_the_uploaded_face(server, face):
 
 def test_in_a_real_browser_a_bad_upload_is_one_line_and_the_server_goes_on(server, face, tmp_path):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     from dfi.app import browser
 
@@ -152,9 +142,7 @@ def test_in_a_real_browser_a_bad_upload_is_one_line_and_the_server_goes_on(serve
     bad.write_text("this is text, not a picture\n")
     driver = _browser()
     try:
-        driver.get(server)
-        wait = WebDriverWait(driver, 120)
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#photo input[type=file]"))
+        wait = browser.open_page(driver, server)
         browser.upload(driver, "photo", bad)
         browser.move_slider(driver, "alpha", 0.3)
         wait.until(lambda d: any("cannot be read as an image" in e.text
