@@ -48,12 +48,14 @@ class Editor:
     """The page's work. ``net`` (VGG-19 on its device), ``config`` (EditConfig), ``index``
     (the dataset index, or None: then no face tab), ``decoder`` (a FastDecoder, or None),
     ``stylizer`` (a :class:`~dfi.style.feedforward.Stylizer`, or None), ``adain``
-    ((encoder, FastDecoder), or None); ``features``: the neighbours' feature store or cache;
+    ((encoder, FastDecoder), or None); ``wct``: {level: FastDecoder} of ``net`` (or none);
+    ``features``: the neighbours' feature store or cache;
     ``uploads``: the private folder uploads are copied to."""
 
     def __init__(self, net, config, index, *, uploads: Path, decoder=None, stylizer=None, adain=None,
-                 features=None):
+                 features=None, wct=None):
         self.net, self.config, self.index, self.decoder, self.features = net, config, index, decoder, features
+        self.wct = dict(wct or {})
         self.stylizer, self.adain, self.uploads = stylizer, adain, Path(uploads)
         self.faces: OrderedDict = OrderedDict()
         self.vectors: OrderedDict = OrderedDict()
@@ -186,32 +188,56 @@ class Editor:
 
     # ------------------------------------------------------------------ style
     def style_methods(self) -> list[str]:
-        methods = [] if self.adain is None else ["adain"]
+        methods = (["adain"] if self.adain is not None else []) + (["wct"] if self.wct else []) + ["gatys"]
         if self.stylizer is not None:
             methods += [f"model: {k} {name}" for k, name in enumerate(self.stylizer.styles)]
         return methods
 
-    def style(self, content: Optional[str], style: Optional[str], method: str, alpha: float = 1.0,
-              preserve_color: str = "none") -> np.ndarray:
-        """``content`` in one pass: AdaIN with ``style``, or the model's style k."""
+    def style(self, content: Optional[str], styles: Sequence[str], method: str, alpha: float = 1.0,
+              preserve_color: str = "none", weights: Optional[Sequence[float]] = None,
+              progress: Optional[Callable[[float], None]] = None) -> np.ndarray:
+        """``content`` in the style of ``styles`` (AdaIN, WCT, Gatys — with ``progress`` per
+        iteration — weights normalised), or in the model's style k."""
         from ..core.image import read_image
-        from ..style.adain import adain_transfer, check_transfer_memory
         from ..style.gatys import fit_long_side
 
         if not content:
             raise SettingError("upload a content image")
-        picture = fit_long_side(read_image(content), self.config.size * 2)
-        if method == "adain":
-            if self.adain is None or not style:
-                raise SettingError("AdaIN needs a style image (and the AdaIN pair: dfi weights fetch adain)")
-            encoder, decoder = self.adain
-            check_transfer_memory(encoder, decoder.net, picture.shape[1:])
-            return adain_transfer(encoder, decoder, picture, [fit_long_side(read_image(style), picture.shape[1])],
-                                  alpha=float(alpha), preserve_color=preserve_color)
+        picture = fit_long_side(read_image(content), self.config.size)
         if method.startswith("model: ") and self.stylizer is not None:
             number = int(method.split()[1])
             return self.stylizer.stylize(picture, style=number,
                                          preserve_color=preserve_color if preserve_color in ("luminance", "yuv")
                                          else "none")
-        raise SettingError(f"method {method!r} is not one of {', '.join(self.style_methods()) or 'none here'}")
+        if method not in self.style_methods():
+            raise SettingError(f"method {method!r} is not one of {', '.join(self.style_methods())}")
+        if not styles:
+            raise SettingError(f"{method} needs at least one style image")
+        images = [fit_long_side(read_image(s), max(picture.shape[1:])) for s in styles]
+        if method == "adain":
+            from ..style.adain import adain_transfer, check_transfer_memory
 
+            encoder, decoder = self.adain
+            check_transfer_memory(encoder, decoder.net, picture.shape[1:])
+            return adain_transfer(encoder, decoder, picture, images, alpha=float(alpha), weights=weights,
+                                  preserve_color=preserve_color)
+        if method == "wct":
+            from ..style.wct import wct_transfer
+
+            if preserve_color != "none":
+                raise SettingError("colour preservation is not built for WCT yet")
+            return wct_transfer(self.net, self.wct, picture, images, alpha=float(alpha), weights=weights)
+        return self._gatys(picture, images, preserve_color, weights, progress)
+
+    def _gatys(self, picture, images, preserve_color, weights, progress):
+        from ..core.backend import to_cpu
+        from ..style.gatys import StyleConfig, finish, stylize
+
+        config = StyleConfig(scales=(max(picture.shape[1:]),), preserve_color=preserve_color,
+                             style_blend=None if weights is None else tuple(weights),
+                             reconstruct=self.config.reconstruct)
+        cap, last = max(1, config.reconstruct.iterations), None
+        for last in stylize(self.net, picture, images, config):
+            if progress is not None:
+                progress(min(1.0, last.progress.iteration / cap))
+        return finish(to_cpu(last.progress.images[0]), picture, config)

@@ -69,8 +69,19 @@ def build_page(editor: Editor, *, title: str = "dfi"):
         return [str(p) for p in editor.downloads(photo, name, attribute, int(which or 1), folder)]
 
     @guarded
-    def style(content, style_image, method, alpha, preserve_color):
-        return _hwc(editor.style(content, style_image, method, alpha, preserve_color))
+    def style(content, style_images, method, alpha, preserve_color, weights="", progress=gr.Progress()):
+        from ..style.transforms import blend_weights
+
+        paths = [style_images] if isinstance(style_images, str) else list(style_images or [])
+        blend = None
+        if weights and weights.strip():
+            try:
+                blend = [float(w) for w in weights.split(",")]
+            except ValueError:
+                raise gr.Error(f"style weights {weights!r}: give numbers, e.g. 0.7,0.3") from None
+            blend = list(blend_weights(blend, len(paths)))
+        return _hwc(editor.style(content, paths, method, alpha, preserve_color, blend,
+                                 progress=lambda done: progress(done, desc=f"{method}")))
 
     attributes, names = editor.attributes(), editor.face_names()
     live = editor.decoder is not None
@@ -111,15 +122,17 @@ def build_page(editor: Editor, *, title: str = "dfi"):
             with gr.Row():
                 with gr.Column():
                     content = gr.File(label="content", elem_id="content", type="filepath")
-                    style_image = gr.File(label="style (AdaIN)", elem_id="style", type="filepath")
+                    style_image = gr.File(label="style image(s)", elem_id="style", type="filepath",
+                                          file_count="multiple")
+                    weights = gr.Textbox(label="style weights (e.g. 0.7,0.3; default equal)", elem_id="weights")
                     method = gr.Dropdown(choices=methods, value=methods[0] if methods else None, label="method",
                                          elem_id="method")
-                    strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="α (AdaIN)", elem_id="strength")
+                    strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="α (AdaIN, WCT)", elem_id="strength")
                     colour = gr.Dropdown(choices=["none", "luminance", "histogram", "yuv"], value="none",
                                          label="preserve colour")
                     go = gr.Button("Stylise", elem_id="stylise")
                 styled = gr.Image(type="numpy", format="png", label="stylised", elem_id="styled", interactive=False)
-            style_inputs = [content, style_image, method, strength, colour]
+            style_inputs = [content, style_image, method, strength, colour, weights]
             go.click(style, style_inputs, styled, api_name="style")
             strength.release(style, style_inputs, styled, api_name=False)
     return page

@@ -34,6 +34,8 @@ def serve(args: argparse.Namespace, *, block: bool = True):
         os.environ["GRADIO_TEMP_DIR"] = str(uploads / "gradio")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
+        from .onepass import wct_levels
+        levels = wct_levels(args.wct_decoder) if args.wct_decoder else []  # (checked before the network)
         net, micro = load_net(args)
         config = replace(config, batch_size=micro or config.batch_size,
                          reconstruct=replace(config.reconstruct, micro_batch=micro))
@@ -45,12 +47,16 @@ def serve(args: argparse.Namespace, *, block: bool = True):
         if all(p.is_file() for p in adain_paths(args.data_dir).values()):
             from .onepass import _adain_pair
             adain = _adain_pair(argparse.Namespace(decoder=None, data_dir=args.data_dir, device=args.device))
+        wct = {}
+        if levels:
+            from .onepass import wct_decoders
+            wct = wct_decoders(levels, net)
         from ..app.editor import Editor
         from ..app.page import build_page
 
         args.feature_cache = None
         editor = Editor(net, config, index, uploads=uploads, decoder=decoder_for(args, net, config),
-                        stylizer=stylizer, adain=adain, features=neighbour_features(args, net, config))
+                        stylizer=stylizer, adain=adain, features=neighbour_features(args, net, config), wct=wct)
         page = build_page(editor)
         page.queue(default_concurrency_limit=1)  # one job at a time on the device; the others wait in line
         _, url, _ = page.launch(server_name=args.host, server_port=args.port, share=False, quiet=True,
@@ -108,6 +114,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="a decoder from dfi train-decoder: the slider shows the fast edit live")
     p.add_argument("--model", default=None, metavar="MODEL",
                    help="a stylizer for the style tab (a file or a fetched name, e.g. magenta-varied)")
+    p.add_argument("--wct-decoder", type=Path, action="append", default=None, metavar="DEC.npz",
+                   help="the style tab's WCT: one decoder per level, repeated (dfi train-decoder --layers convB_1)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to serve on (default 127.0.0.1: this machine only; no public share link is made)")
     p.add_argument("--port", type=positive_int, default=7860, help="port (default 7860)")

@@ -136,17 +136,13 @@ def _adain(args, alpha, weights):
     return transfer
 
 
-def _wct(args, alpha, weights):
-    """The WCT transfer of one content image, with one --decoder per level."""
-    from ..nets.decoder import FastDecoder, check_decoder_vgg, load_decoder
-    from ..style.wct import ALPHA, LEVELS, wct_transfer
+def wct_levels(paths) -> list:
+    """(path, decoder, record) of every WCT level decoder, checked (one level each, no level
+    twice) before any network loads."""
+    from ..nets.decoder import load_decoder
+    from ..style.wct import LEVELS
 
-    if args.preserve_color != "none":
-        raise UsageError("--preserve-color is not built for --method wct yet")
-    if not args.decoder:
-        raise UsageError(f"--method wct needs a --decoder per level (train them with dfi train-decoder --layers "
-                         f"L for L in {', '.join(LEVELS)}; give at least one)")
-    loaded, levels = [(path, *load_decoder(path)) for path in args.decoder], set()  # before the network
+    loaded, levels = [(path, *load_decoder(path)) for path in paths], set()
     for path, _, record in loaded:
         layers = [name for name, _ in record["architecture"]["inputs"]]
         if len(layers) != 1 or layers[0] not in LEVELS:
@@ -155,13 +151,34 @@ def _wct(args, alpha, weights):
         if layers[0] in levels:
             raise UsageError(f"--decoder {path}: two decoders for {layers[0]}")
         levels.add(layers[0])
-    net, _ = load_net(args)
+    return loaded
+
+
+def wct_decoders(loaded, net) -> dict:
+    """{level: FastDecoder} of :func:`wct_levels`' decoders, each checked against ``net``."""
+    from ..nets.decoder import FastDecoder, check_decoder_vgg
+
     decoders = {}
     for path, decoder, record in loaded:
         layer = record["architecture"]["inputs"][0][0]
         check_decoder_vgg(record, net.identity, [layer], f"--decoder {path}")
         decoder.to_device(net.device)
         decoders[layer] = FastDecoder(decoder)
+    return decoders
+
+
+def _wct(args, alpha, weights):
+    """The WCT transfer of one content image, with one --decoder per level."""
+    from ..style.wct import ALPHA, LEVELS, wct_transfer
+
+    if args.preserve_color != "none":
+        raise UsageError("--preserve-color is not built for --method wct yet")
+    if not args.decoder:
+        raise UsageError(f"--method wct needs a --decoder per level (train them with dfi train-decoder --layers "
+                         f"L for L in {', '.join(LEVELS)}; give at least one)")
+    loaded = wct_levels(args.decoder)  # before the network
+    net, _ = load_net(args)
+    decoders = wct_decoders(loaded, net)
 
     def transfer(content, styles, mask):
         return wct_transfer(net, decoders, content, styles, alpha=ALPHA if alpha is None else alpha,

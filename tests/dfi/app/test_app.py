@@ -177,3 +177,31 @@ def test_the_editor_reports_each_iteration(synth_lfw, face, tmp_path):
     editor = Editor(untrained_vgg19(width=0.25), config, index, uploads=tmp_path)
     result = editor.refine(str(face), None, "Smiling", 0.3, progress=seen.append)
     assert result.how == "refined" and seen and seen == sorted(seen) and 0 < seen[-1] <= 1
+
+
+def test_the_style_tab_runs_gatys_wct_and_a_models_styles(synth_lfw, tmp_path, face):
+    from file_formats import magenta_tensors, write_tf_checkpoint
+    from gradio_client import Client, handle_file
+
+    from dfi.cli import main
+    from dfi.cli.app import serve
+
+    result, index_file = synth_lfw
+    write_tf_checkpoint(tmp_path / "m.ckpt", magenta_tensors(n_styles=2))
+    assert main(["weights", "convert", str(tmp_path / "m.ckpt"), "-o", str(tmp_path / "m.npz")]) == 0
+    level = tmp_path / "conv1_1.npz"
+    assert main([str(a) for a in ["-q", "train-decoder", "--images", result.images_dir, "--layers", "conv1_1", "-o",
+                                  level, "--iterations", "1", "--weights", "untrained", "--device", "cpu",
+                                  "--size", "32", "--batch-size", "2", "--width", "0.25"]]) == 0
+    page, url, stop = serve(_args(index_file, None, model=str(tmp_path / "m.npz"), wct_decoder=[level]), block=False)
+    try:
+        client = Client(url, verbose=False)
+        style = handle_file(str(face))
+        for method in ("gatys", "wct", "model: 1 style 1"):
+            path = client.predict(handle_file(str(face)), [style, style], method, 0.8, "none", "3,1", api_name="/style")
+            picture = np.asarray(Image.open(path).convert("RGB"))
+            assert max(picture.shape[:2]) == 32 and picture.std() > 1, method
+        with pytest.raises(Exception, match="style weights"):
+            client.predict(handle_file(str(face)), [style], "gatys", 1.0, "none", "a,b", api_name="/style")
+    finally:
+        stop()
