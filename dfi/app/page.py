@@ -83,6 +83,12 @@ def build_page(editor: Editor, *, title: str = "dfi"):
         return _hwc(editor.style(content, paths, method, alpha, preserve_color, blend,
                                  progress=lambda done: progress(done, desc=f"{method}")))
 
+    def live_style(content, style_images, method, alpha, preserve_color, weights=""):
+        """The style tab's live update: one-pass methods only (Gatys runs on the button)."""
+        if not content or method == "gatys" or (method in ("adain", "wct") and not style_images):
+            return gr.skip()
+        return style(content, style_images, method, alpha, preserve_color, weights)
+
     attributes, names = editor.attributes(), editor.face_names()
     live = editor.decoder is not None
     with gr.Blocks(title=title, delete_cache=(3600, 3600)) as page:  # (its files also go when it stops)
@@ -134,5 +140,7 @@ def build_page(editor: Editor, *, title: str = "dfi"):
                 styled = gr.Image(type="numpy", format="png", label="stylised", elem_id="styled", interactive=False)
             style_inputs = [content, style_image, method, strength, colour, weights]
             go.click(style, style_inputs, styled, api_name="style")
-            strength.release(style, style_inputs, styled, api_name=False)
+            for control in (content, style_image, method, colour):  # one-pass methods follow every change
+                control.change(live_style, style_inputs, styled, api_name=False)
+            strength.release(live_style, style_inputs, styled, api_name=False)
     return page
