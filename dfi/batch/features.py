@@ -83,8 +83,9 @@ def build_store(client, index, store: Path, identity: str, shapes: dict, size: i
             "seed": seed, "data_dir": data_dir, "batch_size": batch_size}
     futures = [client.submit(feature_block, dict(task, block=b), key=f"dfi-features-{b}", pure=False)
                for b in pending]
-    for future in as_completed(futures):
-        result = future.result()  # a failing block stops the build: the store would have a hole
+    # (results through the client's own loop, as the row runner takes them; a failing block
+    # raises here and stops the build: the store would have a hole)
+    for _, result in as_completed(futures, with_results=True):
         if progress is not None:
             progress(result["faces"])
     if os.path.exists(store):  # made meanwhile by someone else: keep theirs

@@ -130,12 +130,16 @@ def run_jobs(client, tasks: Iterable, work: Callable[[dict], dict], ledger: Ledg
                                key=f"dfi-row-{task.digest[:12]}-{first.line}", pure=False)
         futures[future] = task
     try:
-        for future in as_completed(list(futures)):
+        # results are fetched by the client's own event loop (a Future's result() from this
+        # thread can meet an asyncio event bound to another loop when a worker dies)
+        for future, outcome in as_completed(list(futures), with_results=True, raise_errors=False):
             task = futures.pop(future)
-            try:
-                result = future.result()
-            except Exception as exc:  # e.g. KilledWorker: the row killed every worker it ran on
+            if future.status == "error" or isinstance(outcome, BaseException):
+                exc = outcome[1] if isinstance(outcome, tuple) else outcome
+                # e.g. KilledWorker: the row killed every worker it ran on
                 result = {"status": "failed", "error": f"{type(exc).__name__}: {_one_line(exc)}"}
+            else:
+                result = outcome
             record = result.get("record", {})
             records = record.get("rows") if len(task.jobs) > 1 else [record]
             for i, job in enumerate(task.jobs):
