@@ -59,6 +59,13 @@ class Encoder:
             raise SettingError(f"encoder weights must be VGG-19's first convolutions in order, not {present[:3]}…")
         self.layer_names = names[:names.index(present[-1]) + 1]
         self.params = {n: (np.asarray(params[n][0], np.float32), np.asarray(params[n][1], np.float32)) for n in present}
+        channels = 3
+        for n in present:  # each a 3×3 convolution of the last one's channels, its bias as long
+            weight, bias = self.params[n]
+            if weight.ndim != 4 or weight.shape[1:] != (channels, 3, 3) or bias.shape != weight.shape[:1]:
+                raise FileFormatError(f"encoder layer {n}: weights {weight.shape}, bias {bias.shape}; a 3×3 "
+                                      f"convolution of {channels} channels is needed")
+            channels = weight.shape[0]
         self.identity, self.name = identity, name
         self.device = chainer.get_device("@numpy")
         self._prepare()

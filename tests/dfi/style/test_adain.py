@@ -310,3 +310,12 @@ def test_a_size_that_will_not_fit_is_refused_naming_what_fits(pair, tmp_path, cl
     code, _, err = cli("style", tmp_path / "0.png", tmp_path / "1.png", "--method", "adain", "--weights", enc,
                        "--decoder", dec, "--size", "80", "--device", "cpu", "-o", out)
     assert code == 1 and "the largest --size that fits is about 40" in err and not out.exists(), err
+
+
+def test_an_encoder_of_mismatched_shapes_is_refused_naming_the_layer():
+    from dfi.core.errors import FileFormatError
+
+    state = adain_encoder_state()
+    state["9.weight"] = state["9.weight"][:, :3]  # conv2_1 reading 3 channels after conv1_2's 8
+    with pytest.raises(FileFormatError, match="encoder layer conv2_1: weights"):
+        adain_encoder(state, "odd.pth")
