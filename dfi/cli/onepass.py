@@ -94,15 +94,15 @@ def run_one_pass(args: argparse.Namespace) -> int:
     weights = blend_weights(args.style_blend, len(args.images) - 1)
     if args.mask is not None and len(args.images) != 3:
         raise UsageError(f"--mask needs exactly two styles (foreground, background), not {len(args.images) - 1}")
-    transfer = _adain(args, alpha, weights) if method == "adain" else _wct(args, alpha, weights)
-    side = max(16, int(round(args.size * args.style_scale)))
+    if jobs and args.temporal_blend:
+        raise UsageError("--temporal-blend is for videos")
+    side = max(16, int(round(args.size * args.style_scale)))  # the images are read before the networks load
     styles = [fit_long_side(check_min_side(read_image(p), f"STYLE {p}"), side) for p in args.images[1:]]
     mask_image = None if args.mask is None else luminance(read_image(args.mask)).repeat(3, axis=0)
     grey_styles = all(is_greyscale(p) for p in args.images[1:])
+    transfer = _adain(args, alpha, weights) if method == "adain" else _wct(args, alpha, weights)
     if not jobs:
         return _video(args, lambda frame, mask: transfer(frame, styles, mask), mask_image)
-    if args.temporal_blend:
-        raise UsageError("--temporal-blend is for videos")
     with progress_bar(len(jobs), args.quiet or len(jobs) == 1, "images", unit="image") as bar:
         for source, out in jobs:
             content = fit_long_side(check_min_side(read_image(source), f"CONTENT {source}"), args.size)
