@@ -191,15 +191,15 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def pad_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
-    """CHW ``image`` padded at the bottom and right to sides that are multiples of
-    ``multiple``: by reflection, or by repeating the edge where the image is too small to
-    reflect (crop the result back to the image's size)."""
-    height, width = image.shape[1:]
+    """CHW ``image`` (or NCHW images) padded at the bottom and right to sides that are
+    multiples of ``multiple``: by reflection, or by repeating the edge where the image is
+    too small to reflect (crop the result back to the image's size)."""
+    height, width = image.shape[-2:]
     pad_h, pad_w = -height % multiple, -width % multiple
     if not (pad_h or pad_w):
         return image
     mode = "reflect" if height > pad_h and width > pad_w else "edge"
-    return np.pad(image, ((0, 0), (0, pad_h), (0, pad_w)), mode=mode)
+    return np.pad(image, ((0, 0),) * (image.ndim - 2) + ((0, pad_h), (0, pad_w)), mode=mode)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

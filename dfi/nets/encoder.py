@@ -13,7 +13,6 @@ training a decoder through it, and as the kernels' reference).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import zipfile
 from pathlib import Path
@@ -166,7 +165,3 @@ def load_encoder(path) -> Encoder:
                 params[name] = (data[key], data[f"{name}/b"])
     return Encoder(params, identity=record["identity"], name=str(path))
 
-
-def weights_identity(params: Mapping[str, tuple]) -> str:
-    """A short hash of conv1_1's weights (for records)."""
-    return hashlib.sha1(np.ascontiguousarray(params["conv1_1"][0], np.float32).tobytes()).hexdigest()[:12]

@@ -34,7 +34,7 @@ from ..core.backend import to_cpu, using_device
 from ..core.training import load_training, optimiser_step, save_training
 from ..core.color import combine_luminance
 from ..core.errors import FileFormatError, SettingError
-from ..core.image import IMAGE_SUFFIXES, image_files, read_ahead, read_image, resize
+from ..core.image import IMAGE_SUFFIXES, image_files, pad_to_multiple, read_ahead, read_image, resize
 from ..core.losses import feature_loss, network_input, style_loss, total_variation
 from ..nets.names import MULTIPLE
 from ..nets.stylizer import TransformNet, check_columns
@@ -267,10 +267,7 @@ class Stylizer:
         single = np.ndim(images) == 3
         batch = np.asarray(images, dtype=np.float32)[None] if single else np.asarray(images, dtype=np.float32)
         inputs, (height, width) = batch, batch.shape[2:]
-        pad_h, pad_w = -height % MULTIPLE, -width % MULTIPLE
-        if pad_h or pad_w:
-            mode = "reflect" if height > pad_h and width > pad_w else "edge"
-            batch = np.pad(batch, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)), mode=mode)
+        batch = pad_to_multiple(batch, MULTIPLE)
         with using_device(self.device):
             out = np.asarray(to_cpu(self.transform(self.device.send(batch), mix)))[:, :, :height, :width]
         if preserve_color != "none":
