@@ -48,3 +48,14 @@ class ReconstructConfig:
             raise SettingError(f"--optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
         if self.micro_batch < 0:
             raise SettingError(f"micro_batch {self.micro_batch} must be ≥ 0")
+
+
+
+def check_training(batch_size: int, iterations: int, lr: float) -> None:
+    """The checks the decoder trainers' settings share: at least one image per step and
+    one step, and a finite learning rate above 0."""
+    for name, value in (("--batch-size", batch_size), ("--iterations", iterations)):
+        if value < 1:
+            raise SettingError(f"{name} {value} must be at least 1")
+    if not (lr > 0 and np.isfinite(lr)):
+        raise SettingError(f"--lr {lr} must be a positive number")

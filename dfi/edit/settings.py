@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from ..core.errors import SettingError
-from ..core.settings import ReconstructConfig
+from ..core.settings import ReconstructConfig, check_training
 from ..face.frame import LFW_CROP
 
 DEFAULT_LAYERS = ("conv3_1", "conv4_1", "conv5_1")
@@ -93,11 +93,7 @@ class DecoderTrainConfig:
     def __post_init__(self):
         if not 16 <= self.size <= 1024:
             raise SettingError(f"--size {self.size} must be between 16 and 1024 pixels")
-        for name, value in (("--batch-size", self.batch_size), ("--iterations", self.iterations)):
-            if value < 1:
-                raise SettingError(f"{name} {value} must be at least 1")
-        if not (self.lr > 0 and np.isfinite(self.lr)):
-            raise SettingError(f"--lr {self.lr} must be a positive number")
+        check_training(self.batch_size, self.iterations, self.lr)
         if not 0 <= self.edited <= 1:
             raise SettingError(f"edited share {self.edited} must be within 0…1")
         if self.objective not in OBJECTIVES:

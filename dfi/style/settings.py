@@ -9,7 +9,7 @@ from typing import Mapping, Optional
 import numpy as np
 
 from ..core.errors import SettingError
-from ..core.settings import PRESERVE_COLOR, ReconstructConfig
+from ..core.settings import PRESERVE_COLOR, ReconstructConfig, check_training
 from ..nets.names import MULTIPLE, vgg19_layer_names
 
 DEFAULT_CONTENT_LAYERS = "conv4_2"
@@ -157,8 +157,4 @@ class AdainTrainConfig:
     def __post_init__(self):
         if not 16 <= self.size <= 1024 or self.size % 8:
             raise SettingError(f"--size {self.size} must be a multiple of 8 between 16 and 1024")
-        for name, value in (("--batch-size", self.batch_size), ("--iterations", self.iterations)):
-            if value < 1:
-                raise SettingError(f"{name} {value} must be at least 1")
-        if not (self.lr > 0 and np.isfinite(self.lr)):
-            raise SettingError(f"--lr {self.lr} must be a positive number")
+        check_training(self.batch_size, self.iterations, self.lr)
