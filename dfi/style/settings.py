@@ -158,3 +158,7 @@ class AdainTrainConfig:
         if not 16 <= self.size <= 1024 or self.size % 8:
             raise SettingError(f"--size {self.size} must be a multiple of 8 between 16 and 1024")
         check_training(self.batch_size, self.iterations, self.lr)
+        if not (np.isfinite(self.style_weight) and self.style_weight >= 0):
+            raise SettingError(f"--style-weight {self.style_weight} must be a finite number ≥ 0")
+        if not (np.isfinite(self.width) and 0 < self.width <= 4):
+            raise SettingError(f"--width {self.width} must be above 0 and at most 4")

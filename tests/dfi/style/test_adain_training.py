@@ -78,3 +78,12 @@ def test_train_an_adain_decoder_and_use_it(folders, tmp_path, cli):
     code, _, err = cli("train-decoder", "--method", "adain", "--content", folders / "content", "--weights", enc,
                        "-o", tmp_path / "x.npz")
     assert code == 2 and "give --styles" in err
+
+
+@pytest.mark.parametrize("changes, words", [({"width": 0.0}, "--width 0.0"), ({"style_weight": -1.0}, "--style-weight -1.0"),
+                                            ({"size": 30}, "--size 30"), ({"lr": 0.0}, "--lr 0.0")])
+def test_bad_adain_training_settings_are_refused(changes, words):
+    from dfi.core.errors import SettingError
+
+    with pytest.raises(SettingError, match=words.replace(".", r"\.")):
+        AdainTrainConfig(**changes)
