@@ -7,17 +7,21 @@
     python scripts/bench_core.py lbfgs [--size 200] [--batch 6] [--history 20]
 
 ``passes``: one forward to conv5_1 + input-gradient backward (loss on conv3_1, conv4_1,
-conv5_1, untrained full VGG-19), timed for dfi's kernels, Chainer's functions and PyTorch,
-alternating A B C in every repetition; medians. ``layers``: each convolution's forward and
-backward alone, dfi against PyTorch. ``memory``: the peak resident size of a fresh process
+conv5_1, untrained full VGG-19), timed for dfi's kernels, PyTorch (and with ``--chainer``
+Chainer's functions), each contender in its own process, alternating A B A B; medians
+(``scripts/benchproc.py``). ``layers``: each convolution's and pooling's forward and backward
+alone, measured the same way, dfi's convolutions split into their product GEMMs, transform
+GEMMs and tile moves. ``memory``: the peak resident size of a fresh process
 doing one pass, for each kernel. ``budget``: a batch's pass with the transformed filters a
 batch's budget keeps against one image's budget (issue 13, 2026-11-24). ``lbfgs``: the
 optimiser's own time per iteration, the objective's taken out. The default 5-α
 sweep against the chainer-dfi schedule is
 ``python scripts/bench_dfi.py sweep --size 200 --k 100 [--compare-old]``.
 
-PyTorch is only a yardstick and never a dependency: ``pip install torch==2.13.0`` into the
-environment first (the CPU wheel on this machine). Each command prints JSON lines.
+PyTorch is only a yardstick and never a dependency: give ``--torch-python`` a Python that has
+it (``python -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch==2.13.0
+threadpoolctl``, the CPU wheel on this machine). Each command prints JSON lines, the first
+naming the machine: CPU model, instruction set, BLAS and versions of every worker.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -36,9 +41,12 @@ import dfi._compat  # noqa: F401
 import chainer
 import chainer.functions as F
 
-from dfi.nets.vgg import VGG19, untrained_vgg19
+from dfi.nets.vgg import VGG19, untrained_vgg19, vgg19_shapes
+
+import benchproc
 
 LAYERS = ["conv3_1", "conv4_1", "conv5_1"]
+CHANNELS = {name: shape[0] for name, shape in vgg19_shapes().items()}
 
 
 def _dfi_pass(net: VGG19, x0: np.ndarray):
@@ -51,30 +59,9 @@ def _dfi_pass(net: VGG19, x0: np.ndarray):
     return run
 
 
-def _torch_pass(net: VGG19, x0: np.ndarray):
-    import torch
-
-    torch.set_num_threads(len(__import__("os").sched_getaffinity(0)))
-    weights = {n: (torch.from_numpy(w), torch.from_numpy(b)) for n, (w, b) in net.params.items()}
-    last = net.layer_names.index(LAYERS[-1])
-
-    def run():
-        x = torch.from_numpy(x0.copy()).requires_grad_()
-        h, feats = x, []
-        for name in net.layer_names[:last + 1]:
-            if name.startswith("conv"):
-                h = torch.relu(torch.nn.functional.conv2d(h, *weights[name], padding=1))
-            else:
-                h = torch.nn.functional.max_pool2d(h, 2, 2, ceil_mode=True)
-            if name in LAYERS:
-                feats.append(h)
-        sum((f * f).sum() for f in feats).backward()
-        return x.grad
-    return run
-
-
 def _alternate(runs: dict, repeats: int) -> dict:
-    """Median seconds of each callable, timed A B C A B C … (warm-up first)."""
+    """Median seconds of each callable of one process, timed A B A B … (warm-up first):
+    only for variants of dfi itself, which share one thread pool."""
     for run in runs.values():
         run()
     times = {name: [] for name in runs}
@@ -87,58 +74,92 @@ def _alternate(runs: dict, repeats: int) -> dict:
 
 
 def _machine() -> dict:
-    return {"machine": platform.processor() or platform.machine(), "python": platform.python_version(),
-            "numpy": np.__version__, "date": time.strftime("%Y-%m-%d")}
+    return {**benchproc.cpu(), "python": platform.python_version(), "numpy": np.__version__,
+            "date": time.strftime("%Y-%m-%d")}
+
+
+def _weights_file(folder: str) -> str:
+    """The untrained VGG-19 (seed 0) as an .npz every worker reads: ``name/W``, ``name/b``."""
+    net = untrained_vgg19()
+    path = f"{folder}/vgg19.npz"
+    arrays = {f"{n}/{k}": a for n, (w, b) in net.params.items() for k, a in (("W", w), ("b", b))}
+    np.savez(path, names=np.array(list(net.params)), **arrays)
+    return path
+
+
+def _workers(args, contenders) -> list:
+    pythons, roots = {"torch": args.torch_python}, {"dfi-baseline": args.baseline}
+    return [benchproc.Worker(c, python=pythons.get(c, sys.executable), threads=args.threads, isa=args.isa,
+                             root=roots.get(c)) for c in contenders]
 
 
 def bench_passes(args) -> None:
-    fast = untrained_vgg19()
-    reference = VGG19(fast.params, kernel="chainer")
-    for size in args.sizes:
-        for batch in args.batches:
-            x0 = np.random.default_rng(0).random((batch, 3, size, size), dtype=np.float32) * 255 - 120
-            runs = {"dfi": _dfi_pass(fast, x0), "chainer": _dfi_pass(reference, x0)}
-            if not args.no_torch:
-                runs["torch"] = _torch_pass(fast, x0)
-            median = _alternate(runs, args.repeats)
-            row = {"bench": "passes", "size": size, "batch": batch,
-                   **{f"{k}_s_per_image": round(v / batch, 4) for k, v in median.items()}}
-            if "torch" in median:
-                row["dfi_over_torch"] = round(median["dfi"] / median["torch"], 3)
-            row["dfi_over_chainer"] = round(median["dfi"] / median["chainer"], 3)
-            print(json.dumps({**row, **_machine()}), flush=True)
+    """Each contender in its own process, alternating (scripts/benchproc.py)."""
+    contenders = (["dfi"] + ([] if args.no_torch else ["torch"]) + (["chainer"] if args.chainer else [])
+                  + (["dfi-baseline"] if args.baseline else []))
+    with tempfile.TemporaryDirectory() as folder:
+        weights = _weights_file(folder)
+        workers = _workers(args, contenders)
+        try:
+            benchproc.print_row({"bench": "machine", **benchproc.describe(workers, isa=args.isa)})
+            for size in args.sizes:
+                for batch in args.batches:
+                    result = benchproc.alternate(workers, {"case": "pass", "weights": weights, "size": size,
+                                                           "batch": batch}, args.repeats)
+                    row = {"bench": "passes", "size": size, "batch": batch, "isa": args.isa or "native",
+                           **{f"{k}_s_per_image": round(v["median"] / batch, 4) for k, v in result.items()}}
+                    for other in contenders[1:]:
+                        row[f"dfi_over_{other}"] = round(result["dfi"]["median"] / result[other]["median"], 3)
+                    benchproc.print_row(row)
+        finally:
+            for worker in workers:
+                worker.close()
+
+
+def _layer_cases(size: int, names) -> list[dict]:
+    """Every convolution (forward, backward) and pooling (forward, backward) of a pass to
+    conv5_1 at ``size``², with its map side (ceil pooling) and channels."""
+    cases, side, channels = [], size, 3
+    for name in names:
+        if name.startswith("conv"):
+            cases += [{"case": "conv", "layer": name, "side": side, "direction": d} for d in ("forward", "backward")]
+            channels = CHANNELS[name]
+        else:
+            cases += [{"case": "pool", "layer": name, "side": side, "channels": channels, "direction": d}
+                      for d in ("forward", "backward")]
+            side = -(-side // 2)
+    return cases
 
 
 def bench_layers(args) -> None:
-    import torch
+    """Each layer's forward and backward alone, dfi against PyTorch, each in its own process;
+    dfi's convolutions split into product GEMMs, transform GEMMs and tile moves."""
+    from bench_worker import vgg_order
 
-    from dfi.nets.conv import conv3x3
-    from dfi.nets.winograd import Conv3x3, Workspace
-
-    net = untrained_vgg19()
-    rng = np.random.default_rng(0)
-    size, batch = args.size, args.batch
-    workspace = Workspace()
-    for name, (weight, bias) in net.params.items():
-        side = -(-size // 2 ** (int(name[4]) - 1))  # ceil pooling before block b
-        channels = weight.shape[1]
-        x = rng.random((batch, side, side, channels), dtype=np.float32)  # dfi's maps: channels last
-        layer = Conv3x3(weight, bias)
-        tx = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-        tw, tb = torch.from_numpy(weight), torch.from_numpy(bias)
-        gy = rng.random((batch, side, side, weight.shape[0]), dtype=np.float32)
-        tgy = torch.from_numpy(np.ascontiguousarray(gy.transpose(0, 3, 1, 2)))
-        median = _alternate({
-            "dfi_forward": lambda: conv3x3(x, layer, workspace),
-            "torch_forward": lambda: torch.relu(torch.nn.functional.conv2d(tx, tw, tb, padding=1)),
-            "dfi_backward": lambda: conv3x3(gy, layer, workspace, backward=True, mask=gy),
-            "torch_backward": lambda: torch.nn.grad.conv2d_input(tx.shape, tw, tgy, padding=1),
-        }, args.repeats)
-        print(json.dumps({"bench": "layers", "layer": name, "side": side, "batch": batch,
-                          **{k: round(v * 1e3, 2) for k, v in median.items()}, "unit": "ms",
-                          **_machine()}), flush=True)
-
-
+    names = vgg_order(CHANNELS)
+    names = names[:names.index(LAYERS[-1]) + 1]
+    with tempfile.TemporaryDirectory() as folder:
+        weights = _weights_file(folder)
+        workers = _workers(args, ["dfi", "torch"] + (["dfi-baseline"] if args.baseline else []))
+        try:
+            benchproc.print_row({"bench": "machine", **benchproc.describe(workers, isa=args.isa)})
+            totals = {}
+            for case in _layer_cases(args.size, names):
+                case.update(weights=weights, batch=args.batch, size=args.size)
+                result = benchproc.alternate(workers, case, args.repeats)
+                row = {"bench": "layers", "layer": case["layer"], "direction": case["direction"], "side": case["side"],
+                       "batch": args.batch, **{f"{k}_ms": round(v["median"] * 1e3, 2) for k, v in result.items()},
+                       **{f"dfi_{k}_ms": round(v * 1e3, 2) for k, v in result["dfi"]["parts"].items()}}
+                row["dfi_over_torch"] = round(result["dfi"]["median"] / result["torch"]["median"], 3)
+                for k in result:
+                    totals[k] = totals.get(k, 0.0) + result[k]["median"]
+                benchproc.print_row(row)
+            benchproc.print_row({"bench": "layers_total", "size": args.size, "batch": args.batch,
+                                 **{f"{k}_ms": round(v * 1e3, 1) for k, v in totals.items()},
+                                 **{f"dfi_over_{k}": round(totals["dfi"] / v, 3) for k, v in totals.items() if k != "dfi"}})
+        finally:
+            for worker in workers:
+                worker.close()
 def bench_budget(args) -> None:
     """One pass of a batch with the transformed filters kept as a batch's budget allows (half
     of Chainer's column buffer for the batch) against the budget of one image (as before
@@ -225,6 +246,7 @@ def main() -> None:
     p.add_argument("--batches", type=ints, default=[1, 6])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--chainer", action="store_true", help="Chainer's own functions as a third contender")
     p.set_defaults(func=bench_passes)
     p = sub.add_parser("layers")
     p.add_argument("--size", type=int, default=200)
@@ -249,6 +271,14 @@ def main() -> None:
     p.add_argument("--size", type=int, default=200)
     p.add_argument("--kernel", default="winograd")
     p.set_defaults(func=_one_pass)
+    for p in (sub.choices["passes"], sub.choices["layers"]):
+        p.add_argument("--threads", type=int, default=2, help="every contender's thread count (default 2)")
+        p.add_argument("--torch-python", default=sys.executable,
+                       help="a Python with torch and NumPy for the PyTorch worker (it never imports dfi)")
+        p.add_argument("--baseline", metavar="DIR", help="another checkout of dfi as a contender, "
+                       "'dfi-baseline' (a before/after table)")
+        p.add_argument("--isa", choices=sorted(benchproc.ISA_ENV), help="emulate this instruction set "
+                       "(BLAS and oneDNN limited to it); figures are labelled as emulated")
     args = parser.parse_args()
     args.func(args)
 

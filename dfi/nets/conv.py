@@ -29,24 +29,24 @@ from .. import _compat  # noqa: F401
 from chainer import function_node
 
 from ..core.backend import get_array_module
+from . import threads
 from .winograd import ALPHA2_TO_M, THIN, Conv3x3, Filters, Workspace, batch_group, tile_grid, tile_size
 
 
 def _tile_view(xp, maps, m: int, rows: tuple[int, int, int, int], cols: tuple[int, int, int, int]):
-    """A strided view of C-contiguous channels-last ``maps`` (N, H, W, C) as tiles of stride
-    m: ``view[e, f, n, t, u, c] = maps[n, m·(t0 + t) + e0 + e, m·(u0 + u) + f0 + f, c]`` for
-    ``rows = (t0, t1, e0, e1)`` (tiles t0…t1 − 1, tile elements e0…e1 − 1) and ``cols``
-    alike. Tiles overlap when e1 − e0 > m (reading only); one copy or one ufunc then moves
-    every tile at once, a single kernel launch on a GPU."""
-    if not maps.flags.c_contiguous:
-        raise ValueError("tile views need C-contiguous maps")
+    """A strided view of channels-last ``maps`` (N, H, W, C; any strides, e.g. the inside of
+    a padded frame) as tiles of stride m: ``view[e, f, n, t, u, c] = maps[n, m·(t0 + t) + e0
+    + e, m·(u0 + u) + f0 + f, c]`` for ``rows = (t0, t1, e0, e1)`` (tiles t0…t1 − 1, tile
+    elements e0…e1 − 1) and ``cols`` alike. Tiles overlap when e1 − e0 > m (reading only);
+    one copy or one ufunc then moves every tile at once, a single kernel launch on a GPU."""
     batch, height, width, channels = maps.shape
     (t0, t1, e0, e1), (u0, u1, f0, f1) = rows, cols
-    offset = ((m * t0 + e0) * width + m * u0 + f0) * channels
-    strides = (width * channels, channels, height * width * channels, m * width * channels, m * channels, 1)
+    if m * (t1 - 1) + e1 > height or m * (u1 - 1) + f1 > width:  # (as_strided checks nothing)
+        raise ValueError(f"tiles {rows} × {cols} of stride {m} pass maps of {height} × {width}")
+    n, h, w, c = maps.strides
     return xp.lib.stride_tricks.as_strided(
-        maps.reshape(-1)[offset:], shape=(e1 - e0, f1 - f0, batch, t1 - t0, u1 - u0, channels),
-        strides=tuple(stride * maps.itemsize for stride in strides))
+        maps[:, m * t0 + e0:, m * u0 + f0:], shape=(e1 - e0, f1 - f0, batch, t1 - t0, u1 - u0, channels),
+        strides=(h, w, n, m * h, m * w, c))
 
 
 def _tile_blocks(size: int, m: int):
@@ -65,7 +65,7 @@ def _padded_copy(xp, x, padded, shift: int) -> None:
     """``padded[:, shift:shift + H, shift:shift + W] = x`` and zeros everywhere else (only
     the borders are written twice: at most five launches)."""
     rows, cols = x.shape[1:3]
-    padded[:, shift:shift + rows, shift:shift + cols] = x
+    threads.copy(padded[:, shift:shift + rows, shift:shift + cols], x, axis=(0, 1))
     for border in ((slice(None), slice(0, shift)), (slice(None), slice(shift + rows, None)),
                    (slice(None), slice(shift, shift + rows), slice(0, shift)),
                    (slice(None), slice(shift, shift + rows), slice(shift + cols, None))):
@@ -84,7 +84,7 @@ def _gather_tiles(x, gathered, padded, m: int, shift: int = 1) -> None:
     alpha = m + 2
     tiles_h, tiles_w = gathered.shape[3:5]
     _padded_copy(xp, x, padded, shift)
-    xp.copyto(gathered, _tile_view(xp, padded, m, (0, tiles_h, 0, alpha), (0, tiles_w, 0, alpha)))
+    threads.copy(gathered, _tile_view(xp, padded, m, (0, tiles_h, 0, alpha), (0, tiles_w, 0, alpha)), axis=(3, 0))
 
 
 def _tiling(alpha2: int, batch: int, height: int, width: int):
@@ -109,63 +109,65 @@ def winograd_conv(x, u: Filters, workspace: Workspace, *, bias=None, out=None, v
     padded = workspace.take(1, (batch, m * tiles_h + 2, m * tiles_w + 2, channels), xp)  # (before `transformed`)
     _gather_tiles(x, gathered, padded, m, 0 if valid else 1)
     transformed = workspace.take(1, (alpha2, tiles, channels), xp)
-    xp.matmul(kron_b, gathered.reshape(alpha2, -1), out=transformed.reshape(alpha2, -1))
-    products = workspace.take(0, (alpha2, tiles, out_channels), xp)
+    threads.matmul(kron_b, gathered.reshape(alpha2, -1), transformed.reshape(alpha2, -1))
+    # the products, and with a bias one more row holding it for every tile: the output
+    # transform then adds it (Aᵀ⊗Aᵀ with a column of ones), no pass of its own
+    products = workspace.take(0, (alpha2 + (bias is not None), tiles, out_channels), xp)
     for points, part in u.chunks(transposed=True):
-        xp.matmul(transformed[points], part, out=products[points])
-    result = workspace.take(1, (m * m, tiles, out_channels), xp)
-    xp.matmul(kron_a, products.reshape(alpha2, -1), out=result.reshape(m * m, -1))
+        threads.matmul(transformed[points], part, products[:alpha2][points])
     if bias is not None:
-        result += bias
+        products[alpha2] = bias
+        kron_a = workspace.kron_bias(m, xp)
+    result = workspace.take(1, (m * m, tiles, out_channels), xp)
+    threads.matmul(kron_a, products.reshape(len(products), -1), result.reshape(m * m, -1))
     result = result.reshape(m, m, batch, tiles_h, tiles_w, out_channels)
     if out is None:
         out = xp.empty((batch, height, width, out_channels), dtype=xp.float32)
+    move = threads.copy if bias is None else threads.relu
     for rows, cols in _blocks(height, width, m):  # the output tiles into the maps: at most 4 launches
-        source = result[:rows[3], :cols[3], :, rows[0]:rows[1], cols[0]:cols[1]]
-        if bias is None:
-            xp.copyto(_tile_view(xp, out, m, rows, cols), source)
-        else:
-            xp.maximum(source, 0, out=_tile_view(xp, out, m, rows, cols))
+        move(_tile_view(xp, out, m, rows, cols), result[:rows[3], :cols[3], :, rows[0]:rows[1], cols[0]:cols[1]],
+             axis=(3, 0))
     return out
 
 
-def winograd_conv_adjoint(gy, u: Filters, workspace: Workspace, *, mask=None, out=None):
+def winograd_conv_adjoint(gy, u: Filters, workspace: Workspace, *, mask=None, frame=None):
     """The input gradient of :func:`winograd_conv` for the output gradient ``gy`` (N, H, W, O),
     gated by ``mask > 0`` (the ReLU): the adjoint of each step, with the same filters ``u``
     (α², O, C). Output tiles (m×m, not overlapping) go through (Aᵀ⊗Aᵀ)ᵀ, the products with
-    Uᵀ, then (Bᵀ⊗Bᵀ)ᵀ, and the overlapping α×α input tiles are summed into the maps."""
+    Uᵀ, then (Bᵀ⊗Bᵀ)ᵀ, and the overlapping α×α input tiles are summed into a frame one
+    pixel wider all round, (N, m·tiles down + 2, m·tiles across + 2, C): ``frame`` or a new
+    one (:func:`adjoint_frame`); its inside ``frame[:, 1:H + 1, 1:W + 1]`` is the gradient."""
     xp = get_array_module(gy)
     batch, height, width, out_channels = gy.shape
     alpha2, _, channels = u.shape
     m, alpha, tiles_h, tiles_w, tiles = _tiling(alpha2, batch, height, width)
     kron_b, kron_a = workspace.kron(m, xp)
-    if mask is not None:
-        gated = workspace.take(1, gy.shape, xp)
-        xp.multiply(gy, mask > 0, out=gated)
-        gy = gated
-    elif not gy.flags.c_contiguous:
-        gy = xp.ascontiguousarray(gy)
     out_tiles = workspace.take(0, (m, m, batch, tiles_h, tiles_w, out_channels), xp)
     rest_h, rest_w = height % m, width % m  # the last partial tiles' elements beyond the maps are 0
     if rest_h:
         out_tiles[rest_h:, :, :, tiles_h - 1] = 0
     if rest_w:
         out_tiles[:, rest_w:, :, :, tiles_w - 1] = 0
-    for rows, cols in _blocks(height, width, m):
-        xp.copyto(out_tiles[:rows[3], :cols[3], :, rows[0]:rows[1], cols[0]:cols[1]], _tile_view(xp, gy, m, rows, cols))
-    grad_products = workspace.take(1, (alpha2, tiles, out_channels), xp)  # (the gated input is done)
-    xp.matmul(kron_a.T, out_tiles.reshape(m * m, -1), out=grad_products.reshape(alpha2, -1))
+    for rows, cols in _blocks(height, width, m):  # gated by the ReLU on the way into the tiles
+        tiles_view = out_tiles[:rows[3], :cols[3], :, rows[0]:rows[1], cols[0]:cols[1]]
+        if mask is None:
+            threads.copy(tiles_view, _tile_view(xp, gy, m, rows, cols), axis=(3, 0))
+        else:
+            threads.split(lambda o, g, k: xp.multiply(g, k > 0, out=o), tiles_view, _tile_view(xp, gy, m, rows, cols),
+                          _tile_view(xp, mask, m, rows, cols), axis=(3, 0))
+    grad_products = workspace.take(1, (alpha2, tiles, out_channels), xp)
+    threads.matmul(kron_a.T, out_tiles.reshape(m * m, -1), grad_products.reshape(alpha2, -1))
     grad_transformed = workspace.take(0, (alpha2, tiles, channels), xp)
     for points, part in u.chunks():
-        xp.matmul(grad_products[points], part, out=grad_transformed[points])
+        threads.matmul(grad_products[points], part, grad_transformed[points])
     grad_tiles = workspace.take(1, (alpha, alpha, batch, tiles_h, tiles_w, channels), xp)
-    xp.matmul(kron_b.T, grad_transformed.reshape(alpha2, -1), out=grad_tiles.reshape(alpha2, -1))
-    # the overlapping input tiles summed into a frame one pixel wider all round, by four
-    # strided moves (tile rows 0…m−1 and m…m+1 by the same of columns: no two elements of one
-    # move land on the same pixel); the first covers all but the frame's last two rows and
-    # columns, so it is a copy, those are zeroed, and the other three add; the frame's
-    # inside is then the gradient
-    frame = workspace.take(0, (batch, m * tiles_h + 2, m * tiles_w + 2, channels), xp)
+    threads.matmul(kron_b.T, grad_transformed.reshape(alpha2, -1), grad_tiles.reshape(alpha2, -1))
+    # the overlapping input tiles summed into the frame by four strided moves (tile rows
+    # 0…m−1 and m…m+1 by the same of columns: no two elements of one move land on the same
+    # pixel); the first covers all but the frame's last two rows and columns, so it is a
+    # copy, those are zeroed, and the other three add
+    if frame is None:
+        frame = adjoint_frame(xp, m, batch, height, width, channels)
     frame[:, m * tiles_h:] = 0
     frame[:, :m * tiles_h, m * tiles_w:] = 0
     for rows in ((0, m), (m, alpha)):
@@ -173,12 +175,16 @@ def winograd_conv_adjoint(gy, u: Filters, workspace: Workspace, *, mask=None, ou
             view = _tile_view(xp, frame, m, (0, tiles_h, *rows), (0, tiles_w, *cols))
             tiles = grad_tiles[rows[0]:rows[1], cols[0]:cols[1]]
             if rows[0] == cols[0] == 0:
-                xp.copyto(view, tiles)
+                threads.copy(view, tiles, axis=(3, 0))
             else:
-                view += tiles
-    gx = xp.empty((batch, height, width, channels), dtype=xp.float32) if out is None else out
-    xp.copyto(gx, frame[:, 1:height + 1, 1:width + 1])
-    return gx
+                threads.split(lambda o, t: xp.add(o, t, out=o), view, tiles, axis=(3, 0))
+    return frame
+
+
+def adjoint_frame(xp, m: int, batch: int, height: int, width: int, channels: int):
+    """The frame :func:`winograd_conv_adjoint` sums its F(m) tiles into (not cleared)."""
+    tiles_h, tiles_w, _ = tile_grid(m, 1, height, width)
+    return xp.empty((batch, m * tiles_h + 2, m * tiles_w + 2, channels), dtype=xp.float32)
 
 
 def _flat_frame(x, workspace: Workspace, region: int, mask=None):
@@ -203,9 +209,10 @@ def _flat_frame(x, workspace: Workspace, region: int, mask=None):
     return flat, margin, length, offsets
 
 
-def direct_conv(x, weight, workspace: Workspace):
+def direct_conv(x, weight, workspace: Workspace, *, bias=None):
     """3×3 / pad 1 correlation of a thin input (few channels, e.g. the image) by one GEMM
-    over its 9 shifted copies: (pixels, 9C) @ (9C, O). Returns (N, H, W, O)."""
+    over its 9 shifted copies: (pixels, 9C) @ (9C, O). Returns (N, H, W, O); with ``bias``,
+    ``max(conv + bias, 0)``."""
     xp = get_array_module(x)
     batch, height, width, channels = x.shape
     flat, margin, length, offsets = _flat_frame(x, workspace, 1)
@@ -216,38 +223,50 @@ def direct_conv(x, weight, workspace: Workspace):
         strides=tuple(s * flat.itemsize for s in (channels, (width + 2) * channels, channels, 1)))
     xp.copyto(columns.reshape(length, 3, 3, channels), shifted)
     stacked = xp.ascontiguousarray(weight.transpose(2, 3, 1, 0).reshape(9 * channels, -1))
-    framed = xp.matmul(columns.reshape(length, 9 * channels), stacked)
-    framed = framed.reshape(batch, height + 2, width + 2, -1)
-    return xp.ascontiguousarray(framed[:, 1:-1, 1:-1])
+    framed = xp.empty((length, stacked.shape[1]), dtype=xp.float32)
+    threads.matmul(columns.reshape(length, 9 * channels), stacked, framed)
+    inside = framed.reshape(batch, height + 2, width + 2, -1)[:, 1:-1, 1:-1]
+    y = xp.empty(inside.shape, dtype=xp.float32)
+    if bias is None:
+        threads.copy(y, inside, axis=(0, 1))
+    else:
+        threads.split(lambda o, i: xp.maximum(xp.add(i, bias, out=o), 0, out=o), y, inside, axis=(0, 1))
+    return y
 
 
 def direct_conv_transpose(gy, weight, workspace: Workspace, *, mask=None):
     """The input gradient of a 3×3 / pad 1 correlation onto few channels (the image): one
-    GEMM gives each tap's share, (pixels, O) @ (O, 9C), then 9 shifted sums of thin maps.
+    GEMM gives each tap's share, (9C, O) @ (O, pixels), then 9 shifted sums of thin rows.
     ``gy`` (N, H, W, O), optionally gated by ``mask > 0``; returns (N, H, W, C)."""
     xp = get_array_module(gy)
     batch, height, width, _ = gy.shape
     channels = weight.shape[1]
     flat, margin, length, offsets = _flat_frame(gy, workspace, 1, mask)
-    per_tap = xp.ascontiguousarray(weight.transpose(0, 2, 3, 1).reshape(weight.shape[0], 9 * channels))
-    taps = workspace.take(0, (flat.shape[0], 9, channels), xp)
-    xp.matmul(flat, per_tap, out=taps.reshape(flat.shape[0], -1))
-    # gx(p) = Σ_k Wₖᵀ gy(p − offsetₖ) = Σ_k taps[margin − offsetₖ + p, k]: with u = 2 − ky and
-    # v = 2 − kx every term is at (margin + p)·9C − (W + 2)·9C − C + u·((W + 2)·9C − 3C) + v·8C,
-    # so the nine shifted terms are one strided view, summed by one reduction
-    stride_u, stride_v = (width + 2) * 9 * channels - 3 * channels, 8 * channels
-    terms = xp.lib.stride_tricks.as_strided(
-        taps.reshape(-1)[(margin - width - 2) * 9 * channels - channels:], shape=(length, 3, 3, channels),
-        strides=tuple(s * taps.itemsize for s in (9 * channels, stride_u, stride_v, 1)))
-    summed = terms.sum(axis=(1, 2))
-    framed = summed.reshape(batch, height + 2, width + 2, channels)
-    return xp.ascontiguousarray(framed[:, 1:-1, 1:-1])
+    per_tap = xp.ascontiguousarray(weight.transpose(2, 3, 1, 0).reshape(9 * channels, weight.shape[0]))
+    taps = workspace.take(0, (9, channels, flat.shape[0]), xp)
+    threads.matmul(per_tap, flat.T, taps.reshape(9 * channels, -1))
+    # gx(p) = Σ_k Wₖᵀ gy(p − offsetₖ) = Σ_k taps[k, :, margin + p − offsetₖ]: nine shifted
+    # slices of contiguous rows, (C, pixels) each
+    summed = xp.empty((channels, length), dtype=xp.float32)
+    for k, offset in enumerate(offsets):
+        part = taps[k, :, margin - offset:margin - offset + length]
+        if k == 0:
+            xp.copyto(summed, part)
+        else:
+            summed += part
+    framed = summed.reshape(channels, batch, height + 2, width + 2)
+    return xp.ascontiguousarray(framed[:, :, 1:-1, 1:-1].transpose(1, 2, 3, 0))
 
 
 def conv3x3(x, layer: Conv3x3, workspace: Workspace, *, backward: bool = False, mask=None):
     """The layer's max(3×3 correlation + bias, 0) of channels-last ``x``, or with
     ``backward`` the correlation's input gradient for the output gradient ``x`` (gated by
     ``mask > 0``)."""
+    with threads.kernel_section(get_array_module(x)):
+        return _conv3x3(x, layer, workspace, backward=backward, mask=mask)
+
+
+def _conv3x3(x, layer: Conv3x3, workspace: Workspace, *, backward: bool, mask):
     out_channels, channels = layer.channels
     xp = get_array_module(x)
     batch, height, width = x.shape[:3]
@@ -255,19 +274,20 @@ def conv3x3(x, layer: Conv3x3, workspace: Workspace, *, backward: bool = False, 
     if channels <= THIN:
         if backward:
             return direct_conv_transpose(x, layer.weight, workspace, mask=mask)
-        y = direct_conv(x, layer.weight, workspace)
-        y += layer.bias
-        return xp.maximum(y, 0, out=y)
+        return direct_conv(x, layer.weight, workspace, bias=layer.bias)
     group = batch_group(batch, channels, out_channels, height, width)
     u = workspace.filters(layer, tile_size(group, height, width))
-    out = xp.empty((batch, height, width, channels if backward else out_channels), dtype=xp.float32)
+    if backward:  # the gradient is the inside of the frame the tiles are summed into (no copy)
+        frame = adjoint_frame(xp, u.m, batch, height, width, channels)
+    else:
+        out = xp.empty((batch, height, width, out_channels), dtype=xp.float32)
     for start in range(0, batch, group):  # one group unless the batch's workspace would be large
         part = slice(start, start + group)
         if backward:
-            winograd_conv_adjoint(x[part], u, workspace, mask=None if mask is None else mask[part], out=out[part])
+            winograd_conv_adjoint(x[part], u, workspace, mask=None if mask is None else mask[part], frame=frame[part])
         else:
             winograd_conv(x[part], u, workspace, bias=layer.bias, out=out[part])
-    return out
+    return frame[:, 1:height + 1, 1:width + 1] if backward else out
 
 
 class Conv3x3ReLU(function_node.FunctionNode):

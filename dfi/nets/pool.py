@@ -8,6 +8,7 @@ from .. import _compat  # noqa: F401
 from chainer import function_node
 
 from ..core.backend import get_array_module
+from . import threads
 
 
 def _windows(x, fill: float):
@@ -27,15 +28,34 @@ def _windows(x, fill: float):
 
 def _window_max(windows):
     xp = get_array_module(windows[0])
-    y = xp.maximum(windows[0], windows[1])
-    xp.maximum(y, windows[2], out=y)
-    return xp.maximum(y, windows[3], out=y)
+    y = xp.empty(windows[0].shape, dtype=xp.float32)
+
+    def biggest(out, a, b, c, d):
+        xp.maximum(a, b, out=out)
+        xp.maximum(out, c, out=out)
+        xp.maximum(out, d, out=out)
+    threads.split(biggest, y, *windows, axis=(0, 1))
+    return y
+
+
+def _max_grad(g0, g1, g2, g3, w0, w1, w2, w3, y, gy) -> None:
+    """Each window's gradient ``gy`` into the first of its inputs ``w0…w3`` that equals
+    the window's maximum ``y``, the others' set to 0 (``g0…g3``: the gradient's four
+    strided views; all of pooled shape). What is not yet given out is ``gy − g``: exact,
+    since g is either gy or 0."""
+    xp = get_array_module(gy)
+    rest = gy
+    for k, (g, w) in enumerate(((g0, w0), (g1, w1), (g2, w2), (g3, w3))):
+        xp.multiply(rest, w == y, out=g)
+        if k < 3:
+            rest = xp.subtract(rest, g, out=None if k == 0 else rest)
 
 
 class Pool2x2(function_node.FunctionNode):
     """2×2 / stride 2 pooling of channels-last maps. ``max``: ceil mode (Caffe's, as VGG was
-    trained): an odd last row or column is pooled on its own; keeps only its input (which
-    the convolution before it keeps anyway) and finds the winners again when going back.
+    trained): an odd last row or column is pooled on its own; keeps its input (which the
+    convolution before it keeps anyway) and its output (a quarter of that), and finds the
+    winners again when going back.
     ``average``: floor mode, as ``chainer.functions.average_pooling_2d``."""
 
     def __init__(self, kind: str = "max"):
@@ -46,13 +66,14 @@ class Pool2x2(function_node.FunctionNode):
         self.shape = x.shape
         if self.kind == "max":
             self.retain_inputs((0,))
+            self.retain_outputs((0,))
             return _window_max(_windows(x, -np.inf)),
         a, b, c, d = _windows(x, None)
         return (a + b + c + d) * np.float32(0.25),
 
     def backward(self, indexes, grad_outputs):
-        inputs = self.get_retained_inputs() if self.kind == "max" else ()
-        return Pool2x2Grad(self.kind, self.shape).apply((*inputs, grad_outputs[0]))
+        kept = (*self.get_retained_inputs(), *self.get_retained_outputs()) if self.kind == "max" else ()
+        return Pool2x2Grad(self.kind, self.shape).apply((*kept, grad_outputs[0]))
 
 
 class Pool2x2Grad(function_node.FunctionNode):
@@ -66,23 +87,18 @@ class Pool2x2Grad(function_node.FunctionNode):
         gy = inputs[-1]
         xp = get_array_module(gy)
         height, width = self.shape[1:3]
-        gx = xp.zeros((self.shape[0], height + height % 2, width + width % 2, self.shape[3]), dtype=xp.float32)
+        shape = (self.shape[0], height + height % 2, width + width % 2, self.shape[3])
         corners = ((0, 0), (0, 1), (1, 0), (1, 1))
-        if self.kind == "average":
+        if self.kind == "average":  # (floor mode: an odd last row or column gets 0)
+            gx = (xp.zeros if height % 2 or width % 2 else xp.empty)(shape, dtype=xp.float32)
             rows, cols = gy.shape[1] * 2, gy.shape[2] * 2
             for r, s in corners:
                 xp.multiply(gy, np.float32(0.25), out=gx[:, r:rows:2, s:cols:2])
             return gx[:, :height, :width],
-        windows = _windows(inputs[0], -np.inf)
-        y = _window_max(windows)
-        taken = xp.zeros(y.shape, dtype=bool)
-        for k, (r, s) in enumerate(corners):
-            wins = windows[k] == y
-            if k:
-                wins &= ~taken
-            if k < 3:
-                taken |= wins
-            xp.multiply(gy, wins, out=gx[:, r::2, s::2])
+        x, y, _ = inputs
+        gx = xp.empty(shape, dtype=xp.float32)  # (its four strided views cover all of it)
+        corners = [gx[:, r::2, s::2] for r, s in corners]
+        threads.split(_max_grad, corners[0], *corners[1:], *_windows(x, -np.inf), y, gy, axis=(0, 1))
         return gx[:, :height, :width],
 
     def backward(self, indexes, grad_outputs):

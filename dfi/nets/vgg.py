@@ -186,8 +186,8 @@ class VGG19:
         dfi's kernels: every ReLU output is kept for the backward pass; the largest layer's
         output gradient and input gradient are live together; the workspace's two regions
         grow to the largest layer's need; the transformed filters are kept up to the
-        workspace's budget (half the largest column buffer Chainer would use for one
-        image), the others' are made a few points at a time; a large batch is convolved a
+        workspace's budget (:func:`dfi.nets.winograd.filter_budget`), the others' are made
+        a few points at a time; max pooling keeps its output; a large batch is convolved a
         group of images at a time, so the workspace stays within ``MAX_WORKSPACE``
         (:func:`dfi.nets.winograd.kernel_memory`). Chainer's: the ReLU and pooled outputs are
         kept (pooling also keeps its argmax, int32 on a GPU, int64 on a CPU), and the
@@ -206,6 +206,8 @@ class VGG19:
             columns = max(batch * 9 * c_in * h * w for _, c_in, _, h, w in convs)
             return 4 * (kept + columns + gradients)
         activations = sum(batch * c_out * h * w for _, _, c_out, h, w in convs)
+        if self.pooling == "max":  # max pooling keeps its output too
+            activations += sum(batch * c * -(-h // 2) * -(-w // 2) for name, _, c, h, w in maps if name.startswith("pool"))
         shared = kernel_memory([shape[1:] for shape in convs], batch, layouts=filter_layouts(self.device.xp))
         return 4 * (activations + gradients + sum(shared.values()))
 

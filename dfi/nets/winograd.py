@@ -20,7 +20,7 @@ POINTS = {2: (0.0, 1.0, -1.0), 4: (0.0, 1.0, -1.0, 2.0, -2.0), 6: (0.0, 1.0, -1.
 #: the largest tile m whose tile count (over the batch) reaches MIN_TILES[m] is used:
 #: fewer tiles make the batched GEMMs too thin to pay for the larger tile's savings
 #: (measured layer by layer at batch 1 and 6, BENCHMARKS.md)
-MIN_TILES = {6: 1000, 4: 40}
+MIN_TILES = {6: 1000, 4: 64}
 ALPHA2_TO_M = {16: 2, 36: 4, 64: 6}
 #: layers with at most this many input channels (forward) or output channels (backward)
 #: run as direct GEMMs: too thin for Winograd's transforms to pay
@@ -30,6 +30,17 @@ THIN = 8
 MAX_WORKSPACE = 1 << 24
 #: transform points whose filters are made at once when a layer's filters are not kept
 POINTS_AT_ONCE = 8
+#: bytes of transformed filters kept whatever the batch: VGG-19's to conv5_1 for one image
+#: take 113 MB (F(2) from conv4_1 on at 200²); made at every call instead they cost 9 % of
+#: a pass (BENCHMARKS.md, issue 26)
+MIN_FILTER_BUDGET = 128 << 20
+
+
+def filter_budget(channels: int, pixels: int) -> int:
+    """Bytes of transformed filters a network may keep for an input of ``channels`` ×
+    ``pixels`` (all the batch's): half of the (9·channels, pixels) float32 column buffer
+    Chainer's own convolution would allocate, and at least :data:`MIN_FILTER_BUDGET`."""
+    return max(MIN_FILTER_BUDGET, 9 * channels * pixels * 4 // 2)
 
 
 @functools.lru_cache(maxsize=None)
@@ -75,23 +86,22 @@ def workspace_floats(channels_in: int, channels_out: int, batch: int, height: in
         framed = batch * (height + 2) * (width + 2) + 2 * (width + 3)
         return 9 * thinnest * framed, widest * framed
     m = m or tile_size(batch, height, width)
-    alpha, tiles = m + 2, tile_grid(m, batch, height, width)[2]
-    return alpha * alpha * widest * tiles, max(alpha * alpha * widest * tiles, widest * batch * height * width)
+    alpha, tiles = m + 2, tile_grid(m, batch, height, width)[2]  # (region 0: the products and the bias row)
+    return (alpha * alpha + 1) * widest * tiles, max(alpha * alpha * widest * tiles, widest * batch * height * width)
 
 
 class Workspace:
     """Scratch memory shared by every convolution of a network, on its device.
 
     Layers run one after the other, so one pair of growing buffers serves them all: region
-    0 holds the gathered tiles and then the products, region 1 the gated input, the
+    0 holds the gathered tiles and then the products, region 1 the padded input, the
     transformed tiles and then the output tiles. It also keeps the transform matrices and
-    the layers' transformed filters: those are kept while they take no more than half the
-    column buffer Chainer's own convolution would allocate for the largest input batch seen
-    (:attr:`filter_budget`), so this kernel never needs more memory than Chainer's; the
-    other layers transform their filters again at each call (one small GEMM). A batch
-    (a sweep's six images) thus keeps more of them than one image: at 200², batch 6, every
-    layer keeps F(4)'s filters rather than making F(2)'s at each call for conv4_1…conv5_1,
-    and a pass is about 15 % faster (BENCHMARKS.md, ``bench_core.py budget``).
+    the layers' transformed filters: those are kept while they take no more than
+    :func:`filter_budget` for the largest input batch seen (:attr:`filter_budget`: half the
+    column buffer Chainer's own convolution would allocate, and at least 128 MiB, which
+    keeps every VGG-19 layer's for one image); the other layers transform their filters
+    again at each call (one small GEMM). A batch (a sweep's six images) may keep more of
+    them than one image: at 200², batch 6, every layer keeps F(4)'s filters.
     """
 
     def __init__(self):
@@ -101,9 +111,9 @@ class Workspace:
         self.filter_budget = 0  # bytes
 
     def note_input(self, channels: int, pixels: int) -> None:
-        """Grow the filter budget to half of a (9·channels, pixels) float32 column buffer
-        (Chainer's, for a batch whose maps have ``pixels`` pixels in all)."""
-        self.filter_budget = max(self.filter_budget, 9 * channels * pixels * 4 // 2)
+        """Grow the filter budget to :func:`filter_budget`'s for an input of ``channels``
+        maps of ``pixels`` pixels in all (the batch's)."""
+        self.filter_budget = max(self.filter_budget, filter_budget(channels, pixels))
 
     def filters(self, layer: "Conv3x3", m: int) -> "Filters":
         """The layer's transformed filters for F(m), kept whole when the budget allows.
@@ -139,6 +149,14 @@ class Workspace:
             self._kron[m, xp] = (xp.asarray(np.kron(b_t, b_t).astype(np.float32)),
                                  xp.asarray(np.kron(a_t, a_t).astype(np.float32)))
         return self._kron[m, xp]
+
+    def kron_bias(self, m: int, xp):
+        """Aᵀ⊗Aᵀ with a column of ones appended (m², α² + 1): the output transform of
+        products whose last row is the bias."""
+        if (m, xp, "bias") not in self._kron:
+            kron_a = self.kron(m, xp)[1]
+            self._kron[m, xp, "bias"] = xp.concatenate([kron_a, xp.ones((m * m, 1), dtype=xp.float32)], axis=1)
+        return self._kron[m, xp, "bias"]
 
     def nbytes(self) -> int:
         return sum(b.nbytes for b in self.buffers if b is not None) + self.filter_bytes()
@@ -234,7 +252,7 @@ def kernel_memory(layers, batch: int, *, layouts: int = 1) -> dict[str, int]:
     thin = [(c_in, c_out, h, w) for c_in, c_out, h, w in layers if c_in <= THIN]
     winograd = [(batch_group(batch, c_in, c_out, h, w), c_in, c_out, h, w)
                 for c_in, c_out, h, w in layers if c_in > THIN]
-    budget = max(9 * c_in * batch * h * w * 4 // 2 for c_in, _, h, w in layers)  # as Workspace.note_input
+    budget = max(filter_budget(c_in, batch * h * w) for c_in, _, h, w in layers)  # as Workspace.note_input
     plan = plan_filters([(tile_size(g, h, w), c_out, c_in) for g, c_in, c_out, h, w in winograd], budget,
                         layouts=layouts)
     regions = [workspace_floats(c_in, c_out, batch, h, w) for c_in, c_out, h, w in thin]

@@ -207,14 +207,17 @@ def test_the_memory_model_follows_what_the_kernels_allocate(tiny_net, batch, sha
     assert net.workspace.filter_bytes() == 4 * model["kept_filters"] > 0
 
 
-def test_a_batch_keeps_more_transformed_filters_than_one_image():
-    """The filter budget is half of Chainer's column buffer for the whole batch: at 200² a
-    sweep's six images keep every layer's F(4) filters, one image only the smaller layers'."""
+def test_every_layers_filters_are_kept_and_a_batch_keeps_larger_tiles():
+    """At 200² one image keeps every VGG-19 layer's transformed filters (the budget's floor;
+    F(2) from conv4_1 on, where one image's F(4) tiles are too few to pay), and a sweep's
+    six images keep F(4)'s for every layer (half of Chainer's column buffer for the batch)."""
     from dfi.nets.vgg import vgg19_shapes
 
     sides = {"1": 200, "2": 100, "3": 50, "4": 25, "5": 13}
     convs = [(shape[1], shape[0], sides[name[4]], sides[name[4]])
              for name, shape in vgg19_shapes().items() if name <= "conv5_1"]
     one, six = winograd.kernel_memory(convs, 1), winograd.kernel_memory(convs, 6)
-    assert six["kept_filters"] > 4 * one["kept_filters"]
-    assert six["made_filters"] == 0 < one["made_filters"]  # nothing made during a call at batch 6
+    assert one["made_filters"] == six["made_filters"] == 0  # nothing made during a call
+    assert 4 * one["kept_filters"] <= winograd.MIN_FILTER_BUDGET < 4 * six["kept_filters"]
+    assert [winograd.tile_size(1, side, side) for side in (200, 100, 50, 25, 13)] == [6, 4, 4, 2, 2]
+    assert [winograd.tile_size(6, side, side) for side in (200, 100, 50, 25, 13)] == [6, 6, 4, 4, 4]

@@ -1,0 +1,176 @@
+"""The CPU's cores for the kernels: their element-wise passes (tile gathers and scatters,
+gating, pooling) and their GEMMs split over a pool of threads of dfi's own.
+
+BLAS runs a GEMM on every core, but a NumPy ufunc or copy runs on one: on a 2-core machine
+half the time of a VGG pass was such passes, on one core. NumPy lets go of the GIL inside
+them, so :func:`split` cuts an operation's output and inputs into as many slabs along one
+axis as there are threads and runs one slab per thread: the same arithmetic on the same
+elements, so results are identical to the bit. Splitting only the element-wise passes is
+not enough: OpenBLAS's threads keep spinning for about 0.1 s after each GEMM and take the
+cores those passes would use. So while a kernel runs (:func:`kernel_section`) BLAS is held
+at one thread per call and :func:`matmul` splits each GEMM over dfi's threads instead (a
+batched GEMM by its batch, a plain one by its longer side), with no thread left spinning.
+Small operations, and arrays on a GPU (one kernel launch each), run as one call in the
+calling thread.
+
+The thread count is the BLAS's: ``DFI_WORKER_THREADS`` (a batch worker's share),
+``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``, else the cores this process may use.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ..core.backend import get_array_module
+
+#: elements of the output below which an operation runs in one call
+MIN_ELEMENTS = 1 << 16
+
+_pool: ThreadPoolExecutor | None = None
+_lock = threading.Lock()
+_section = {"depth": 0, "saved": None, "blas": None}
+
+
+@functools.lru_cache(maxsize=None)
+def thread_count() -> int:
+    """Threads for the kernels: the BLAS's thread count, see the module docstring (read
+    once per process: ``thread_count.cache_clear()`` reads it again)."""
+    for name in ("DFI_WORKER_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _executor(threads: int) -> ThreadPoolExecutor:
+    global _pool
+    with _lock:
+        if _pool is None or _pool._max_workers != threads:
+            _pool = ThreadPoolExecutor(threads, thread_name_prefix="dfi-kernels")
+        return _pool
+
+
+def _imbalance(size: int, threads: int) -> float:
+    """How much longer the largest of ``threads`` slabs of ``size`` is than an equal share
+    (a thread with nothing to do counts as a whole share lost)."""
+    return min(threads, size) and -(-size // min(threads, size)) * threads / size
+
+
+def split(op, out, *inputs, axis=0) -> None:
+    """``op(out, *inputs)`` as slabs along ``axis``, one per thread: ``out`` and every
+    input are cut the same way along the axis that broadcasts against it (an input of
+    size 1 there, or without that axis, such as a scalar, is passed whole). ``axis`` may be a tuple: the one of those axes
+    that shares out most evenly is cut (the first of equals). ``op`` may write
+    only into the slabs it is given (several outputs may be passed as inputs), and each
+    element it writes may depend only on the slabs' elements at the same index."""
+    threads = thread_count()
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    if (type(out) is not np.ndarray or threads < 2 or out.size < MIN_ELEMENTS
+            or threading.current_thread().name.startswith("dfi-kernels")):
+        op(out, *inputs)
+        return
+    axis = min(axes, key=lambda a: (_imbalance(out.shape[a], threads), axes.index(a)))
+    size = out.shape[axis]
+    if size < 2:
+        op(out, *inputs)
+        return
+    parts = min(threads, size)
+    bounds = [size * k // parts for k in range(parts + 1)]
+
+    def cut(array, start, stop):  # along the axis that broadcasts against out's
+        aligned = axis - out.ndim + getattr(array, "ndim", 0)
+        if aligned < 0 or array.shape[aligned] != size:
+            return array
+        index = [slice(None)] * array.ndim
+        index[aligned] = slice(start, stop)
+        return array[tuple(index)]
+
+    jobs = [(cut(out, a, b), *(cut(x, a, b) for x in inputs)) for a, b in zip(bounds[:-1], bounds[1:])]
+    futures = [_executor(threads).submit(op, *job) for job in jobs[1:]]
+    op(*jobs[0])  # the calling thread takes the first slab
+    for future in futures:
+        future.result()
+
+
+def copy(out, source, *, axis=0) -> None:
+    """``out[...] = source`` by :func:`split` (NumPy or CuPy)."""
+    xp = get_array_module(out)
+    split(lambda o, s: xp.copyto(o, s), out, source, axis=axis)
+
+
+def relu(out, source, *, axis=0) -> None:
+    """``out = max(source, 0)`` by :func:`split` (NumPy or CuPy)."""
+    xp = get_array_module(out)
+    split(lambda o, s: xp.maximum(s, 0, out=o), out, source, axis=axis)
+
+
+def _blas_libraries() -> list:
+    """threadpoolctl's controllers of the BLAS libraries loaded (found once)."""
+    if _section["blas"] is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _section["blas"] = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
+        except Exception:  # no threadpoolctl, or a library it cannot drive: BLAS keeps its threads
+            _section["blas"] = []
+    return _section["blas"]
+
+
+@contextlib.contextmanager
+def kernel_section(xp):
+    """While the block runs, BLAS computes each GEMM on the calling thread (its own
+    threads are not woken, so none spins afterwards) and :func:`matmul` / :func:`split`
+    use dfi's threads; nested and concurrent sections share one setting, restored when the
+    last ends. On CuPy, or with one thread, nothing changes."""
+    if xp is not np or thread_count() < 2:
+        yield
+        return
+    with _lock:
+        _section["depth"] += 1
+        if _section["depth"] == 1:
+            libraries = _blas_libraries()
+            _section["saved"] = [(lib, lib.get_num_threads()) for lib in libraries]
+            for lib in libraries:
+                lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        with _lock:
+            _section["depth"] -= 1
+            if _section["depth"] == 0:
+                for lib, count in _section["saved"]:
+                    lib.set_num_threads(count)
+
+
+def matmul(a, b, out) -> None:
+    """``out = a @ b`` (NumPy or CuPy), on NumPy split over the threads: a batched product
+    (3-D ``a``) by its batch, a plain one by the longer of ``out``'s two sides (slices of a
+    C-contiguous matrix stay BLAS-ready: no copies)."""
+    xp = get_array_module(out)
+    threads = thread_count()
+    if type(out) is not np.ndarray or threads < 2 or out.size < MIN_ELEMENTS or _section["depth"] == 0:
+        xp.matmul(a, b, out=out)
+        return
+    if out.ndim == 3:
+        parts = [slice(k * len(out) // threads, (k + 1) * len(out) // threads) for k in range(threads)]
+        jobs = [(a[part], b[part] if b.ndim == 3 else b, out[part]) for part in parts]
+    elif out.shape[1] >= out.shape[0]:
+        cols = out.shape[1]
+        parts = [slice(k * cols // threads, (k + 1) * cols // threads) for k in range(threads)]
+        jobs = [(a, b[:, part], out[:, part]) for part in parts]
+    else:
+        rows = out.shape[0]
+        parts = [slice(k * rows // threads, (k + 1) * rows // threads) for k in range(threads)]
+        jobs = [(a[part], b, out[part]) for part in parts]
+    futures = [_executor(threads).submit(_matmul, *job) for job in jobs[1:]]
+    _matmul(*jobs[0])
+    for future in futures:
+        future.result()
+
+
+def _matmul(a, b, out) -> None:
+    np.matmul(a, b, out=out)

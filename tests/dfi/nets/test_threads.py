@@ -1,0 +1,116 @@
+"""The kernels' own threads: split work gives the bits one call gives, and BLAS gets its
+threads back when a kernel ends."""
+import numpy as np
+import pytest
+
+from dfi.nets import threads
+
+
+@pytest.fixture
+def two_threads(monkeypatch):
+    monkeypatch.setattr(threads, "thread_count", lambda: 2)
+    monkeypatch.setattr(threads, "MIN_ELEMENTS", 1)
+
+
+def test_split_work_equals_one_call_bit_for_bit(two_threads):
+    rng = np.random.default_rng(0)
+    source = rng.normal(size=(3, 7, 5, 4)).astype(np.float32)
+    bias = rng.normal(size=4).astype(np.float32)
+    seen = []
+
+    def op(out, a, b):
+        seen.append(out.shape)
+        np.maximum(np.add(a, b, out=out), 0, out=out)
+
+    for axis in (0, 1, (2, 1), (1, 3)):
+        out = np.empty_like(source)
+        threads.split(op, out, source, bias, axis=axis)
+        np.testing.assert_array_equal(out, np.maximum(source + bias, 0))
+    assert (2, 7, 5, 4) in seen and (3, 4, 5, 4) in seen  # cut, and the bias passed whole
+    # of several axes the one that shares out evenly is cut: 4 channels, not 5 or 7 columns,
+    # and the bias is cut with them (it broadcasts along that axis)
+    seen.clear()
+    out = np.empty_like(source)
+    threads.split(op, out, source, bias, axis=(1, 2, 3))
+    assert sorted(seen) == [(3, 7, 5, 2), (3, 7, 5, 2)]
+    np.testing.assert_array_equal(out, np.maximum(source + bias, 0))
+
+
+def test_strided_moves_and_views_of_tiles(two_threads):
+    rng = np.random.default_rng(1)
+    frame = np.zeros((2, 10, 12, 3), np.float32)
+    inside = frame[:, 1:9, 1:11]  # not contiguous
+    values = rng.normal(size=inside.shape).astype(np.float32)
+    threads.copy(inside, values, axis=(0, 1))
+    np.testing.assert_array_equal(frame[:, 1:9, 1:11], values)
+    assert not frame[:, 0].any() and not frame[:, :, -1].any()
+    threads.relu(inside, -values, axis=1)
+    np.testing.assert_array_equal(inside, np.maximum(-values, 0))
+
+
+def test_matmul_split_three_ways_equals_numpy(two_threads):
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(6, 9, 5)).astype(np.float32), rng.normal(size=(6, 5, 4)).astype(np.float32)
+    wide, tall = rng.normal(size=(4, 30)).astype(np.float32), rng.normal(size=(30, 3)).astype(np.float32)
+    square = rng.normal(size=(4, 4)).astype(np.float32)
+    with threads.kernel_section(np):
+        out = np.empty((6, 9, 4), np.float32)
+        threads.matmul(a, b, out)  # by the batch
+        np.testing.assert_allclose(out, a @ b, rtol=1e-6)
+        out = np.empty((4, 30), np.float32)
+        threads.matmul(square, wide, out)  # by the columns
+        np.testing.assert_allclose(out, square @ wide, rtol=1e-6)
+        out = np.empty((30, 4), np.float32)
+        threads.matmul(tall, square[:3], out)  # by the rows
+        np.testing.assert_allclose(out, tall @ square[:3], rtol=1e-6)
+        out = np.empty((30, 4), np.float32)
+        threads.matmul(wide.T, square, out)  # a transposed view, by the rows
+        np.testing.assert_allclose(out, wide.T @ square, rtol=1e-6)
+
+
+def test_a_kernel_section_holds_blas_at_one_thread_and_gives_its_threads_back(two_threads, monkeypatch):
+    class Library:
+        def __init__(self):
+            self.threads, self.calls = 2, []
+
+        def get_num_threads(self):
+            return self.threads
+
+        def set_num_threads(self, count):
+            self.calls.append(count)
+            self.threads = count
+
+    library = Library()
+    monkeypatch.setitem(threads._section, "blas", [library])
+    with threads.kernel_section(np):
+        assert library.threads == 1
+        with threads.kernel_section(np):  # nested: one setting
+            assert library.threads == 1
+        assert library.threads == 1
+    assert library.threads == 2 and library.calls == [1, 2]
+    with pytest.raises(RuntimeError):
+        with threads.kernel_section(np):
+            raise RuntimeError("a failing layer")
+    assert library.threads == 2 and threads._section["depth"] == 0
+
+
+def test_thread_count_follows_the_blas_settings(monkeypatch):
+    threads.thread_count.cache_clear()
+    try:
+        monkeypatch.setenv("DFI_WORKER_THREADS", "3")
+        assert threads.thread_count() == 3
+        threads.thread_count.cache_clear()
+        monkeypatch.delenv("DFI_WORKER_THREADS")
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+        assert threads.thread_count() == 1
+    finally:
+        threads.thread_count.cache_clear()
+
+
+def test_tile_views_refuse_tiles_that_pass_the_maps():
+    from dfi.nets.conv import _tile_view
+
+    maps = np.zeros((1, 8, 8, 2), np.float32)
+    assert _tile_view(np, maps, 2, (0, 4, 0, 2), (0, 4, 0, 2)).shape == (2, 2, 1, 4, 4, 2)
+    with pytest.raises(ValueError, match="pass maps of 8 × 8"):
+        _tile_view(np, maps, 2, (0, 4, 0, 4), (0, 4, 0, 2))  # overlapping tiles need a frame
