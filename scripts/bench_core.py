@@ -2,6 +2,7 @@
 
     python scripts/bench_core.py passes [--sizes 100,200,300,400] [--batches 1,6] [--repeats 5]
     python scripts/bench_core.py layers [--size 200] [--batch 1]
+    python scripts/bench_core.py inference [--nets stylizer,dfi-decoder,adain-decoder] [--sizes 256]
     python scripts/bench_core.py memory [--sizes 100,200,300,400]
     python scripts/bench_core.py budget [--size 200] [--batch 6]
     python scripts/bench_core.py lbfgs [--size 200] [--batch 6] [--history 20]
@@ -11,7 +12,9 @@ conv5_1, untrained full VGG-19), timed for dfi's kernels, PyTorch (and with ``--
 Chainer's functions), each contender in its own process, alternating A B A B; medians
 (``scripts/benchproc.py``). ``layers``: each convolution's and pooling's forward and backward
 alone, measured the same way, dfi's convolutions split into their product GEMMs, transform
-GEMMs and tile moves. ``memory``: the peak resident size of a fresh process
+GEMMs and tile moves. ``inference``: the stylizer's and the decoders' forward passes
+against the same networks written in PyTorch's layers, measured the same way (their
+outputs checked to agree first). ``memory``: the peak resident size of a fresh process
 doing one pass, for each kernel. ``budget``: a batch's pass with the transformed filters a
 batch's budget keeps against one image's budget (issue 13, 2026-11-24). ``lbfgs``: the
 optimiser's own time per iteration, the objective's taken out. The default 5-α
@@ -160,6 +163,69 @@ def bench_layers(args) -> None:
         finally:
             for worker in workers:
                 worker.close()
+def _net_file(folder: str, kind: str) -> str:
+    """An inference network's weights and architecture as an .npz both workers read: the
+    stylizer (dfi's TransformNet, one style, seed 0), DFI's decoder (conv5_1 + conv4_1 +
+    conv3_1 of VGG-19) or AdaIN's (conv4_1), seed 0."""
+    from dfi.nets.decoder import Decoder, adain_spec, conv_channels, dfi_spec
+    from dfi.nets.stylizer import TransformNet
+
+    arrays = {}
+    if kind.startswith("stylizer"):
+        variant = kind.partition(":")[2] or "dfi"
+        net = TransformNet(1, variant=variant, seed=0)
+        layers = [[name, k, stride, up, norm, relu] for name, k, stride, _, up, norm, relu in net.layers]
+        for name, *_ in layers:
+            link = getattr(net, name)
+            arrays[f"{name}/W"] = link.W.array
+            if link.b is not None:
+                arrays[f"{name}/b"] = link.b.array
+            if name in net.channels:
+                arrays[f"{name}/gamma"] = getattr(net.styles[0], f"{name}_gamma").array.reshape(-1)
+                arrays[f"{name}/beta"] = getattr(net.styles[0], f"{name}_beta").array.reshape(-1)
+        spec = {"kind": "stylizer", "variant": variant, "layers": layers, "input_scale": net.variant.input_scale,
+                "output": net.variant.output}
+    else:
+        decoder = Decoder(dfi_spec(CHANNELS) if kind == "dfi-decoder" else adain_spec(), seed=0)
+        for index, *_ in conv_channels(decoder.spec):
+            link = getattr(decoder, f"conv{index}")
+            arrays[f"conv{index}/W"], arrays[f"conv{index}/b"] = link.W.array, link.b.array
+        spec = {"kind": "decoder", "record": decoder.spec.record()}
+    path = f"{folder}/{kind.replace(':', '-')}.npz"
+    np.savez(path, spec=json.dumps(spec), **arrays)
+    return path
+
+
+def bench_inference(args) -> None:
+    """The stylizer's and the decoders' inference passes, dfi's kernels against the same
+    networks in PyTorch, each in its own process, alternating; the two outputs are checked
+    to agree first."""
+    with tempfile.TemporaryDirectory() as folder:
+        workers = _workers(args, ["dfi", "torch"] + (["dfi-baseline"] if args.baseline else []))
+        try:
+            benchproc.print_row({"bench": "machine", **benchproc.describe(workers, isa=args.isa)})
+            for kind in args.nets:
+                weights = _net_file(folder, kind)
+                for size in args.sizes:
+                    for batch in args.batches:
+                        case = {"case": "net", "weights": weights, "size": size, "batch": batch}
+                        outputs = [np.array(w.ask({"op": "output", **case})["sample"]) for w in workers[:2]]
+                        difference = float(np.abs(outputs[0] - outputs[1]).max())
+                        if difference > 1.0:
+                            raise RuntimeError(f"{kind}: dfi and PyTorch differ by {difference:.2f} grey levels")
+                        result = benchproc.alternate(workers, case, args.repeats)
+                        row = {"bench": "inference", "net": kind, "size": size, "batch": batch,
+                               "isa": args.isa or "native", "max_difference": round(difference, 4),
+                               **{f"{k}_s_per_image": round(v["median"] / batch, 4) for k, v in result.items()}}
+                        for other in result:
+                            if other != "dfi":
+                                row[f"dfi_over_{other}"] = round(result["dfi"]["median"] / result[other]["median"], 3)
+                        benchproc.print_row(row)
+        finally:
+            for worker in workers:
+                worker.close()
+
+
 def bench_budget(args) -> None:
     """One pass of a batch with the transformed filters kept as a batch's budget allows (half
     of Chainer's column buffer for the batch) against the budget of one image (as before
@@ -253,6 +319,13 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--repeats", type=int, default=7)
     p.set_defaults(func=bench_layers)
+    p = sub.add_parser("inference")
+    p.add_argument("--nets", type=lambda t: t.split(","), default=["stylizer", "dfi-decoder", "adain-decoder"],
+                   help="stylizer[:variant], dfi-decoder, adain-decoder (comma-separated)")
+    p.add_argument("--sizes", type=ints, default=[256])
+    p.add_argument("--batches", type=ints, default=[1, 4])
+    p.add_argument("--repeats", type=int, default=5)
+    p.set_defaults(func=bench_inference)
     p = sub.add_parser("budget")
     p.add_argument("--size", type=int, default=200)
     p.add_argument("--batch", type=int, default=6)
@@ -271,7 +344,7 @@ def main() -> None:
     p.add_argument("--size", type=int, default=200)
     p.add_argument("--kernel", default="winograd")
     p.set_defaults(func=_one_pass)
-    for p in (sub.choices["passes"], sub.choices["layers"]):
+    for p in (sub.choices["passes"], sub.choices["layers"], sub.choices["inference"]):
         p.add_argument("--threads", type=int, default=2, help="every contender's thread count (default 2)")
         p.add_argument("--torch-python", default=sys.executable,
                        help="a Python with torch and NumPy for the PyTorch worker (it never imports dfi)")

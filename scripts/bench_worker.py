@@ -11,7 +11,8 @@ imports neither dfi nor Chainer: it reads the weights from the ``.npz`` the pare
 Cases: ``pass`` (VGG-19 forward to conv5_1 + input-gradient backward of Σ‖φ_l‖² over
 conv3_1, conv4_1, conv5_1), ``conv`` (one VGG convolution + ReLU forward, or its input
 gradient), ``pool`` (2×2 max pooling forward or backward), ``net`` (inference of a network
-described layer by layer in the ``.npz``: the stylizer, the decoders).
+described layer by layer in the ``.npz``: the stylizer, the decoders; ``output`` returns a
+sample of its output, so the parent checks that both contenders run the same network).
 """
 from __future__ import annotations
 
@@ -121,7 +122,44 @@ class DfiContender:
                 y.grad = np.ones(y.shape, np.float32)
                 y.backward()
             return run, False
-        raise ValueError(f"case {case['case']!r} is not pass, conv or pool")
+        if case["case"] == "net":
+            net, inputs = _dfi_net(case)
+            return (lambda: net(*inputs)), False
+        raise ValueError(f"case {case['case']!r} is not pass, conv, pool or net")
+
+    def output(self, case: dict):
+        net, inputs = _dfi_net(case)
+        return np.asarray(net(*inputs))
+
+
+def _dfi_net(case: dict):
+    """dfi's inference network of ``case`` (built as ``bench_core.py`` wrote its weights:
+    the same seed) on its kernels, and its inputs."""
+    from dfi.nets.decoder import Decoder, DecoderSpec, FastDecoder
+    from dfi.nets.stylizer import TransformNet
+    from dfi.nets.stylizer_kernels import FastTransform
+
+    spec = json.loads(str(np.load(case["weights"])["spec"]))
+    inputs = net_inputs(spec, case["batch"], case["size"])
+    if spec["kind"] == "stylizer":
+        return FastTransform(TransformNet(1, variant=spec["variant"], seed=0)), (inputs["image"], {0: 1.0})
+    decoder = FastDecoder(Decoder(DecoderSpec.from_record(spec["record"]), seed=0))
+    return (lambda feats: decoder(feats, (case["size"], case["size"]))), (inputs,)
+
+
+def net_inputs(spec: dict, batch: int, size: int) -> dict:
+    """The inputs of an inference case: an image (stylizer) or VGG features (decoders; the
+    sides VGG's ceil pooling gives), NCHW, seeded."""
+    rng = np.random.default_rng(1)
+    if spec["kind"] == "stylizer":
+        return {"image": rng.uniform(0, 255, (batch, 3, size, size)).astype(np.float32)}
+    feats = {}
+    for layer, channels in spec["record"]["inputs"]:
+        side = size
+        for _ in range(int(layer[4]) - 1):
+            side = -(-side // 2)
+        feats[layer] = rng.uniform(0, 2, (batch, channels, side, side)).astype(np.float32)
+    return feats
 
 
 class TorchContender:
@@ -184,7 +222,68 @@ class TorchContender:
                 y = fn.max_pool2d(v, 2, 2, ceil_mode=True)
                 y.backward(torch.ones_like(y))
             return run, False
-        raise ValueError(f"case {case['case']!r} is not pass, conv or pool")
+        if case["case"] == "net":
+            run = self._net(weights, case)
+            return (lambda: run()), False
+        raise ValueError(f"case {case['case']!r} is not pass, conv, pool or net")
+
+    def output(self, case: dict):
+        return self._net(np.load(case["weights"]), case)().numpy()
+
+    def _net(self, weights, case: dict):
+        """The same network as dfi's, from the ``.npz`` (weights and architecture), in
+        PyTorch's own layers: reflection padding, conv2d, instance_norm, nearest upsampling."""
+        torch = self.torch
+        fn = torch.nn.functional
+        spec = json.loads(str(weights["spec"]))
+        tensors = {k: torch.from_numpy(np.ascontiguousarray(weights[k])) for k in weights.files if k != "spec"}
+        inputs = {k: torch.from_numpy(v) for k, v in net_inputs(spec, case["batch"], case["size"]).items()}
+
+        def conv(h, name, kernel, stride=1):
+            pad = kernel // 2
+            return fn.conv2d(fn.pad(h, (pad,) * 4, mode="reflect"), tensors[name + "/W"], tensors.get(name + "/b"),
+                             stride=stride)
+
+        def stylizer():
+            h, skip = inputs["image"] * spec["input_scale"], None
+            for name, kernel, stride, upsample, normalise, relu in spec["layers"]:
+                if name.startswith("r") and name.endswith("1"):
+                    skip = h
+                if upsample:
+                    h = fn.interpolate(h, scale_factor=2, mode="nearest")
+                h = conv(h, name, kernel, stride)
+                if normalise:
+                    h = fn.instance_norm(h, weight=tensors[name + "/gamma"], bias=tensors[name + "/beta"], eps=1e-5)
+                if relu:
+                    h = torch.relu(h)
+                if name.startswith("r") and name.endswith("2"):
+                    h = h + skip
+            return 255 * torch.sigmoid(h) if spec["output"] == "sigmoid" else h.clamp(0, 255)
+
+        def decoder():
+            record, index = spec["record"], 0
+            scales = dict(zip([n for n, _ in record["inputs"]], record["scales"] or [1.0] * len(record["inputs"])))
+            first = record["inputs"][0][0]
+            h = inputs[first] / scales[first]
+            for op in record["ops"]:
+                if op[0] == "up":
+                    h = fn.interpolate(h, scale_factor=2, mode="nearest")
+                elif op[0] == "join":
+                    joined = inputs[op[1]] / scales[op[1]]
+                    h = torch.cat([h[:, :, :joined.shape[2], :joined.shape[3]], joined], dim=1)
+                else:
+                    h = conv(h, f"conv{index}", 3)
+                    h = torch.relu(h) if op[2] else h
+                    index += 1
+            h = h[:, :, :case["size"], :case["size"]]
+            return 255 * (torch.sigmoid(h) if record["output"] == "sigmoid" else h.clamp(0, 1))
+
+        body = stylizer if spec["kind"] == "stylizer" else decoder
+
+        def run():
+            with torch.inference_mode():
+                return body()
+        return run
 
 
 def main() -> None:
@@ -197,6 +296,9 @@ def main() -> None:
         try:
             if request["op"] == "setup":
                 answer = {"threads": threads, **contender.setup()}
+            elif request["op"] == "output":  # a summary of the network's output, to check both run the same one
+                out = contender.output(request)
+                answer = {"shape": list(out.shape), "sample": out.reshape(-1)[::997][:64].astype(float).tolist()}
             elif request["op"] == "prepare":
                 run, split = contender.prepare(request)
                 run()

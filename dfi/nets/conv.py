@@ -202,9 +202,9 @@ def _flat_frame(x, workspace: Workspace, region: int, mask=None):
     frame[:, [0, -1]] = 0
     frame[:, :, [0, -1]] = 0
     if mask is None:
-        xp.copyto(frame[:, 1:-1, 1:-1], x)
+        threads.copy(frame[:, 1:-1, 1:-1], x, axis=(0, 1))
     else:
-        xp.multiply(x, mask > 0, out=frame[:, 1:-1, 1:-1])
+        threads.split(lambda o, g, k: xp.multiply(g, k > 0, out=o), frame[:, 1:-1, 1:-1], x, mask, axis=(0, 1))
     offsets = [dy * (width + 2) + dx for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
     return flat, margin, length, offsets
 

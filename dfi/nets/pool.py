@@ -67,7 +67,8 @@ class Pool2x2(function_node.FunctionNode):
         if self.kind == "max":
             self.retain_inputs((0,))
             self.retain_outputs((0,))
-            return _window_max(_windows(x, -np.inf)),
+            with threads.kernel_section(get_array_module(x)):
+                return _window_max(_windows(x, -np.inf)),
         a, b, c, d = _windows(x, None)
         return (a + b + c + d) * np.float32(0.25),
 
@@ -98,7 +99,8 @@ class Pool2x2Grad(function_node.FunctionNode):
         x, y, _ = inputs
         gx = xp.empty(shape, dtype=xp.float32)  # (its four strided views cover all of it)
         corners = [gx[:, r::2, s::2] for r, s in corners]
-        threads.split(_max_grad, corners[0], *corners[1:], *_windows(x, -np.inf), y, gy, axis=(0, 1))
+        with threads.kernel_section(xp):
+            threads.split(_max_grad, corners[0], *corners[1:], *_windows(x, -np.inf), y, gy, axis=(0, 1))
         return gx[:, :height, :width],
 
     def backward(self, indexes, grad_outputs):

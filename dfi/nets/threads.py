@@ -10,8 +10,9 @@ not enough: OpenBLAS's threads keep spinning for about 0.1 s after each GEMM and
 cores those passes would use. So while a kernel runs (:func:`kernel_section`) BLAS is held
 at one thread per call and :func:`matmul` splits each GEMM over dfi's threads instead (a
 batched GEMM by its batch, a plain one by its longer side), with no thread left spinning.
-Small operations, and arrays on a GPU (one kernel launch each), run as one call in the
-calling thread.
+Small operations, operations outside a kernel section, and arrays on a GPU (one kernel
+launch each), run as one call in the calling thread. The stylizer's and the decoders'
+inference passes run as before (measured: no gain at one image; BENCHMARKS.md).
 
 The thread count is the BLAS's: ``DFI_WORKER_THREADS`` (a batch worker's share),
 ``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``, else the cores this process may use.
@@ -67,10 +68,11 @@ def split(op, out, *inputs, axis=0) -> None:
     size 1 there, or without that axis, such as a scalar, is passed whole). ``axis`` may be a tuple: the one of those axes
     that shares out most evenly is cut (the first of equals). ``op`` may write
     only into the slabs it is given (several outputs may be passed as inputs), and each
-    element it writes may depend only on the slabs' elements at the same index."""
+    element it writes may depend only on the slabs' elements at the same index. Outside a
+    :func:`kernel_section` it is one call: BLAS's own threads may be spinning there."""
     threads = thread_count()
     axes = axis if isinstance(axis, tuple) else (axis,)
-    if (type(out) is not np.ndarray or threads < 2 or out.size < MIN_ELEMENTS
+    if (type(out) is not np.ndarray or threads < 2 or out.size < MIN_ELEMENTS or _section["depth"] == 0
             or threading.current_thread().name.startswith("dfi-kernels")):
         op(out, *inputs)
         return

@@ -22,16 +22,20 @@ def test_split_work_equals_one_call_bit_for_bit(two_threads):
         seen.append(out.shape)
         np.maximum(np.add(a, b, out=out), 0, out=out)
 
-    for axis in (0, 1, (2, 1), (1, 3)):
-        out = np.empty_like(source)
-        threads.split(op, out, source, bias, axis=axis)
-        np.testing.assert_array_equal(out, np.maximum(source + bias, 0))
-    assert (2, 7, 5, 4) in seen and (3, 4, 5, 4) in seen  # cut, and the bias passed whole
-    # of several axes the one that shares out evenly is cut: 4 channels, not 5 or 7 columns,
-    # and the bias is cut with them (it broadcasts along that axis)
-    seen.clear()
     out = np.empty_like(source)
-    threads.split(op, out, source, bias, axis=(1, 2, 3))
+    threads.split(op, out, source, bias, axis=0)  # outside a kernel section: one call
+    assert seen == [source.shape]
+    with threads.kernel_section(np):
+        for axis in (0, 1, (2, 1), (1, 3)):
+            out = np.empty_like(source)
+            threads.split(op, out, source, bias, axis=axis)
+            np.testing.assert_array_equal(out, np.maximum(source + bias, 0))
+        assert (2, 7, 5, 4) in seen and (3, 4, 5, 4) in seen  # cut, and the bias passed whole
+        # of several axes the one that shares out evenly is cut: 4 channels, not 5 or 7
+        # columns, and the bias is cut with them (it broadcasts along that axis)
+        seen.clear()
+        out = np.empty_like(source)
+        threads.split(op, out, source, bias, axis=(1, 2, 3))
     assert sorted(seen) == [(3, 7, 5, 2), (3, 7, 5, 2)]
     np.testing.assert_array_equal(out, np.maximum(source + bias, 0))
 
@@ -41,10 +45,11 @@ def test_strided_moves_and_views_of_tiles(two_threads):
     frame = np.zeros((2, 10, 12, 3), np.float32)
     inside = frame[:, 1:9, 1:11]  # not contiguous
     values = rng.normal(size=inside.shape).astype(np.float32)
-    threads.copy(inside, values, axis=(0, 1))
-    np.testing.assert_array_equal(frame[:, 1:9, 1:11], values)
-    assert not frame[:, 0].any() and not frame[:, :, -1].any()
-    threads.relu(inside, -values, axis=1)
+    with threads.kernel_section(np):
+        threads.copy(inside, values, axis=(0, 1))
+        np.testing.assert_array_equal(frame[:, 1:9, 1:11], values)
+        assert not frame[:, 0].any() and not frame[:, :, -1].any()
+        threads.relu(inside, -values, axis=1)
     np.testing.assert_array_equal(inside, np.maximum(-values, 0))
 
 
