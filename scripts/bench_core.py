@@ -1,7 +1,7 @@
 """Benchmarks of dfi's fast core against PyTorch and Chainer (results go to BENCHMARKS.md).
 
     python scripts/bench_core.py passes [--sizes 100,200,300,400] [--batches 1,6] [--repeats 5]
-    python scripts/bench_core.py layers [--size 200] [--batch 1]
+    python scripts/bench_core.py layers [--size 200] [--batch 1] [--in-pass]
     python scripts/bench_core.py inference [--nets stylizer,dfi-decoder,adain-decoder] [--sizes 256]
     python scripts/bench_core.py memory [--sizes 100,200,300,400]
     python scripts/bench_core.py budget [--size 200] [--batch 6]
@@ -12,7 +12,8 @@ conv5_1, untrained full VGG-19), timed for dfi's kernels, PyTorch (and with ``--
 Chainer's functions), each contender in its own process, alternating A B A B; medians
 (``scripts/benchproc.py``). ``layers``: each convolution's and pooling's forward and backward
 alone, measured the same way, dfi's convolutions split into their product GEMMs, transform
-GEMMs and tile moves. ``inference``: the stylizer's and the decoders' forward passes
+GEMMs and tile moves (with ``--in-pass``: each layer's share of whole passes instead,
+where the layers run warm). ``inference``: the stylizer's and the decoders' forward passes
 against the same networks written in PyTorch's layers, measured the same way (their
 outputs checked to agree first). ``memory``: the peak resident size of a fresh process
 doing one pass, for each kernel. ``budget``: a batch's pass with the transformed filters a
@@ -108,8 +109,9 @@ def bench_passes(args) -> None:
             for size in args.sizes:
                 for batch in args.batches:
                     result = benchproc.alternate(workers, {"case": "pass", "weights": weights, "size": size,
-                                                           "batch": batch}, args.repeats)
+                                                           "batch": batch}, args.repeats, warm=args.warm)
                     row = {"bench": "passes", "size": size, "batch": batch, "isa": args.isa or "native",
+                           "start": f"warm ({args.warm} passes before)" if args.warm else "cold",
                            **{f"{k}_s_per_image": round(v["median"] / batch, 4) for k, v in result.items()}}
                     for other in contenders[1:]:
                         row[f"dfi_over_{other}"] = round(result["dfi"]["median"] / result[other]["median"], 3)
@@ -137,6 +139,8 @@ def _layer_cases(size: int, names) -> list[dict]:
 def bench_layers(args) -> None:
     """Each layer's forward and backward alone, dfi against PyTorch, each in its own process;
     dfi's convolutions split into product GEMMs, transform GEMMs and tile moves."""
+    if args.in_pass:
+        return _layers_in_pass(args)
     from bench_worker import vgg_order
 
     names = vgg_order(CHANNELS)
@@ -221,6 +225,34 @@ def bench_inference(args) -> None:
                             if other != "dfi":
                                 row[f"dfi_over_{other}"] = round(result["dfi"]["median"] / result[other]["median"], 3)
                         benchproc.print_row(row)
+        finally:
+            for worker in workers:
+                worker.close()
+
+
+def _layers_in_pass(args) -> None:
+    """Each layer group's forward and backward seconds inside whole passes (timers around
+    dfi's kernels; PyTorch's profiler, which also costs it some time), alternating as
+    ``passes`` does: the layers as they run warm, one after another."""
+    with tempfile.TemporaryDirectory() as folder:
+        weights = _weights_file(folder)
+        workers = _workers(args, ["dfi", "torch"] + (["dfi-baseline"] if args.baseline else []))
+        try:
+            benchproc.print_row({"bench": "machine", **benchproc.describe(workers, isa=args.isa)})
+            result = benchproc.alternate(workers, {"case": "pass", "weights": weights, "size": args.size,
+                                                   "batch": args.batch, "layers": True}, args.repeats)
+            for key in result["dfi"]["parts"]:
+                layer, direction = key.split()
+                row = {"bench": "layers_in_pass", "layer": layer, "direction": direction, "size": args.size,
+                       "batch": args.batch, **{f"{k}_ms": round(v["parts"].get(key, 0.0) * 1e3, 2)
+                                              for k, v in result.items()}}
+                if row.get("torch_ms"):
+                    row["dfi_over_torch"] = round(row["dfi_ms"] / row["torch_ms"], 3)
+                benchproc.print_row(row)
+            benchproc.print_row({"bench": "layers_in_pass_total", "size": args.size, "batch": args.batch,
+                                 **{f"{k}_pass_ms": round(v["median"] * 1e3, 1) for k, v in result.items()},
+                                 **{f"{k}_layers_ms": round(sum(v["parts"].values()) * 1e3, 1)
+                                    for k, v in result.items()}})
         finally:
             for worker in workers:
                 worker.close()
@@ -313,11 +345,15 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--chainer", action="store_true", help="Chainer's own functions as a third contender")
+    p.add_argument("--warm", type=int, default=0, help="untimed passes back to back before each timed one, "
+                   "in the same turn (an optimiser's steady state; default 0: each pass after a pause)")
     p.set_defaults(func=bench_passes)
     p = sub.add_parser("layers")
     p.add_argument("--size", type=int, default=200)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--in-pass", action="store_true", help="each layer's time inside whole passes, "
+                   "not each layer called alone")
     p.set_defaults(func=bench_layers)
     p = sub.add_parser("inference")
     p.add_argument("--nets", type=lambda t: t.split(","), default=["stylizer", "dfi-decoder", "adain-decoder"],

@@ -4,12 +4,13 @@
 
 Reads JSON requests from stdin, one per line, and answers each with one JSON line:
 ``setup`` (versions, BLAS), ``prepare`` (build the case: networks, inputs; one untimed run),
-``run`` (one timed run: ``seconds``, and for dfi's convolutions ``parts``: the product
+``run`` (``warm`` untimed runs back to back, then one timed run: ``seconds``, and for dfi's convolutions ``parts``: the product
 GEMMs, the transform GEMMs and the element-wise tile moves apart). The torch contender
 imports neither dfi nor Chainer: it reads the weights from the ``.npz`` the parent wrote.
 
 Cases: ``pass`` (VGG-19 forward to conv5_1 + input-gradient backward of Σ‖φ_l‖² over
-conv3_1, conv4_1, conv5_1), ``conv`` (one VGG convolution + ReLU forward, or its input
+conv3_1, conv4_1, conv5_1; with ``layers``, each layer group's seconds inside the pass as
+``parts``: timers around dfi's kernels, PyTorch's profiler), ``conv`` (one VGG convolution + ReLU forward, or its input
 gradient), ``pool`` (2×2 max pooling forward or backward), ``net`` (inference of a network
 described layer by layer in the ``.npz``: the stylizer, the decoders; ``output`` returns a
 sample of its output, so the parent checks that both contenders run the same network).
@@ -33,6 +34,75 @@ def vgg_order(names):
         if block < 5:
             order.append(f"pool{block}")
     return order
+
+
+def layer_group(name: str) -> str:
+    """conv3_2…conv3_4 and conv4_2…conv4_4 share their shapes: one group each (PyTorch's
+    profiler tells layers apart only by their shapes)."""
+    return name[:6] + "2-4" if name[:5] in ("conv3", "conv4") and name[-1] in "234" else name
+
+
+def vgg_shapes(names, size: int) -> dict:
+    """{(channels in, channels out, side): group} of the convolutions, {(channels, side): pool}."""
+    convs, pools, side, channels = {}, {}, size, 3
+    for name in vgg_order(names):
+        if name.startswith("conv"):
+            out = CHANNELS_OUT[name[4]]
+            convs[channels, out, side] = layer_group(name)
+            channels = out
+        else:
+            pools[channels, side] = name
+            side = -(-side // 2)
+    return {"conv": convs, "pool": pools}
+
+
+CHANNELS_OUT = {"1": 64, "2": 128, "3": 256, "4": 512, "5": 512}
+
+
+class LayerClock:
+    """Seconds of each VGG layer group, forward and backward, inside dfi's pass: timers
+    around the convolution and pooling kernels, the layer told by its input's shape."""
+
+    def __init__(self, size: int, names):
+        import dfi.nets.conv as conv
+        import dfi.nets.pool as pool
+
+        self.shapes, self.parts = vgg_shapes(names, size), {}
+        self.conv, self.pool = conv, pool
+        self.originals = (conv.conv3x3, pool.Pool2x2.forward, pool.Pool2x2Grad.forward)
+
+    def _add(self, key, seconds):
+        self.parts[key] = self.parts.get(key, 0.0) + seconds
+
+    def __enter__(self):
+        conv3x3, pool_forward, pool_backward = self.originals
+        clock = self
+
+        def timed_conv(x, layer, workspace, *, backward=False, mask=None):
+            start = time.perf_counter()
+            out = conv3x3(x, layer, workspace, backward=backward, mask=mask)
+            out_channels, channels = layer.channels
+            group = clock.shapes["conv"].get((channels, out_channels, x.shape[1]), "other")
+            clock._add(f"{group} {'backward' if backward else 'forward'}", time.perf_counter() - start)
+            return out
+
+        def timed(method, direction):
+            def run(node, inputs):
+                start = time.perf_counter()
+                out = method(node, inputs)
+                x = inputs[0] if direction == "forward" else inputs[-1]
+                side = x.shape[1] if direction == "forward" else node.shape[1]
+                name = clock.shapes["pool"].get((x.shape[3], side), "pool?")
+                clock._add(f"{name} {direction}", time.perf_counter() - start)
+                return out
+            return run
+        self.conv.conv3x3 = timed_conv
+        self.pool.Pool2x2.forward = timed(pool_forward, "forward")
+        self.pool.Pool2x2Grad.forward = timed(pool_backward, "backward")
+        return self
+
+    def __exit__(self, *exc):
+        self.conv.conv3x3, self.pool.Pool2x2.forward, self.pool.Pool2x2Grad.forward = self.originals
 
 
 class GemmClock:
@@ -98,6 +168,8 @@ class DfiContender:
                 with self.chainer.using_config("train", False):
                     feats = net.pick(x, LOSS_LAYERS)
                     F.sum(sum(F.sum(v * v) for v in feats.values())).backward()
+            if case.get("layers"):
+                return run, lambda: LayerClock(case["size"], weights["names"])
             return run, False
         if case["case"] == "conv":
             weights = np.load(case["weights"])
@@ -202,6 +274,8 @@ class TorchContender:
                     if name in LOSS_LAYERS:
                         feats.append(h)
                 sum((f * f).sum() for f in feats).backward()
+            if case.get("layers"):
+                return run, lambda: TorchLayerClock(torch, vgg_shapes(weights["names"], case["size"]))
             return run, False
         if case["case"] == "conv":
             w, b = tensor(weights[case["layer"] + "/W"]), tensor(weights[case["layer"] + "/b"])
@@ -286,6 +360,40 @@ class TorchContender:
         return run
 
 
+class TorchLayerClock:
+    """Seconds of each VGG layer group in PyTorch's pass, from its profiler (oneDNN's
+    convolution, its backward, max pooling and its backward), told by the input shapes."""
+
+    EVENTS = {"aten::mkldnn_convolution": "forward", "aten::convolution_backward": "backward",
+              "aten::max_pool2d_with_indices": "forward", "aten::max_pool2d_with_indices_backward": "backward"}
+
+    def __init__(self, torch, shapes):
+        self.torch, self.shapes, self.parts = torch, shapes, {}
+
+    def __enter__(self):
+        profiler = self.torch.profiler
+        self.profile = profiler.profile(activities=[profiler.ProfilerActivity.CPU], record_shapes=True)
+        self.profile.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.profile.__exit__(*exc)
+        for event in self.profile.events():
+            direction = self.EVENTS.get(event.name)
+            if direction is None or not event.input_shapes:
+                continue
+            shapes = event.input_shapes
+            if "pool" in event.name:
+                x = shapes[0] if direction == "forward" else shapes[1]
+                key = f"{self.shapes['pool'].get((x[1], x[2]), 'pool?')} {direction}"
+            else:
+                weight = shapes[1] if direction == "forward" else shapes[2]
+                x = shapes[0] if direction == "forward" else shapes[1]
+                key = f"{self.shapes['conv'].get((weight[1], weight[0], x[2]), 'other')} {direction}"
+            self.parts[key] = self.parts.get(key, 0.0) + event.cpu_time_total / 1e6
+        return False
+
+
 def main() -> None:
     name, threads = sys.argv[1], int(sys.argv[2])
     # dfi, dfi-baseline (another checkout, on PYTHONPATH), chainer (dfi's VGG on Chainer's functions)
@@ -304,7 +412,9 @@ def main() -> None:
                 run()
                 answer = {"ready": True}
             else:
-                clock = GemmClock() if split else None
+                for _ in range(request.get("warm", 0)):  # back-to-back first, as an optimiser's passes run
+                    run()
+                clock = (split() if callable(split) else GemmClock()) if split else None
                 start = time.perf_counter()
                 if clock:
                     with clock:
@@ -313,9 +423,11 @@ def main() -> None:
                     run()
                 seconds = time.perf_counter() - start
                 answer = {"seconds": seconds}
-                if clock:
+                if isinstance(clock, GemmClock):
                     gemms = sum(clock.parts.values())
                     answer["parts"] = {**clock.parts, "tile_moves": seconds - gemms}
+                elif clock:
+                    answer["parts"] = clock.parts
         except Exception as error:  # reported to the parent, which stops
             answer = {"error": f"{type(error).__name__}: {error}"}
         print(json.dumps(answer), flush=True)

@@ -107,9 +107,11 @@ def settle(workers: list[Worker], *, limit: float = 5.0) -> None:
     raise RuntimeError("the workers' threads kept using CPU: is something else running?")
 
 
-def alternate(workers: list[Worker], case: dict, repeats: int) -> dict[str, dict]:
+def alternate(workers: list[Worker], case: dict, repeats: int, *, warm: int = 0) -> dict[str, dict]:
     """Each worker prepares ``case`` and runs it once untimed; then ``repeats`` rounds of one
-    timed run per worker, in turn. Returns {contender: {"median": s, "times": […], …}}, where
+    timed run per worker, in turn, each turn starting after every worker's threads have
+    gone quiet (a cold start: what one pass after a pause costs). With ``warm``, each turn
+    first runs ``warm`` untimed passes back to back (what the passes of an optimiser cost). Returns {contender: {"median": s, "times": […], …}}, where
     a worker's answer may add a per-part breakdown (medians of each part's seconds)."""
     for worker in workers:
         worker.ask({"op": "prepare", **case})
@@ -117,7 +119,7 @@ def alternate(workers: list[Worker], case: dict, repeats: int) -> dict[str, dict
     for _ in range(repeats):
         for worker in workers:
             settle(workers)
-            runs[worker.contender].append(worker.ask({"op": "run"}))
+            runs[worker.contender].append(worker.ask({"op": "run", "warm": warm}))
     result = {}
     for name, answers in runs.items():
         parts = {key: statistics.median(a["parts"][key] for a in answers) for key in answers[0].get("parts", {})}

@@ -1,5 +1,6 @@
 """The networks: VGG-19 with ``pick`` on dfi's own kernels (Winograd convolution, pooling
-without im2col; Chainer's functions as the reference), its weight formats (fetch, convert,
+without im2col, both spread over the CPU's cores by dfi's own threads; Chainer's functions
+as the reference), its weight formats (fetch, convert,
 load), batched feature extraction without a graph, the feed-forward stylizer's
 transformation network (dfi's own and the published variants: Magenta's, pytorch/examples';
 their file formats — TensorFlow V1 checkpoints, torch state dicts — read without either

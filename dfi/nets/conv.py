@@ -6,21 +6,26 @@ V = Bᵀ d B, multiplies V by the transformed filters U = G g Gᵀ point by poin
 Y = Aᵀ M A: (m+2)² multiplies per m² outputs instead of 9 m². Here every step is one big
 BLAS call: the tiles of all images are gathered into an (α², P·C) matrix (α = m + 2, P
 tiles), ``V = (Bᵀ⊗Bᵀ) D`` is one GEMM, the α² products ``M_p = V_p U_p`` are one batched
-GEMM (OpenBLAS / cuBLAS), ``Y = (Aᵀ⊗Aᵀ) M`` is one GEMM, and Y is scattered into the
-output with the bias and the ReLU. F(6×6) needs 5× fewer multiplies than a direct
+GEMM (OpenBLAS / cuBLAS), ``Y = (Aᵀ⊗Aᵀ) M + b`` is one GEMM (the bias a last row of M,
+Aᵀ⊗Aᵀ given a column of ones), and Y is scattered into the output through the ReLU. F(6×6) needs 5× fewer multiplies than a direct
 convolution, F(4×4) 4×, F(2×2) 2.25×; the smaller tiles serve small maps, where the
 larger tiles' batched GEMMs get too thin (:mod:`dfi.nets.winograd` plans which). Each F(m)
 is exact in exact arithmetic; in float32 its error grows with m (about 1e-5 of the output's
 scale for F(6), 1e-6 for F(2)). The input gradient runs the adjoint of every step with the
-same filters: output tiles through (Aᵀ⊗Aᵀ)ᵀ, products with Uᵀ, (Bᵀ⊗Bᵀ)ᵀ, and the
-overlapping input tiles summed back. Only the image needs a gradient: the weights are
-constants. Layers with few channels (the image's 3) run as one direct GEMM instead.
+same filters: output tiles (gated by the ReLU as they are gathered) through (Aᵀ⊗Aᵀ)ᵀ,
+products with Uᵀ, (Bᵀ⊗Bᵀ)ᵀ, and the overlapping input tiles summed back into a frame one
+pixel wider all round, whose inside is the gradient (a view: no copy). Only the image needs
+a gradient: the weights are constants. Layers with few channels (the image's 3) run as one
+direct GEMM instead.
 
 Maps are channels-last, (N, H, W, C): the tile gathers and scatters then copy whole channel
 vectors, and the batch folds into the GEMMs' long side, so a batch of 6 runs as one pass no
 slower per image than a batch of 1. The scratch matrices live in a :class:`Workspace`
 reused by every layer and pass; :func:`dfi.nets.winograd.kernel_memory` says how large it
-grows (for the memory estimate). The code is NumPy/CuPy-agnostic: on a GPU it needs neither cuDNN nor
+grows (for the memory estimate). On a CPU each convolution is a kernel section
+(:mod:`dfi.nets.threads`): BLAS computes on the calling thread and dfi's own threads split
+every GEMM and every element-wise move, so no core idles during the moves and no BLAS thread
+spins through them. The code is NumPy/CuPy-agnostic: on a GPU it needs neither cuDNN nor
 im2col (nor im2col's 32-bit indexes).
 """
 from __future__ import annotations

@@ -119,3 +119,20 @@ def test_tile_views_refuse_tiles_that_pass_the_maps():
     assert _tile_view(np, maps, 2, (0, 4, 0, 2), (0, 4, 0, 2)).shape == (2, 2, 1, 4, 4, 2)
     with pytest.raises(ValueError, match="pass maps of 8 × 8"):
         _tile_view(np, maps, 2, (0, 4, 0, 4), (0, 4, 0, 2))  # overlapping tiles need a frame
+
+
+def test_threads_are_pinned_only_where_the_process_uses_all_its_cpus(monkeypatch):
+    monkeypatch.setattr(threads, "_allowed_cpus", lambda: (3, 5))
+    assert threads.pinned_cpus(2) == [3, 5]  # the calling thread on 3, the pool on 5
+    assert threads.pinned_cpus(1) == [] and threads.pinned_cpus(4) == []  # a share of the machine: no pins
+
+
+def test_a_section_pins_the_calling_thread_and_gives_its_cpus_back(two_threads):
+    import os
+
+    before = os.sched_getaffinity(0)
+    cpus = threads.pinned_cpus(2)
+    with threads.kernel_section(np):
+        inside = os.sched_getaffinity(0)
+    assert os.sched_getaffinity(0) == before
+    assert inside == ({cpus[0]} if cpus else before)
