@@ -206,6 +206,12 @@ class FastDecoder:
     def __call__(self, feats: Mapping[str, object], size=None):
         """``{layer: (N, C, h, w)}`` arrays → NCHW RGB [0, 255] float32 of ``size`` (H, W)
         (as :meth:`Decoder.forward`), on their device."""
+        from .threads import kernel_section
+
+        with kernel_section(get_array_module(feats[self.spec.layers[0]])):
+            return self._forward(feats, size)
+
+    def _forward(self, feats, size):
         from .stylizer_kernels import upsample_conv, winograd_reflect
 
         spec = self.spec

@@ -12,6 +12,7 @@ import numpy as np
 from .. import _compat  # noqa: F401
 
 from ..core.backend import get_array_module, sum_of_products
+from . import threads
 
 from .stylizer import TransformNet
 def _reflect(x, pad: int):
@@ -61,8 +62,8 @@ def _columns_conv(padded, stacked, kernel: int, stride: int):
     for images, top, bottom in _chunks(xp, batch, height, kernel * kernel * channels * width):
         columns = xp.ascontiguousarray(_windows(xp, padded[images], (kernel, kernel), top=top, rows=bottom - top,
                                                 width=width, stride=stride))
-        out[images, top:bottom] = xp.matmul(columns.reshape(-1, kernel * kernel * channels), stacked).reshape(
-            -1, bottom - top, width, out_channels)
+        threads.matmul(columns.reshape(-1, kernel * kernel * channels), stacked,
+                       out[images, top:bottom].reshape(-1, out_channels))  # (a band of whole rows: a view)
     return out
 
 
@@ -110,7 +111,9 @@ def _few_inputs_conv(padded, stacked, kernel: int):
                                                       cols_in, 1)))
         columns = xp.ascontiguousarray(view).reshape(channels * kernel * kernel, -1)
         # (O, K) @ (K, pixels): the long side last is BLAS's fast layout here; then transposed
-        out[images, top:bottom] = xp.matmul(stacked, columns).T.reshape(count, rows, width, out_channels)
+        product = xp.empty((out_channels, columns.shape[1]), dtype=xp.float32)
+        threads.matmul(stacked, columns, product)
+        out[images, top:bottom] = product.T.reshape(count, rows, width, out_channels)
     return out
 
 
@@ -129,7 +132,8 @@ def _few_outputs_conv(padded, per_tap, kernel: int):
         count, rows = images.stop - images.start, bottom - top
         span = rows + kernel - 1
         band = padded[images, top:bottom + kernel - 1].reshape(-1, channels)
-        taps = xp.matmul(per_tap, band.T)  # (k²·O, count·span·cols), C-contiguous
+        taps = xp.empty((per_tap.shape[0], band.shape[0]), dtype=xp.float32)  # (k²·O, count·span·cols)
+        threads.matmul(per_tap, band.T, taps)
         # total[o, n, y, x] = Σ_ij taps[(i·k + j)·O + o, n, y + i, x + j]
         plane = count * span * cols
         shares = xp.lib.stride_tricks.as_strided(
@@ -210,8 +214,9 @@ def upsample_conv(h, phases):
         for (a, b), (_, weights) in phases.items():  # phase (a, b) reads rows a, a + 1 and columns b, b + 1
             columns = xp.ascontiguousarray(_windows(xp, padded[images], (2, 2), top=top, rows=rows, width=width,
                                                     offset=(a, b)))
-            out[images, 2 * top + a:2 * bottom:2, b::2] = xp.matmul(
-                columns.reshape(-1, 4 * channels), weights).reshape(-1, rows, width, out_channels)
+            product = xp.empty((columns.size // (4 * channels), out_channels), dtype=xp.float32)
+            threads.matmul(columns.reshape(-1, 4 * channels), weights, product)
+            out[images, 2 * top + a:2 * bottom:2, b::2] = product.reshape(-1, rows, width, out_channels)
     return out
 
 
@@ -263,6 +268,8 @@ class FastTransform:
         return winograd_reflect(h, layer, self.workspace)
 
     def __call__(self, x, mix: Mapping[int, float]):
+        # (not a kernel section, unlike the decoders' passes: tried, 4-7 % slower for one
+        # image, BENCHMARKS.md; BLAS keeps its own threads here)
         net = self.net
         mix = net.check_mix(mix)
         xp = get_array_module(x)

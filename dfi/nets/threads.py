@@ -11,8 +11,9 @@ cores those passes would use. So while a kernel runs (:func:`kernel_section`) BL
 at one thread per call and :func:`matmul` splits each GEMM over dfi's threads instead (a
 batched GEMM by its batch, a plain one by its longer side), with no thread left spinning.
 Small operations, operations outside a kernel section, and arrays on a GPU (one kernel
-launch each), run as one call in the calling thread. The stylizer's and the decoders'
-inference passes run as before (measured: no gain at one image; BENCHMARKS.md).
+launch each), run as one call in the calling thread. VGG's convolutions and pooling and
+the decoders' passes are sections; the stylizer's pass is not (tried: slower for one image;
+BENCHMARKS.md).
 
 The thread count is the BLAS's: ``DFI_WORKER_THREADS`` (a batch worker's share),
 ``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``, else the cores this process may use. When the
