@@ -217,25 +217,26 @@ def _flat_frame(x, workspace: Workspace, region: int, mask=None):
 def direct_conv(x, weight, workspace: Workspace, *, bias=None):
     """3×3 / pad 1 correlation of a thin input (few channels, e.g. the image) by one GEMM
     over its 9 shifted copies: (pixels, 9C) @ (9C, O). Returns (N, H, W, O); with ``bias``,
-    ``max(conv + bias, 0)``."""
+    ``max(conv + bias, 0)``, the bias added by the GEMM (a column of ones, a row of bias)."""
     xp = get_array_module(x)
     batch, height, width, channels = x.shape
     flat, margin, length, offsets = _flat_frame(x, workspace, 1)
-    columns = workspace.take(0, (length, 9, channels), xp)
+    extra = bias is not None
+    columns = workspace.take(0, (length, 9 * channels + extra), xp)
     # columns[p, 3·ky + kx] = flat[margin + p + (ky − 1)(W + 2) + kx − 1]: one strided copy
     shifted = xp.lib.stride_tricks.as_strided(
         flat.reshape(-1)[(margin + offsets[0]) * channels:], shape=(length, 3, 3, channels),
         strides=tuple(s * flat.itemsize for s in (channels, (width + 2) * channels, channels, 1)))
-    xp.copyto(columns.reshape(length, 3, 3, channels), shifted)
-    stacked = xp.ascontiguousarray(weight.transpose(2, 3, 1, 0).reshape(9 * channels, -1))
+    threads.copy(columns[:, :9 * channels].reshape(length, 3, 3, channels), shifted)
+    stacked = weight.transpose(2, 3, 1, 0).reshape(9 * channels, -1)
+    if extra:
+        columns[:, -1] = 1
+        stacked = xp.concatenate([stacked, bias.reshape(1, -1)])
     framed = xp.empty((length, stacked.shape[1]), dtype=xp.float32)
-    threads.matmul(columns.reshape(length, 9 * channels), stacked, framed)
+    threads.matmul(columns, xp.ascontiguousarray(stacked), framed)
     inside = framed.reshape(batch, height + 2, width + 2, -1)[:, 1:-1, 1:-1]
     y = xp.empty(inside.shape, dtype=xp.float32)
-    if bias is None:
-        threads.copy(y, inside, axis=(0, 1))
-    else:
-        threads.split(lambda o, i: xp.maximum(xp.add(i, bias, out=o), 0, out=o), y, inside, axis=(0, 1))
+    (threads.copy if bias is None else threads.relu)(y, inside, axis=(0, 1))
     return y
 
 

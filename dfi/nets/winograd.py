@@ -83,8 +83,9 @@ def workspace_floats(channels_in: int, channels_out: int, batch: int, height: in
     :class:`Workspace`."""
     widest, thinnest = max(channels_in, channels_out), min(channels_in, channels_out)
     if thinnest <= THIN:  # direct: 9 shifted copies, or 9 taps, of the thin side
-        framed = batch * (height + 2) * (width + 2) + 2 * (width + 3)
-        return 9 * thinnest * framed, widest * framed
+        pixels = batch * (height + 2) * (width + 2)  # the forward's columns (+1: the bias's ones),
+        framed = pixels + 2 * (width + 3)             # the backward's taps (with the margins)
+        return max((9 * thinnest + 1) * pixels, 9 * thinnest * framed), widest * framed
     m = m or tile_size(batch, height, width)
     alpha, tiles = m + 2, tile_grid(m, batch, height, width)[2]  # (region 0: the products and the bias row)
     return (alpha * alpha + 1) * widest * tiles, max(alpha * alpha * widest * tiles, widest * batch * height * width)
