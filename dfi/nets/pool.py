@@ -100,7 +100,8 @@ class Pool2x2Grad(function_node.FunctionNode):
         gx = xp.empty(shape, dtype=xp.float32)  # (its four strided views cover all of it)
         corners = [gx[:, r::2, s::2] for r, s in corners]
         with threads.kernel_section(xp):
-            threads.split(_max_grad, corners[0], *corners[1:], *_windows(x, -np.inf), y, gy, axis=(0, 1))
+            threads.split(_max_grad, corners[0], *corners[1:], *_windows(x, -np.inf), y, gy, axis=(0, 1),
+                          temporaries=True)
         return gx[:, :height, :width],
 
     def backward(self, indexes, grad_outputs):

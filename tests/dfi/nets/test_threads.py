@@ -136,3 +136,24 @@ def test_a_section_pins_the_calling_thread_and_gives_its_cpus_back(two_threads):
         inside = os.sched_getaffinity(0)
     assert os.sched_getaffinity(0) == before
     assert inside == ({cpus[0]} if cpus else before)
+
+
+def test_work_with_temporaries_is_done_in_pieces_of_the_same_result(two_threads, monkeypatch):
+    monkeypatch.setattr(threads, "PIECE_ELEMENTS", 16)
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(size=(2, 9, 7, 3)).astype(np.float32), rng.normal(size=(2, 9, 7, 3)).astype(np.float32)
+    seen = []
+
+    def op(out, x, y):
+        seen.append(out.size)
+        np.multiply(x, y > 0, out=out)
+    for section in (False, True):
+        out = np.empty_like(a)
+        seen.clear()
+        if section:
+            with threads.kernel_section(np):
+                threads.split(op, out, a, b, axis=0, temporaries=True)
+        else:
+            threads.split(op, out, a, b, axis=0, temporaries=True)
+        np.testing.assert_array_equal(out, a * (b > 0))
+        assert max(seen) <= a.size // 9 and sum(seen) == a.size  # pieces (one row of the longest axis), once
