@@ -62,9 +62,9 @@ def pinned_cpus(threads: int) -> list[int]:
     sharing the machine with others, which would all pin to the same ones). Unpinned, Linux
     often wakes a pool thread on the CPU of the thread that woke it, and after a pause the
     two share one core for the first ~20 ms of a pass (measured: a pass 12 % slower after
-    0.2 s idle; pinned, 3 %)."""
+    0.2 s idle; pinned, 3 %). A forked child pins nothing."""
     cpus = _allowed_cpus()
-    return list(cpus) if threads > 1 and len(cpus) == threads else []
+    return list(cpus) if threads > 1 and len(cpus) == threads and not _section.get("forked") else []
 
 
 @functools.lru_cache(maxsize=None)
@@ -75,7 +75,30 @@ def _allowed_cpus() -> tuple[int, ...]:
 
 
 def _pin_worker(cpus: list[int], counter=iter(range(1 << 30))) -> None:
-    os.sched_setaffinity(0, {cpus[1 + next(counter) % (len(cpus) - 1)]})
+    _set_cpus({cpus[1 + next(counter) % (len(cpus) - 1)]})
+
+
+def _set_cpus(cpus) -> bool:
+    """Pin the calling thread to ``cpus``; False where the system refuses (a container's
+    policy): the kernels then run unpinned."""
+    try:
+        os.sched_setaffinity(0, cpus)
+        return True
+    except OSError:
+        return False
+
+
+def _after_fork() -> None:
+    """A forked child (one of a process pool) has none of the parent's threads: its kernels
+    start a pool of their own, BLAS's setting is the child's, and nothing is pinned (its
+    siblings share the same CPUs)."""
+    global _pool
+    _pool = None
+    _section.update(depth=0, saved=None, blas=None, forked=True)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def _executor(threads: int) -> ThreadPoolExecutor:
@@ -197,7 +220,8 @@ def kernel_section(xp):
             cpus = pinned_cpus(thread_count())
             if cpus:  # the calling thread on the first CPU while the section lasts
                 pinned = os.sched_getaffinity(0)
-                os.sched_setaffinity(0, {cpus[0]})
+                if not _set_cpus({cpus[0]}):
+                    pinned = None
     try:
         yield
     finally:
@@ -207,7 +231,7 @@ def kernel_section(xp):
                 for lib, count in _section["saved"]:
                     lib.set_num_threads(count)
             if pinned is not None:
-                os.sched_setaffinity(0, pinned)
+                _set_cpus(pinned)
 
 
 def matmul(a, b, out) -> None:

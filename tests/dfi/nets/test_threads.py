@@ -157,3 +157,22 @@ def test_work_with_temporaries_is_done_in_pieces_of_the_same_result(two_threads,
             threads.split(op, out, a, b, axis=0, temporaries=True)
         np.testing.assert_array_equal(out, a * (b > 0))
         assert max(seen) <= a.size // 9 and sum(seen) == a.size  # pieces (one row of the longest axis), once
+
+
+def test_a_forked_child_runs_split_work_on_a_pool_of_its_own(two_threads):
+    import multiprocessing
+
+    out = np.empty((4, 8))
+    with threads.kernel_section(np):
+        threads.split(lambda o: o.fill(1), out, axis=0)  # the parent's pool exists now
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:  # (a parent's pool in the child would wait for ever)
+        assert pool.apply_async(_split_in_child).get(timeout=20) == 32.0
+
+
+def _split_in_child():  # (thread_count and MIN_ELEMENTS as the fixture set them, inherited)
+    assert threads.pinned_cpus(2) == []  # its siblings share its CPUs
+    out = np.zeros((4, 8))
+    with threads.kernel_section(np):
+        threads.split(lambda o: o.fill(1), out, axis=0)
+    return float(out.sum())
