@@ -159,7 +159,7 @@ def winograd_conv_adjoint(gy, u: Filters, workspace: Workspace, *, mask=None, fr
             threads.copy(tiles_view, _tile_view(xp, gy, m, rows, cols), axis=(3, 0))
         else:
             threads.split(lambda o, g, k: xp.multiply(g, k > 0, out=o), tiles_view, _tile_view(xp, gy, m, rows, cols),
-                          _tile_view(xp, mask, m, rows, cols), axis=(3, 0), temporaries=True)
+                          _tile_view(xp, mask, m, rows, cols), axis=(3, 0))
     grad_products = workspace.take(1, (alpha2, tiles, out_channels), xp)
     threads.matmul(kron_a.T, out_tiles.reshape(m * m, -1), grad_products.reshape(alpha2, -1))
     grad_transformed = workspace.take(0, (alpha2, tiles, channels), xp)
@@ -209,8 +209,7 @@ def _flat_frame(x, workspace: Workspace, region: int, mask=None):
     if mask is None:
         threads.copy(frame[:, 1:-1, 1:-1], x, axis=(0, 1))
     else:
-        threads.split(lambda o, g, k: xp.multiply(g, k > 0, out=o), frame[:, 1:-1, 1:-1], x, mask, axis=(0, 1),
-                      temporaries=True)
+        threads.split(lambda o, g, k: xp.multiply(g, k > 0, out=o), frame[:, 1:-1, 1:-1], x, mask, axis=(0, 1))
     offsets = [dy * (width + 2) + dx for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
     return flat, margin, length, offsets
 
