@@ -32,6 +32,7 @@ from ..core.backend import get_array_module
 from ..core.errors import FileFormatError, SettingError
 from .names import vgg19_layer_names
 from .stylizer import reflection_pad
+from .threads import kernel_section
 
 OUTPUTS = ("sigmoid", "unit")
 
@@ -206,8 +207,6 @@ class FastDecoder:
     def __call__(self, feats: Mapping[str, object], size=None):
         """``{layer: (N, C, h, w)}`` arrays → NCHW RGB [0, 255] float32 of ``size`` (H, W)
         (as :meth:`Decoder.forward`), on their device."""
-        from .threads import kernel_section
-
         with kernel_section(get_array_module(feats[self.spec.layers[0]])):
             return self._forward(feats, size)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -42,7 +43,10 @@ MIN_ELEMENTS = 1 << 16
 PIECE_ELEMENTS = 1 << 17
 
 _pool: ThreadPoolExecutor | None = None
+_pool_threads = 0  # the thread count _pool serves (it holds one thread fewer: the caller works too)
 _lock = threading.Lock()
+#: numbers the pool's threads in the order they start (each pinned to a CPU of its own)
+_workers = itertools.count()
 _section = {"depth": 0, "saved": None, "blas": None}
 
 
@@ -75,8 +79,8 @@ def _allowed_cpus() -> tuple[int, ...]:
     return tuple(sorted(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else ()
 
 
-def _pin_worker(cpus: list[int], counter=iter(range(1 << 30))) -> None:
-    _set_cpus({cpus[1 + next(counter) % (len(cpus) - 1)]})
+def _pin_worker(cpus: list[int]) -> None:
+    _set_cpus({cpus[1 + next(_workers) % (len(cpus) - 1)]})
 
 
 def _set_cpus(cpus) -> bool:
@@ -103,13 +107,29 @@ if hasattr(os, "register_at_fork"):
 
 
 def _executor(threads: int) -> ThreadPoolExecutor:
-    global _pool
+    """The pool for work split ``threads`` ways: ``threads`` − 1 threads beside the caller."""
+    global _pool, _pool_threads
     with _lock:
-        if _pool is None or _pool._max_workers != threads:
+        if _pool is None or _pool_threads != threads:
             cpus = pinned_cpus(threads)
-            _pool = ThreadPoolExecutor(threads, thread_name_prefix="dfi-kernels",
+            _pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="dfi-kernels",
                                        initializer=_pin_worker if cpus else None, initargs=(cpus,) if cpus else ())
+            _pool_threads = threads
         return _pool
+
+
+def _bounds(size: int, parts: int) -> list[slice]:
+    """``parts`` slices covering range(size), their lengths differing by one at most."""
+    return [slice(size * k // parts, size * (k + 1) // parts) for k in range(parts)]
+
+
+def _run(threads: int, fn, jobs) -> None:
+    """``fn(*job)`` for every job: all but the last on the pool, the last (the largest of
+    :func:`_bounds`' slices) on the calling thread, which starts first; then wait for all."""
+    futures = [_executor(threads).submit(fn, *job) for job in jobs[:-1]]
+    fn(*jobs[-1])
+    for future in futures:
+        future.result()
 
 
 def _imbalance(size: int, threads: int) -> float:
@@ -168,14 +188,9 @@ def split(op, out, *inputs, axis=0, temporaries: bool = False) -> None:
     if size < 2:
         run(out, *inputs)
         return
-    parts = min(threads, size)
-    bounds = [size * k // parts for k in range(parts + 1)]
-    jobs = [(_cut(out, out, axis, a, b), *(_cut(x, out, axis, a, b) for x in inputs))
-            for a, b in zip(bounds[:-1], bounds[1:])]
-    futures = [_executor(threads).submit(run, *job, skip=axis) for job in jobs[:-1]]
-    run(*jobs[-1], skip=axis)  # the calling thread, which starts first, takes the last (the largest) slab
-    for future in futures:
-        future.result()
+    jobs = [(_cut(out, out, axis, part.start, part.stop), *(_cut(x, out, axis, part.start, part.stop) for x in inputs))
+            for part in _bounds(size, min(threads, size))]
+    _run(threads, lambda *job: run(*job, skip=axis), jobs)
 
 
 def copy(out, source, *, axis=0) -> None:
@@ -245,21 +260,9 @@ def matmul(a, b, out) -> None:
         xp.matmul(a, b, out=out)
         return
     if out.ndim == 3:
-        parts = [slice(k * len(out) // threads, (k + 1) * len(out) // threads) for k in range(threads)]
-        jobs = [(a[part], b[part] if b.ndim == 3 else b, out[part]) for part in parts]
+        jobs = [(a[part], b[part] if b.ndim == 3 else b, out[part]) for part in _bounds(len(out), threads)]
     elif out.shape[1] >= out.shape[0]:
-        cols = out.shape[1]
-        parts = [slice(k * cols // threads, (k + 1) * cols // threads) for k in range(threads)]
-        jobs = [(a, b[:, part], out[:, part]) for part in parts]
+        jobs = [(a, b[:, part], out[:, part]) for part in _bounds(out.shape[1], threads)]
     else:
-        rows = out.shape[0]
-        parts = [slice(k * rows // threads, (k + 1) * rows // threads) for k in range(threads)]
-        jobs = [(a[part], b, out[part]) for part in parts]
-    futures = [_executor(threads).submit(_matmul, *job) for job in jobs[:-1]]
-    _matmul(*jobs[-1])
-    for future in futures:
-        future.result()
-
-
-def _matmul(a, b, out) -> None:
-    np.matmul(a, b, out=out)
+        jobs = [(a[part], b, out[part]) for part in _bounds(out.shape[0], threads)]
+    _run(threads, lambda a, b, out: np.matmul(a, b, out=out), jobs)
