@@ -30,6 +30,7 @@ naming the machine: CPU model, instruction set, BLAS and versions of every worke
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import resource
@@ -91,34 +92,41 @@ def _weights_file(folder: str) -> str:
     return path
 
 
-def _workers(args, contenders) -> list:
+@contextlib.contextmanager
+def _contenders(args, names=("dfi", "torch")):
+    """(a temporary folder, a worker per contender in ``names``, plus "dfi-baseline" with
+    ``--baseline``); the machine row printed first, the workers closed after."""
+    names = [*names, *(["dfi-baseline"] if args.baseline else [])]
     pythons, roots = {"torch": args.torch_python}, {"dfi-baseline": args.baseline}
-    return [benchproc.Worker(c, python=pythons.get(c, sys.executable), threads=args.threads, isa=args.isa,
-                             root=roots.get(c)) for c in contenders]
+    with tempfile.TemporaryDirectory() as folder:
+        workers = [benchproc.Worker(c, python=pythons.get(c, sys.executable), threads=args.threads, isa=args.isa,
+                                    root=roots.get(c)) for c in names]
+        try:
+            benchproc.print_row({"bench": "machine", **benchproc.describe(workers, isa=args.isa)})
+            yield folder, workers
+        finally:
+            for worker in workers:
+                worker.close()
+
+
+def _ratios(result: dict) -> dict:
+    """dfi's median over every other contender's: ``{"dfi_over_torch": …}``."""
+    return {f"dfi_over_{k}": round(result["dfi"]["median"] / v["median"], 3) for k, v in result.items() if k != "dfi"}
 
 
 def bench_passes(args) -> None:
     """Each contender in its own process, alternating (scripts/benchproc.py)."""
-    contenders = (["dfi"] + ([] if args.no_torch else ["torch"]) + (["chainer"] if args.chainer else [])
-                  + (["dfi-baseline"] if args.baseline else []))
-    with tempfile.TemporaryDirectory() as folder:
+    contenders = ["dfi"] + ([] if args.no_torch else ["torch"]) + (["chainer"] if args.chainer else [])
+    with _contenders(args, contenders) as (folder, workers):
         weights = _weights_file(folder)
-        workers = _workers(args, contenders)
-        try:
-            benchproc.print_row({"bench": "machine", **benchproc.describe(workers, isa=args.isa)})
-            for size in args.sizes:
-                for batch in args.batches:
-                    result = benchproc.alternate(workers, {"case": "pass", "weights": weights, "size": size,
-                                                           "batch": batch}, args.repeats, warm=args.warm)
-                    row = {"bench": "passes", "size": size, "batch": batch, "isa": args.isa or "native",
-                           "start": f"warm ({args.warm} passes before)" if args.warm else "cold",
-                           **{f"{k}_s_per_image": round(v["median"] / batch, 4) for k, v in result.items()}}
-                    for other in contenders[1:]:
-                        row[f"dfi_over_{other}"] = round(result["dfi"]["median"] / result[other]["median"], 3)
-                    benchproc.print_row(row)
-        finally:
-            for worker in workers:
-                worker.close()
+        for size in args.sizes:
+            for batch in args.batches:
+                result = benchproc.alternate(workers, {"case": "pass", "weights": weights, "size": size,
+                                                       "batch": batch}, args.repeats, warm=args.warm)
+                benchproc.print_row({"bench": "passes", "size": size, "batch": batch, "isa": args.isa or "native",
+                                     "start": f"warm ({args.warm} passes before)" if args.warm else "cold",
+                                     **{f"{k}_s_per_image": round(v["median"] / batch, 4) for k, v in result.items()},
+                                     **_ratios(result)})
 
 
 def _layer_cases(size: int, names) -> list[dict]:
@@ -145,28 +153,24 @@ def bench_layers(args) -> None:
 
     names = vgg_order(CHANNELS)
     names = names[:names.index(LAYERS[-1]) + 1]
-    with tempfile.TemporaryDirectory() as folder:
+    with _contenders(args) as (folder, workers):
         weights = _weights_file(folder)
-        workers = _workers(args, ["dfi", "torch"] + (["dfi-baseline"] if args.baseline else []))
-        try:
-            benchproc.print_row({"bench": "machine", **benchproc.describe(workers, isa=args.isa)})
-            totals = {}
-            for case in _layer_cases(args.size, names):
-                case.update(weights=weights, batch=args.batch, size=args.size)
-                result = benchproc.alternate(workers, case, args.repeats)
-                row = {"bench": "layers", "layer": case["layer"], "direction": case["direction"], "side": case["side"],
-                       "batch": args.batch, **{f"{k}_ms": round(v["median"] * 1e3, 2) for k, v in result.items()},
-                       **{f"dfi_{k}_ms": round(v * 1e3, 2) for k, v in result["dfi"]["parts"].items()}}
-                row["dfi_over_torch"] = round(result["dfi"]["median"] / result["torch"]["median"], 3)
-                for k in result:
-                    totals[k] = totals.get(k, 0.0) + result[k]["median"]
-                benchproc.print_row(row)
-            benchproc.print_row({"bench": "layers_total", "size": args.size, "batch": args.batch,
-                                 **{f"{k}_ms": round(v * 1e3, 1) for k, v in totals.items()},
-                                 **{f"dfi_over_{k}": round(totals["dfi"] / v, 3) for k, v in totals.items() if k != "dfi"}})
-        finally:
-            for worker in workers:
-                worker.close()
+        totals = {}
+        for case in _layer_cases(args.size, names):
+            case.update(weights=weights, batch=args.batch, size=args.size)
+            result = benchproc.alternate(workers, case, args.repeats)
+            row = {"bench": "layers", "layer": case["layer"], "direction": case["direction"], "side": case["side"],
+                   "batch": args.batch, **{f"{k}_ms": round(v["median"] * 1e3, 2) for k, v in result.items()},
+                   **{f"dfi_{k}_ms": round(v * 1e3, 2) for k, v in result["dfi"]["parts"].items()}}
+            row["dfi_over_torch"] = round(result["dfi"]["median"] / result["torch"]["median"], 3)
+            for k in result:
+                totals[k] = totals.get(k, 0.0) + result[k]["median"]
+            benchproc.print_row(row)
+        benchproc.print_row({"bench": "layers_total", "size": args.size, "batch": args.batch,
+                             **{f"{k}_ms": round(v * 1e3, 1) for k, v in totals.items()},
+                             **{f"dfi_over_{k}": round(totals["dfi"] / v, 3) for k, v in totals.items() if k != "dfi"}})
+
+
 def _net_file(folder: str, kind: str) -> str:
     """An inference network's weights and architecture as an .npz both workers read: the
     stylizer (dfi's TransformNet, one style, seed 0), DFI's decoder (conv5_1 + conv4_1 +
@@ -204,58 +208,43 @@ def bench_inference(args) -> None:
     """The stylizer's and the decoders' inference passes, dfi's kernels against the same
     networks in PyTorch, each in its own process, alternating; the two outputs are checked
     to agree first."""
-    with tempfile.TemporaryDirectory() as folder:
-        workers = _workers(args, ["dfi", "torch"] + (["dfi-baseline"] if args.baseline else []))
-        try:
-            benchproc.print_row({"bench": "machine", **benchproc.describe(workers, isa=args.isa)})
-            for kind in args.nets:
-                weights = _net_file(folder, kind)
-                for size in args.sizes:
-                    for batch in args.batches:
-                        case = {"case": "net", "weights": weights, "size": size, "batch": batch}
-                        outputs = [np.array(w.ask({"op": "output", **case})["sample"]) for w in workers[:2]]
-                        difference = float(np.abs(outputs[0] - outputs[1]).max())
-                        if difference > 1.0:
-                            raise RuntimeError(f"{kind}: dfi and PyTorch differ by {difference:.2f} grey levels")
-                        result = benchproc.alternate(workers, case, args.repeats)
-                        row = {"bench": "inference", "net": kind, "size": size, "batch": batch,
-                               "isa": args.isa or "native", "max_difference": round(difference, 4),
-                               **{f"{k}_s_per_image": round(v["median"] / batch, 4) for k, v in result.items()}}
-                        for other in result:
-                            if other != "dfi":
-                                row[f"dfi_over_{other}"] = round(result["dfi"]["median"] / result[other]["median"], 3)
-                        benchproc.print_row(row)
-        finally:
-            for worker in workers:
-                worker.close()
+    with _contenders(args) as (folder, workers):
+        for kind in args.nets:
+            weights = _net_file(folder, kind)
+            for size in args.sizes:
+                for batch in args.batches:
+                    case = {"case": "net", "weights": weights, "size": size, "batch": batch}
+                    outputs = [np.array(w.ask({"op": "output", **case})["sample"]) for w in workers[:2]]
+                    difference = float(np.abs(outputs[0] - outputs[1]).max())
+                    if difference > 1.0:
+                        raise RuntimeError(f"{kind}: dfi and PyTorch differ by {difference:.2f} grey levels")
+                    result = benchproc.alternate(workers, case, args.repeats)
+                    benchproc.print_row({"bench": "inference", "net": kind, "size": size, "batch": batch,
+                                         "isa": args.isa or "native", "max_difference": round(difference, 4),
+                                         **{f"{k}_s_per_image": round(v["median"] / batch, 4)
+                                            for k, v in result.items()}, **_ratios(result)})
 
 
 def _layers_in_pass(args) -> None:
     """Each layer group's forward and backward seconds inside whole passes (timers around
     dfi's kernels; PyTorch's profiler, which also costs it some time), alternating as
     ``passes`` does: the layers as they run warm, one after another."""
-    with tempfile.TemporaryDirectory() as folder:
+    with _contenders(args) as (folder, workers):
         weights = _weights_file(folder)
-        workers = _workers(args, ["dfi", "torch"] + (["dfi-baseline"] if args.baseline else []))
-        try:
-            benchproc.print_row({"bench": "machine", **benchproc.describe(workers, isa=args.isa)})
-            result = benchproc.alternate(workers, {"case": "pass", "weights": weights, "size": args.size,
-                                                   "batch": args.batch, "layers": True}, args.repeats)
-            for key in result["dfi"]["parts"]:
-                layer, direction = key.split()
-                row = {"bench": "layers_in_pass", "layer": layer, "direction": direction, "size": args.size,
-                       "batch": args.batch, **{f"{k}_ms": round(v["parts"].get(key, 0.0) * 1e3, 2)
-                                              for k, v in result.items()}}
-                if row.get("torch_ms"):
-                    row["dfi_over_torch"] = round(row["dfi_ms"] / row["torch_ms"], 3)
-                benchproc.print_row(row)
-            benchproc.print_row({"bench": "layers_in_pass_total", "size": args.size, "batch": args.batch,
-                                 **{f"{k}_pass_ms": round(v["median"] * 1e3, 1) for k, v in result.items()},
-                                 **{f"{k}_layers_ms": round(sum(v["parts"].values()) * 1e3, 1)
-                                    for k, v in result.items()}})
-        finally:
-            for worker in workers:
-                worker.close()
+        result = benchproc.alternate(workers, {"case": "pass", "weights": weights, "size": args.size,
+                                               "batch": args.batch, "layers": True}, args.repeats)
+        for key in result["dfi"]["parts"]:
+            layer, direction = key.split()
+            row = {"bench": "layers_in_pass", "layer": layer, "direction": direction, "size": args.size,
+                   "batch": args.batch, **{f"{k}_ms": round(v["parts"].get(key, 0.0) * 1e3, 2)
+                                          for k, v in result.items()}}
+            if row.get("torch_ms"):
+                row["dfi_over_torch"] = round(row["dfi_ms"] / row["torch_ms"], 3)
+            benchproc.print_row(row)
+        benchproc.print_row({"bench": "layers_in_pass_total", "size": args.size, "batch": args.batch,
+                             **{f"{k}_pass_ms": round(v["median"] * 1e3, 1) for k, v in result.items()},
+                             **{f"{k}_layers_ms": round(sum(v["parts"].values()) * 1e3, 1)
+                                for k, v in result.items()}})
 
 
 def bench_budget(args) -> None:
