@@ -1,7 +1,8 @@
 """The feed-forward stylizer's forward pass on dfi's own kernels, for stylising (no graph):
 reflection padding, Winograd 3×3 convolutions, GEMM convolutions by bands for the thin 9×9
 and the stride-2 layers, nearest ×2 upsampling fused with its convolution, in-place
-instance normalisation. :class:`FastTransform` equals :meth:`TransformNet.forward`
+instance normalisation with its ReLU. The pass is a kernel section (:mod:`.threads`): the
+bands run on all the threads at once. :class:`FastTransform` equals :meth:`TransformNet.forward`
 (:mod:`dfi.nets.stylizer`, which trains through Chainer's graph) to float32 precision."""
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def _reflect(x, pad: int):
     if pad >= min(height, width):  # tiny maps: numpy reflects repeatedly
         return xp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
     out = xp.empty((batch, height + 2 * pad, width + 2 * pad, channels), dtype=x.dtype)
-    out[:, pad:pad + height, pad:pad + width] = x
+    threads.copy(out[:, pad:pad + height, pad:pad + width], x, axis=(0, 1))
     # row pad − k is row pad + k, row pad + H − 1 + k is row pad + H − 1 − k (k = 1…pad)
     out[:, :pad, pad:pad + width] = out[:, 2 * pad:pad:-1, pad:pad + width]
     out[:, pad + height:, pad:pad + width] = out[:, pad + height - 2:height - 2:-1, pad:pad + width]
@@ -53,33 +54,43 @@ def _windows(xp, maps, kernel: tuple[int, int], *, top: int = 0, rows: int, widt
 def _columns_conv(padded, stacked, kernel: int, stride: int):
     """Valid correlation of (N, H', W', C) with ``stacked`` (k²·C, O) weights (rows in (i,
     j, c) order) by one GEMM over the windows, per chunk of images or band of output rows
-    (:func:`_chunks`): for the stride-2 layers."""
+    (:func:`_chunks`), the chunks on all the threads at once (:func:`threads.each`): for the
+    stride-2 layers and the 9×9 first layer (its windows' rows are runs of 9·C contiguous
+    floats, copied as such)."""
     xp = get_array_module(padded)
     channels, out_channels = stacked.shape[0] // (kernel * kernel), stacked.shape[1]
     batch = padded.shape[0]
     height, width = (padded.shape[1] - kernel) // stride + 1, (padded.shape[2] - kernel) // stride + 1
     out = xp.empty((batch, height, width, out_channels), dtype=xp.float32)
-    for images, top, bottom in _chunks(xp, batch, height, kernel * kernel * channels * width):
+
+    def band(images, top, bottom):
         columns = xp.ascontiguousarray(_windows(xp, padded[images], (kernel, kernel), top=top, rows=bottom - top,
                                                 width=width, stride=stride))
         threads.matmul(columns.reshape(-1, kernel * kernel * channels), stacked,
                        out[images, top:bottom].reshape(-1, out_channels))  # (a band of whole rows: a view)
+    with threads.kernel_section(xp):
+        threads.each(band, _chunks(xp, batch, height, kernel * kernel * channels * width), xp=xp)
     return out
 
 
 #: floats in one band's buffer of the thin-layer convolutions below (bands bound their memory):
-#: on NumPy sized for the CPU's caches; elsewhere (a GPU, where every band costs kernel
+#: on NumPy one core's L2 cache (1 MiB; the bands run on all threads at once: 2 × 4 MiB bands
+#: made the upsampling layers 1.7 × slower); elsewhere (a GPU, where every band costs kernel
 #: launches and memory is plentiful) large enough for whole images, several at a time
-BAND_FLOATS = 2 ** 20
+BAND_FLOATS = 2 ** 18
 DEVICE_BAND_FLOATS = 2 ** 27
+#: the same for the 9×9 last layer's tap products, whose bands each recompute k − 1 rows:
+#: 16 rows of 256 at this size (1 MiB bands made it 1.6 × slower)
+TAPS_BAND_FLOATS = 2 ** 20
 
 
-def _chunks(xp, batch: int, rows: int, floats_per_row: int):
+def _chunks(xp, batch: int, rows: int, floats_per_row: int, limit: int | None = None):
     """(images, start, stop): the work of a thin-layer convolution on ``batch`` images of
-    ``rows`` output rows, in pieces whose buffer stays under :data:`BAND_FLOATS` (NumPy) or
+    ``rows`` output rows, in pieces whose buffer stays under ``limit`` floats (NumPy;
+    default :data:`BAND_FLOATS`) or
     :data:`DEVICE_BAND_FLOATS`: groups of whole images where one fits, else bands of rows
     of one image at a time."""
-    limit = BAND_FLOATS if xp is np else DEVICE_BAND_FLOATS
+    limit = (limit or BAND_FLOATS) if xp is np else DEVICE_BAND_FLOATS
     per_image = rows * max(1, floats_per_row)
     if per_image <= limit:
         group = max(1, limit // per_image)
@@ -88,52 +99,23 @@ def _chunks(xp, batch: int, rows: int, floats_per_row: int):
     return [(slice(n, n + 1), start, min(rows, start + step)) for n in range(batch) for start in range(0, rows, step)]
 
 
-def _few_inputs_conv(padded, stacked, kernel: int):
-    """Valid correlation (stride 1) of (N, H', W', C) from few input channels (the 9×9 first
-    layer), with ``stacked`` (O, C·k²) weights in (c, i, j) order: columns built
-    channels-first (C, k, k, images, rows, W) by one strided copy, then one GEMM, per chunk
-    (:func:`_chunks`)."""
-    xp = get_array_module(padded)
-    out_channels = stacked.shape[0]
-    channels = stacked.shape[1] // (kernel * kernel)
-    batch, height, width = padded.shape[0], padded.shape[1] - kernel + 1, padded.shape[2] - kernel + 1
-    rows_in, cols_in = padded.shape[1:3]
-    out = xp.empty((batch, height, width, out_channels), dtype=xp.float32)
-    planes = None
-    for images, top, bottom in _chunks(xp, batch, height, channels * kernel * kernel * width):
-        if planes is None or images.start != planes[0]:
-            planes = (images.start, xp.ascontiguousarray(padded[images].transpose(0, 3, 1, 2)))  # (n, C, H', W')
-        maps, count, rows = planes[1], images.stop - images.start, bottom - top
-        # columns[c, i, j, n, y, x] = maps[n, c, top + y + i, j + x]
-        view = xp.lib.stride_tricks.as_strided(
-            maps.reshape(-1)[top * cols_in:], shape=(channels, kernel, kernel, count, rows, width),
-            strides=tuple(s * maps.itemsize for s in (rows_in * cols_in, cols_in, 1, channels * rows_in * cols_in,
-                                                      cols_in, 1)))
-        columns = xp.ascontiguousarray(view).reshape(channels * kernel * kernel, -1)
-        # (O, K) @ (K, pixels): the long side last is BLAS's fast layout here; then transposed
-        product = xp.empty((out_channels, columns.shape[1]), dtype=xp.float32)
-        threads.matmul(stacked, columns, product)
-        out[images, top:bottom] = product.T.reshape(count, rows, width, out_channels)
-    return out
-
-
 def _few_outputs_conv(padded, per_tap, kernel: int):
     """Valid correlation (stride 1) onto few output channels (the 9×9 last layer), with
     ``per_tap`` (k²·O, C) weights: one GEMM gives every tap's share channels-first,
     (k²·O, C) @ (C, pixels), then the k² shifted shares are one strided view summed by one
-    reduction, per chunk (:func:`_chunks`)."""
+    reduction, per chunk (:func:`_chunks`), the chunks on all the threads at once."""
     xp = get_array_module(padded)
     channels = per_tap.shape[1]
     out_channels = per_tap.shape[0] // (kernel * kernel)
     batch, rows_in, cols = padded.shape[:3]
     height, width = rows_in - kernel + 1, cols - kernel + 1
     out = xp.empty((batch, height, width, out_channels), dtype=xp.float32)
-    for images, top, bottom in _chunks(xp, batch, height, kernel * kernel * out_channels * cols):
+
+    def band(images, top, bottom):
         count, rows = images.stop - images.start, bottom - top
         span = rows + kernel - 1
-        band = padded[images, top:bottom + kernel - 1].reshape(-1, channels)
-        taps = xp.empty((per_tap.shape[0], band.shape[0]), dtype=xp.float32)  # (k²·O, count·span·cols)
-        threads.matmul(per_tap, band.T, taps)
+        taps = xp.empty((per_tap.shape[0], count * span * cols), dtype=xp.float32)  # (k²·O, count·span·cols)
+        threads.matmul(per_tap, padded[images, top:bottom + kernel - 1].reshape(-1, channels).T, taps)
         # total[o, n, y, x] = Σ_ij taps[(i·k + j)·O + o, n, y + i, x + j]
         plane = count * span * cols
         shares = xp.lib.stride_tricks.as_strided(
@@ -141,6 +123,8 @@ def _few_outputs_conv(padded, per_tap, kernel: int):
             strides=tuple(s * taps.itemsize for s in (plane, span * cols, cols, 1, kernel * out_channels * plane + cols,
                                                       out_channels * plane + 1)))
         out[images, top:bottom] = shares.sum(axis=(4, 5)).transpose(1, 2, 3, 0)
+    with threads.kernel_section(xp):
+        threads.each(band, _chunks(xp, batch, height, kernel * kernel * out_channels * cols, TAPS_BAND_FLOATS), xp=xp)
     return out
 
 
@@ -164,16 +148,56 @@ def winograd_reflect(x, layer, workspace):
     return out
 
 
-def _instance_norm_inplace(h, gamma, beta, eps: float = 1e-5):
-    """:func:`instance_norm` of channels-last maps, in place: centred first (no
-    cancellation in the variance), the variance without a temporary, then scale and shift."""
+#: elements of one piece of the instance normalisation's passes on maps larger than one
+#: core's L2 cache (they stay in cache between its steps; 512 KiB); maps of up to
+#: :data:`NORM_WHOLE` elements are one piece on the calling thread (handing pieces of a
+#: 64² × 128 map to the other core made its normalisation twice as slow)
+NORM_PIECE = 2 ** 17
+NORM_WHOLE = 2 ** 19
+
+
+def _instance_norm_inplace(h, gamma, beta, eps: float = 1e-5, relu: bool = False):
+    """:func:`instance_norm` of channels-last maps, in place, then ReLU if ``relu``: the
+    variance from centred values (no cancellation), three passes over memory — the sums;
+    centring and the squares; scale, shift and ReLU — each on a piece while it is in cache.
+    On NumPy the maps are viewed as rows of up to 1,024 values (channels repeated; NumPy's
+    loops over 32-value rows cost twice as much) and the pieces run on all the threads."""
     xp = get_array_module(h)
     batch, height, width, channels = h.shape
-    flat = h.reshape(batch, height * width, channels)
-    flat -= flat.mean(axis=1, keepdims=True)
-    variance = sum_of_products(flat, flat, axis=1) / (height * width)
-    flat *= (gamma.reshape(1, -1) / xp.sqrt(variance + eps))[:, None]
-    flat += beta.reshape(1, 1, -1)
+    count = height * width
+    repeat = 1  # pixels per row of the view
+    while xp is np and count % (2 * repeat) == 0 and 2 * repeat * channels <= 1024:
+        repeat *= 2
+    rows = h.reshape(batch, count // repeat, repeat * channels)
+    step = max(1, NORM_PIECE // (batch * rows.shape[2])) if xp is np and h.size > NORM_WHOLE else rows.shape[1]
+    pieces = [(k, slice(start, start + step)) for k, start in enumerate(range(0, rows.shape[1], step))]
+    partial = xp.empty((len(pieces), batch, rows.shape[2]), dtype=xp.float32)
+
+    def per_channel(partial):  # (pieces, N, repeat·C) partial sums → (N, 1, repeat·C) totals
+        total = partial.sum(axis=0).reshape(batch, repeat, channels).sum(axis=1)
+        return xp.tile(total, (1, repeat))[:, None]
+
+    def sums(k, part):
+        partial[k] = part.sum(axis=1) if xp is not np else np.einsum("abc->ac", rows[:, part])
+
+    def squares(k, part):  # centred in place: no temporary
+        piece = rows[:, part]
+        piece -= mean
+        partial[k] = sum_of_products(piece, piece, axis=1)
+
+    def normalise(k, part):
+        piece = rows[:, part]
+        piece *= scale
+        piece += shift
+        if relu:
+            xp.maximum(piece, 0, out=piece)
+    with threads.kernel_section(xp):
+        threads.each(sums, pieces, xp=xp)
+        mean = per_channel(partial) / np.float32(count)
+        threads.each(squares, pieces, xp=xp)
+        scale = xp.tile(gamma.reshape(1, -1), (1, repeat))[:, None] / xp.sqrt(per_channel(partial) / count + eps)
+        shift = xp.tile(beta.reshape(1, -1), (1, repeat))[:, None]
+        threads.each(normalise, pieces, xp=xp)
     return h
 
 
@@ -202,14 +226,15 @@ def upsample_conv(h, phases):
     the low-resolution maps: the upsampled map's reflected border is the low-resolution
     map's edge, and each output phase (a, b) (rows 2y + a, columns 2x + b) sees only two
     low-resolution rows and columns, so it is a 2×2 correlation with summed weights. One
-    window copy and one GEMM per phase and chunk (:func:`_chunks`), 16/36 of the direct
-    convolution's multiplies; no upsampled map."""
+    window copy and one GEMM per phase and chunk (:func:`_chunks`; the chunks on all the
+    threads at once), 16/36 of the direct convolution's multiplies; no upsampled map."""
     xp = get_array_module(h)
     batch, height, width, channels = h.shape
     out_channels = phases[0, 0][1].shape[1]
     padded = xp.pad(h, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
     out = xp.empty((batch, 2 * height, 2 * width, out_channels), dtype=xp.float32)
-    for images, top, bottom in _chunks(xp, batch, height, 4 * channels * width):
+
+    def band(images, top, bottom):
         rows = bottom - top
         for (a, b), (_, weights) in phases.items():  # phase (a, b) reads rows a, a + 1 and columns b, b + 1
             columns = xp.ascontiguousarray(_windows(xp, padded[images], (2, 2), top=top, rows=rows, width=width,
@@ -217,6 +242,8 @@ def upsample_conv(h, phases):
             product = xp.empty((columns.size // (4 * channels), out_channels), dtype=xp.float32)
             threads.matmul(columns.reshape(-1, 4 * channels), weights, product)
             out[images, 2 * top + a:2 * bottom:2, b::2] = product.reshape(-1, rows, width, out_channels)
+    with threads.kernel_section(xp):
+        threads.each(band, _chunks(xp, batch, height, 4 * channels * width), xp=xp)
     return out
 
 
@@ -253,8 +280,6 @@ class FastTransform:
                 self.layers[name] = (upsample_conv, phase_weights(weight))
             elif kernel == 3 and stride == 1:
                 self.layers[name] = (self._winograd, Conv3x3(weight, conv_bias))
-            elif stride == 1 and channels <= THIN:
-                self.layers[name] = (_few_inputs_conv, weight.reshape(out_channels, -1), kernel)
             elif stride == 1 and out_channels <= THIN:
                 per_tap = xp.ascontiguousarray(weight.transpose(2, 3, 0, 1).reshape(-1, channels))
                 self.layers[name] = (_few_outputs_conv, per_tap, kernel)
@@ -268,8 +293,10 @@ class FastTransform:
         return winograd_reflect(h, layer, self.workspace)
 
     def __call__(self, x, mix: Mapping[int, float]):
-        # (not a kernel section, unlike the decoders' passes: tried, 4-7 % slower for one
-        # image, BENCHMARKS.md; BLAS keeps its own threads here)
+        with threads.kernel_section(get_array_module(x)):
+            return self._forward(x, mix)
+
+    def _forward(self, x, mix: Mapping[int, float]):
         net = self.net
         mix = net.check_mix(mix)
         xp = get_array_module(x)
@@ -285,8 +312,8 @@ class FastTransform:
             if normalise:
                 tables = [(net.styles[s], w) for s, w in mix.items()]
                 _instance_norm_inplace(h, sum(w * getattr(t, f"{name}_gamma").array for t, w in tables),
-                                       sum(w * getattr(t, f"{name}_beta").array for t, w in tables))
-            if relu:
+                                       sum(w * getattr(t, f"{name}_beta").array for t, w in tables), relu=relu)
+            elif relu:
                 xp.maximum(h, 0, out=h)
             if name.startswith("r") and name.endswith("2"):
                 h += skip

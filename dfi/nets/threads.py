@@ -10,10 +10,11 @@ not enough: OpenBLAS's threads keep spinning for about 0.1 s after each GEMM and
 cores those passes would use. So while a kernel runs (:func:`kernel_section`) BLAS is held
 at one thread per call and :func:`matmul` splits each GEMM over dfi's threads instead (a
 batched GEMM by its batch, a plain one by its longer side), with no thread left spinning.
-Small operations, operations outside a kernel section, and arrays on a GPU (one kernel
-launch each), run as one call in the calling thread. VGG's convolutions and pooling and
-the decoders' passes are sections; the stylizer's pass is not (tried: slower for one image;
-BENCHMARKS.md).
+Independent pieces of work (the bands of a thin convolution, each writing its own rows) go
+to :func:`each`, which runs them on all the threads at once, whole: one thread's copies then
+overlap the other's products. Small operations, operations outside a kernel section, and
+arrays on a GPU (one kernel launch each), run as one call in the calling thread. VGG's
+convolutions and pooling, the decoders' and the stylizer's passes are sections.
 
 The thread count is the BLAS's: ``DFI_WORKER_THREADS`` (a batch worker's share),
 ``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``, else the cores this process may use. When the
@@ -27,7 +28,7 @@ import functools
 import itertools
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -48,6 +49,9 @@ _lock = threading.Lock()
 #: numbers the pool's threads in the order they start (each pinned to a CPU of its own)
 _workers = itertools.count()
 _section = {"depth": 0, "saved": None, "blas": None}
+#: ``alone`` is set while the thread runs one of :func:`each`'s jobs: its operations then run
+#: unsplit (the other threads are busy with jobs of their own)
+_local = threading.local()
 
 
 @functools.lru_cache(maxsize=None)
@@ -127,7 +131,10 @@ def _run(threads: int, fn, jobs) -> None:
     """``fn(*job)`` for every job: all but the last on the pool, the last (the largest of
     :func:`_bounds`' slices) on the calling thread, which starts first; then wait for all."""
     futures = [_executor(threads).submit(fn, *job) for job in jobs[:-1]]
-    fn(*jobs[-1])
+    try:
+        fn(*jobs[-1])
+    finally:  # (whatever happens here, no job is left running on the arrays)
+        wait(futures)
     for future in futures:
         future.result()
 
@@ -179,8 +186,7 @@ def split(op, out, *inputs, axis=0, temporaries: bool = False) -> None:
     numpy = type(out) is np.ndarray
     run = (lambda *job, skip=-1: _in_pieces(op, *job, skip=skip)) if temporaries and numpy else \
         (lambda *job, skip=-1: op(*job))
-    if (not numpy or threads < 2 or out.size < MIN_ELEMENTS or _section["depth"] == 0
-            or threading.current_thread().name.startswith("dfi-kernels")):
+    if not numpy or threads < 2 or out.size < MIN_ELEMENTS or _section["depth"] == 0 or _alone():
         run(out, *inputs)
         return
     axis = min(axes, key=lambda a: (_imbalance(out.shape[a], threads), axes.index(a)))
@@ -191,6 +197,44 @@ def split(op, out, *inputs, axis=0, temporaries: bool = False) -> None:
     jobs = [(_cut(out, out, axis, part.start, part.stop), *(_cut(x, out, axis, part.start, part.stop) for x in inputs))
             for part in _bounds(size, min(threads, size))]
     _run(threads, lambda *job: run(*job, skip=axis), jobs)
+
+
+def _alone() -> bool:
+    """Whether the calling thread must not hand work to the pool: it is one of the pool's
+    threads, or it runs one of :func:`each`'s jobs."""
+    return getattr(_local, "alone", False) or threading.current_thread().name.startswith("dfi-kernels")
+
+
+def each(fn, jobs, *, xp=np) -> None:
+    """``fn(*job)`` for every job, inside a :func:`kernel_section` on all the threads at once,
+    each taking the next job when it is done with one (their operations, GEMMs included, then
+    run unsplit on that thread); elsewhere (no section, one thread, a GPU) in order on the
+    calling thread. For independent pieces of work, such as the bands of a convolution each
+    writing its own rows: one thread's copies then overlap the other's products."""
+    jobs = list(jobs)
+    threads = min(thread_count(), len(jobs))
+    if xp is not np or threads < 2 or _section["depth"] == 0 or _alone():
+        for job in jobs:
+            fn(*job)
+        return
+    pending, lock, failed = iter(jobs), threading.Lock(), []
+
+    def work() -> None:
+        _local.alone = True
+        try:
+            while not failed:
+                with lock:
+                    job = next(pending, None)
+                if job is None:
+                    return
+                try:
+                    fn(*job)
+                except BaseException:
+                    failed.append(True)  # the other threads take no more jobs
+                    raise
+        finally:
+            _local.alone = False
+    _run(thread_count(), work, [()] * threads)
 
 
 def copy(out, source, *, axis=0) -> None:
@@ -256,7 +300,7 @@ def matmul(a, b, out) -> None:
     C-contiguous matrix stay BLAS-ready: no copies)."""
     xp = get_array_module(out)
     threads = thread_count()
-    if type(out) is not np.ndarray or threads < 2 or out.size < MIN_ELEMENTS or _section["depth"] == 0:
+    if type(out) is not np.ndarray or threads < 2 or out.size < MIN_ELEMENTS or _section["depth"] == 0 or _alone():
         xp.matmul(a, b, out=out)
         return
     if out.ndim == 3:

@@ -123,7 +123,8 @@ def test_thin_layers_in_bands_equal_one_band(monkeypatch):
 
     net, x = _net(), _images(2, 24, 20)
     whole = run(net, x, {1: 1.0})
-    monkeypatch.setattr(stylizer, "BAND_FLOATS", 3000)  # a few rows per band
+    monkeypatch.setattr(stylizer, "BAND_FLOATS", 3000)  # a few rows per band (on both threads at once)
+    monkeypatch.setattr(stylizer, "TAPS_BAND_FLOATS", 3000)
     np.testing.assert_allclose(run(net, x, {1: 1.0}), whole, atol=2e-3)
 
 

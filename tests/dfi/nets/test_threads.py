@@ -40,6 +40,39 @@ def test_split_work_equals_one_call_bit_for_bit(two_threads):
     np.testing.assert_array_equal(out, np.maximum(source + bias, 0))
 
 
+def test_each_runs_every_job_once_on_both_threads_and_their_work_unsplit(two_threads):
+    import threading
+    import time
+
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=(8, 40, 30)).astype(np.float32), rng.normal(size=(30, 20)).astype(np.float32)
+    out = np.zeros((8, 40, 20), np.float32)
+    where = []
+
+    def job(k):
+        where.append((k, threading.current_thread().name))
+        time.sleep(0.005)  # long enough that the other thread takes jobs too
+        threads.matmul(a[k], b, out[k])  # run unsplit here: handing it to the busy pool would wait
+        threads.copy(out[k], out[k] * 2)
+
+    threads.each(job, [(k,) for k in range(8)])  # outside a section: in order, on this thread
+    assert [k for k, _ in where] == list(range(8)) and {n for _, n in where} == {threading.current_thread().name}
+    np.testing.assert_allclose(out, 2 * (a @ b), rtol=1e-5)
+    where.clear()
+    out[:] = 0
+    with threads.kernel_section(np):
+        threads.each(job, [(k,) for k in range(8)])
+    assert sorted(k for k, _ in where) == list(range(8))
+    assert len({n for _, n in where}) == 2
+    np.testing.assert_allclose(out, 2 * (a @ b), rtol=1e-5)
+
+    def failing(k):
+        if k == 3:
+            raise ValueError("job 3")
+    with threads.kernel_section(np), pytest.raises(ValueError, match="job 3"):
+        threads.each(failing, [(k,) for k in range(6)])
+
+
 def test_strided_moves_and_views_of_tiles(two_threads):
     rng = np.random.default_rng(1)
     frame = np.zeros((2, 10, 12, 3), np.float32)
