@@ -227,10 +227,13 @@ class FastDecoder:
                 h = xp.concatenate([h[:, :joined.shape[1], :joined.shape[2]], joined], axis=3)
                 continue
             layer, bias, relu, fused = self.convs[index]
-            h = upsample_conv(h, layer) if fused else winograd_reflect(h, layer, self.workspace)
-            h += bias
-            if relu:
-                xp.maximum(h, 0, out=h)
+            if fused:
+                h = upsample_conv(h, layer, bias=bias, relu=relu)
+            elif relu:  # bias and ReLU fused into the kernel
+                h = winograd_reflect(h, layer, self.workspace, relu=True)
+            else:
+                h = winograd_reflect(h, layer, self.workspace)
+                h += bias
             index += 1
         if size is not None:
             h = h[:, :size[0], :size[1]]
