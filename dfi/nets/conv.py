@@ -84,11 +84,15 @@ def _gather_tiles(x, gathered, padded, m: int, shift: int = 1) -> None:
     α×α input tiles (stride m) of ``x`` (N, H, W, C), zero outside the maps (``shift`` 1:
     the maps' one-pixel zero padding; 0: no padding). ``padded`` (N, m·tiles down + 2,
     m·tiles across + 2, C) is scratch: x is copied into it with zeros around, then every
-    tile is read from it by one strided copy."""
+    tile is read from it by one strided copy. Already padded maps (``shift`` 0) that the
+    tiles cover exactly are read directly (no copy)."""
     xp = get_array_module(x)
     alpha = m + 2
     tiles_h, tiles_w = gathered.shape[3:5]
-    _padded_copy(xp, x, padded, shift)
+    if shift == 0 and x.shape[1:3] == padded.shape[1:3]:
+        padded = x
+    else:
+        _padded_copy(xp, x, padded, shift)
     threads.copy(gathered, _tile_view(xp, padded, m, (0, tiles_h, 0, alpha), (0, tiles_w, 0, alpha)), axis=(3, 0))
 
 
