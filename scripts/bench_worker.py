@@ -140,13 +140,20 @@ class DfiContender:
         import chainer
 
         self.chainer, self.kernel = chainer, kernel
+        try:  # as dfi's command line does (a checkout from before it has none)
+            from dfi.core.memory import keep_freed_memory
+        except ImportError:
+            self.keeps_freed = False
+        else:
+            self.keeps_freed = keep_freed_memory()
 
     def setup(self) -> dict:
         import threadpoolctl
 
         blas = threadpoolctl.threadpool_info()
         blas = [f"{b['internal_api']} {b['version']} {b.get('architecture', '')}".strip() for b in blas]
-        return {"numpy": np.__version__, "blas": blas, "chainer": self.chainer.__version__}
+        return {"numpy": np.__version__, "blas": blas, "chainer": self.chainer.__version__,
+                "keeps_freed_memory": self.keeps_freed}
 
     def prepare(self, case: dict):
         import chainer.functions as F

@@ -118,9 +118,11 @@ def worker_cache() -> dict:
         import warnings
 
         from ..core.errors import show_warning
+        from ..core.memory import keep_freed_memory
 
         cache = worker._dfi_cache = {}
         _limit_threads()
+        keep_freed_memory()  # as the command line does
         warnings.showwarning = show_warning  # one line, as the single commands print them
     return cache
 

@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 
 from . import app, batch, data, decoder, demo, edit, style, stylize, weights
 from ..core.errors import SettingError, show_warning
+from ..core.memory import keep_freed_memory
 
 
 class _Parser(argparse.ArgumentParser):
@@ -88,6 +89,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except SystemExit as exc:  # argparse already printed its one-line message
         return int(exc.code or 0)
     logging.basicConfig(level=logging.WARNING, format="dfi: %(message)s")
+    keep_freed_memory()
     try:
         with warnings.catch_warnings():
             warnings.showwarning = show_warning
