@@ -133,8 +133,9 @@ def _run(threads: int, fn, jobs) -> None:
     futures = [_executor(threads).submit(fn, *job) for job in jobs[:-1]]
     try:
         fn(*jobs[-1])
-    finally:  # (whatever happens here, no job is left running on the arrays)
+    except BaseException:  # no job is left running on the arrays
         wait(futures)
+        raise
     for future in futures:
         future.result()
 
