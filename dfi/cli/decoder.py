@@ -60,7 +60,8 @@ def _cmd_train_decoder(args: argparse.Namespace) -> int:
     if args.content is not None or args.styles is not None:
         raise UsageError("--content and --styles are for --method adain (DFI's decoder trains on --index or --images)")
     config = DecoderTrainConfig(size=args.size, batch_size=args.batch_size, iterations=args.iterations,
-                                lr=args.lr, layers=parse_layers(args.layers), width=args.width,
+                                lr=args.lr, layers=parse_layers(args.layers),
+                                width=DecoderTrainConfig.width if args.width is None else args.width,
                                 pixel_weight=args.pixel_weight, tv_weight=args.tv_weight, seed=args.seed,
                                 objective=args.objective)
     files, scores = _training_set(args, config)
@@ -163,7 +164,8 @@ def _train_adain(args: argparse.Namespace, out: Path) -> int:
     if args.index is not None or args.images is not None:
         raise UsageError("--method adain trains on --content and --styles, not --index / --images")
     config = AdainTrainConfig(size=args.size, batch_size=args.batch_size, iterations=args.iterations, lr=args.lr,
-                              style_weight=args.style_weight, width=args.width, seed=args.seed)
+                              style_weight=args.style_weight, seed=args.seed,
+                              width=AdainTrainConfig.width if args.width is None else args.width)
     contents, styles = image_files(args.content), image_files(args.styles)
     for option, files in (("--content", contents), ("--styles", styles)):
         if not files:
@@ -176,7 +178,8 @@ def _train_adain(args: argparse.Namespace, out: Path) -> int:
     encoder = load_encoder(encoder_file)
     device = select_device(args)
     encoder.to_device(device)
-    decoder = Decoder(adain_spec(width=config.width), seed=config.seed)
+    # (its input is the encoder's conv4_1, whatever the width of the rest)
+    decoder = Decoder(adain_spec(width=config.width, channels=encoder.params["conv4_1"][0].shape[0]), seed=config.seed)
     decoder.to_device(device)
     trainer = AdainTrainer(encoder, decoder, contents, styles, config)
     if args.resume:
@@ -218,6 +221,7 @@ def _samples(trainer, images, edits: bool):
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     from ..edit.settings import DEFAULT_LAYERS, OBJECTIVES, DecoderTrainConfig
+    from ..style.settings import AdainTrainConfig
 
     defaults = DecoderTrainConfig()
     p = sub.add_parser("train-decoder", help="train a feature decoder for fast DFI edits and warm starts")
@@ -237,8 +241,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layers", default=",".join(DEFAULT_LAYERS),
                    help=f"VGG-19 layers it decodes (default {','.join(DEFAULT_LAYERS)}, dfi edit's)")
     add_training_options(p, defaults, model="DEC.npz", samples="input | decoded | fast edits")
-    p.add_argument("--width", type=float, default=defaults.width,
-                   help=f"scales the decoder's channel counts (default {defaults.width:g})")
+    p.add_argument("--width", type=float, default=None,
+                   help=f"scales the decoder's channel counts (default {defaults.width:g}; --method adain: "
+                        f"{AdainTrainConfig.width:g}, the published decoder's)")
     p.add_argument("--pixel-weight", type=float, default=defaults.pixel_weight,
                    help=f"weight of the pixel term on plain targets (default {defaults.pixel_weight:g})")
     p.add_argument("--objective", choices=OBJECTIVES, default=defaults.objective,

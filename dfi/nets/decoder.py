@@ -129,14 +129,15 @@ def dfi_spec(channels: Mapping[str, int], *, layers: Sequence[str] = ("conv5_1",
                        tuple(float(scales[name]) for name in ordered) if scales else ())
 
 
-def adain_spec(width: float = 1.0) -> DecoderSpec:
-    """AdaIN's published decoder (pytorch-AdaIN ``decoder.pth``): conv4_1 → image
-    (``width`` scales its channels and its input's, for tests)."""
+def adain_spec(width: float = 1.0, channels: int | None = None) -> DecoderSpec:
+    """AdaIN's published decoder (pytorch-AdaIN ``decoder.pth``): conv4_1 → image.
+    ``width`` scales its channels; ``channels``: its input's, the encoder's conv4_1 (default
+    512 scaled by ``width``)."""
     def c(n):
         return max(1, int(round(n * width)))
     ops = [("conv", c(256), True), ("up",), *[("conv", c(256), True)] * 3, ("conv", c(128), True), ("up",),
            ("conv", c(128), True), ("conv", c(64), True), ("up",), ("conv", c(64), True), ("conv", 3, False)]
-    return DecoderSpec((("conv4_1", c(512)),), tuple(ops), "unit")
+    return DecoderSpec((("conv4_1", channels or c(512)),), tuple(ops), "unit")
 
 
 def conv_channels(spec: DecoderSpec):

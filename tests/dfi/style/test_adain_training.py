@@ -69,8 +69,11 @@ def test_train_an_adain_decoder_and_use_it(folders, tmp_path, cli):
     assert cli("weights", "convert", tmp_path / "vgg_normalised.pth", "-o", enc)[0] == 0
     code, _, err = cli("-q", "train-decoder", "--method", "adain", "--content", folders / "content", "--styles",
                        folders / "styles", "--weights", enc, "-o", dec, "--size", "32", "--batch-size", "2",
-                       "--iterations", "2", "--width", "0.125", "--device", "cpu")
-    assert code == 0, err
+                       "--iterations", "2", "--width", "0.25", "--device", "cpu")
+    assert code == 0, err  # (a decoder of another width than the encoder's: its input is the encoder's conv4_1)
+    from dfi.nets.decoder import load_decoder
+    net, record = load_decoder(dec)
+    assert dict(record["architecture"]["inputs"])["conv4_1"] == 64 and net.conv0.W.shape[:2] == (64, 64)
     code, _, err = cli("-q", "style", folders / "content" / "0.png", folders / "styles" / "1.png", "--method",
                        "adain", "--weights", enc, "--decoder", dec, "--size", "32", "--device", "cpu",
                        "-o", tmp_path / "o.png")
