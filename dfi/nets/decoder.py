@@ -167,10 +167,13 @@ class Decoder(chainer.Chain):
                 weight = (rng.standard_normal((c_out, c_in, 3, 3)) * np.sqrt(2.0 / (9 * c_in))).astype(np.float32)
                 setattr(self, f"conv{index}", L.Convolution2D(c_in, c_out, 3, initialW=weight, initial_bias=0.0))
 
-    def forward(self, feats: Mapping[str, object], size=None):
+    def forward(self, feats: Mapping[str, object], size=None, *, clip: bool = True):
         """``size`` (H, W): the image's (default: the deepest layer's × its stride). VGG's
         pooling rounds up, so an upsampled map can be a row longer than the layer it joins
-        (or than the image): it is cropped to it."""
+        (or than the image): it is cropped to it. Without ``clip``, a ``unit`` output is
+        255·h unclamped: what training scores (pytorch-AdaIN's train.py clamps only the
+        images it saves; a clamp in training gives the pixels beyond [0, 1] no gradient, and
+        such a decoder went all one colour in 300 steps)."""
         spec = self.spec
         h, index = feats[spec.layers[0]] * (1.0 / spec.scale_of(spec.layers[0])), 0
         for op in spec.ops:
@@ -185,7 +188,9 @@ class Decoder(chainer.Chain):
                 index += 1
         if size is not None:
             h = h[:, :, :size[0], :size[1]]
-        return 255.0 * (F.sigmoid(h) if spec.output == "sigmoid" else F.clip(h, 0.0, 1.0))
+        if spec.output == "sigmoid":
+            return 255.0 * F.sigmoid(h)
+        return 255.0 * (F.clip(h, 0.0, 1.0) if clip else h)
 
 
 class FastDecoder:

@@ -94,7 +94,7 @@ class AdainTrainer:
             s = encoder.pick(styles, layers)
             s = {n: v.array for n, v in s.items()}
             target = adain_target(c, s[layers[-1]]).array
-        decoded = self.decoder({layers[-1]: target}, contents.shape[2:])
+        decoded = self.decoder({layers[-1]: target}, contents.shape[2:], clip=False)  # (as the reference scores it)
         got = encoder.pick(decoded, layers)
         n = contents.shape[0]
         content = F.mean(F.reshape((got[layers[-1]] - target) ** 2, (n, -1)), axis=1)

@@ -38,6 +38,19 @@ def test_the_target_is_adain_per_image():
         np.testing.assert_allclose(got[i], adain(c[i], s[i]), rtol=1e-4, atol=1e-4)
 
 
+def test_saturated_pixels_still_learn(folders):
+    """The decoder's output is scored unclamped, as the reference trains it: with every
+    pixel pushed past 1 (all of them clamped in an image), its RGB layer still gets a gradient."""
+    trainer = _trainer(folders)
+    last = trainer.decoder.conv8
+    last.b.array[...] = 3.0
+    trainer.decoder.cleargrads()
+    terms = trainer.loss_terms(*trainer.batch_for(0))
+    import chainer.functions as F
+    sum(F.sum(t) for t in terms.values()).backward()
+    assert np.abs(last.b.grad).min() > 0
+
+
 def test_training_lowers_the_loss_and_resumes_exactly(folders, tmp_path):
     trainer = _trainer(folders)
     images = trainer.batch_for(10_000)  # a batch it never trains on
