@@ -94,8 +94,10 @@ def test_a_stylisation_launches_a_few_hundred_kernels_and_computes_what_numpy_do
         # a device band that holds one image but not two: chunks of one image each, same result
         monkeypatch.setattr(kernels, "DEVICE_BAND_FLOATS", 2_500_000)
         one_by_one = np.asarray(transform(x_d, {0: 0.3, 1: 0.7}))
-    np.testing.assert_allclose(got, expected, atol=2e-3)
-    np.testing.assert_allclose(one_by_one, expected, atol=2e-3)
+    # (within 0.005 grey levels: on a device the normalisation centres the whole maps at once,
+    # on NumPy it sums in pieces; float32 both)
+    np.testing.assert_allclose(got, expected, atol=5e-3)
+    np.testing.assert_allclose(one_by_one, expected, atol=5e-3)
 
 
 def test_an_lbfgs_iteration_uses_no_einsum_on_a_gpu():
