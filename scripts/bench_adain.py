@@ -14,6 +14,18 @@ benchmark only). WCT: seconds per image through the five levels (full-width VGG-
 width-0.5 decoder per level, random weights). Each (contender, size) runs in a fresh process, 2 threads, median of
 ``--repeats`` after a warm-up; dfi's FLOPs per image beside its time (the peer's quantized
 graph is timed only). Prints JSON lines.
+
+AdaIN against Gatys on the same pairs:
+
+    python scripts/bench_adain.py gatys --weights ENC.npz --decoder DEC.npz --contents DIR --styles DIR
+        [--size 256] [--pairs 4] [--checkpoints 50,100,300]
+
+for each (content, style) pair (the folders' images in order, paired cyclically): the
+one-pass AdaIN result's Gatys losses (content, style, total: dfi style's objective, on a VGG-19
+with the encoder file's weights — the normalised VGG-19 both methods use in the papers — and
+zero padding, as ``dfi style --weights`` runs it); Gatys from the content (dfi style's default
+start) after each checkpoint's iterations; Gatys started from the AdaIN result (``--init
+adain``), and the passes each start needs to reach the cold run's loss at every checkpoint.
 """
 from __future__ import annotations
 
@@ -23,6 +35,7 @@ import os
 import resource
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -98,7 +111,92 @@ def _onnx(repeats: int, model: str) -> dict:
     return {"seconds": _timed(lambda: session.run(None, {names[0]: image, names[1]: vector}), repeats)}
 
 
+def _gatys_losses(net, content, style, config, start=None):
+    """(the start's loss record, [(passes, total loss) after every iteration], the records
+    at ``checkpoints``) of Gatys's optimisation of one pair, from ``start`` or the content."""
+    from dfi.core.reconstruct import evaluate
+    from dfi.style.gatys import make_loss, prepare_inputs, stylize, targets
+
+    contents, styles = prepare_inputs(content, [style], config)
+    side = config.scales[0]
+    loss_fn = make_loss(*targets(net, contents, styles, np.ones(1), config, side), config)
+    layers = [n for n in config.layers if n in config.content_layers or n in config.style_layers]
+    image = contents if start is None else start
+
+    def record(progress):
+        terms = {k: round(float(v[0]), 4) for k, v in progress.terms.items()}
+        return {"passes": progress.evaluations, "total": round(float(progress.loss_host[0]), 4), **terms}
+    first = record(evaluate(net, net.device.send(image[None]), loss_fn, layers, config.reconstruct))
+    history, marks = [], {}
+    for step in stylize(net, content, [style], config, start=start):
+        history.append((step.progress.evaluations, float(step.progress.loss_host[0])))
+        marks[step.progress.iteration] = step.progress
+    return first, history, marks
+
+
+def _versus_gatys(argv) -> int:
+    parser = argparse.ArgumentParser(prog="bench_adain.py gatys")
+    parser.add_argument("--weights", required=True, help="the AdaIN encoder file (dfi weights convert)")
+    parser.add_argument("--decoder", required=True, help="an AdaIN decoder for it (dfi train-decoder --method adain)")
+    parser.add_argument("--contents", required=True)
+    parser.add_argument("--styles", required=True)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--pairs", type=int, default=4)
+    parser.add_argument("--checkpoints", default="50,100,300")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+    import time
+    from dataclasses import replace
+
+    import dfi._compat  # noqa: F401
+    from dfi.core.image import InputConvention, image_files, read_image
+    from dfi.core.memory import keep_freed_memory
+    from dfi.nets.decoder import FastDecoder, load_decoder
+    from dfi.nets.encoder import load_encoder
+    from dfi.nets.vgg import VGG19
+    from dfi.style.adain import adain_transfer
+    from dfi.style.gatys import fit_long_side
+    from dfi.style.settings import StyleConfig
+
+    keep_freed_memory()
+    encoder = load_encoder(args.weights)
+    decoder = FastDecoder(load_decoder(args.decoder)[0])
+    net = VGG19(encoder.params, convention=InputConvention("RGB", 255.0, (0.0, 0.0, 0.0)), name="adain-encoder")
+    checkpoints = sorted(int(c) for c in args.checkpoints.split(","))
+    base = StyleConfig(scales=(args.size,))
+    config = replace(base, reconstruct=replace(base.reconstruct, iterations=checkpoints[-1]))
+    contents, styles = image_files(Path(args.contents)), image_files(Path(args.styles))
+    print(json.dumps(_machine()), flush=True)
+    for k in range(args.pairs):
+        content = fit_long_side(read_image(contents[k % len(contents)]), args.size)
+        style = fit_long_side(read_image(styles[k % len(styles)]), args.size)
+        began = time.perf_counter()
+        one_pass = adain_transfer(encoder, decoder, content, [style])
+        seconds = time.perf_counter() - began
+        row = {"bench": "adain-vs-gatys", "content": contents[k % len(contents)].name,
+               "style": styles[k % len(styles)].name, "size": args.size, "adain_seconds": round(seconds, 3)}
+        _, cold, cold_marks = _gatys_losses(net, content, style, config)
+        row["adain"], warm_first_history, warm_marks = _gatys_losses(net, content, style, config, start=one_pass)
+        row["gatys"] = {str(c): {"passes": cold_marks[c].evaluations, "total": round(float(cold_marks[c].loss_host[0]), 4),
+                                 **{t: round(float(v[0]), 4) for t, v in cold_marks[c].terms.items()}}
+                        for c in checkpoints if c in cold_marks}
+        row["gatys_from_adain"] = {}
+        for c in checkpoints:
+            if c not in cold_marks:
+                continue
+            goal = float(cold_marks[c].loss_host[0])
+            reached = next((passes for passes, loss in warm_first_history if loss <= goal), None)
+            row["gatys_from_adain"][str(c)] = {"cold_passes": cold_marks[c].evaluations, "warm_passes_to_it": reached}
+        final = warm_marks[max(warm_marks)]
+        row["gatys_from_adain"]["final_total"] = round(float(final.loss_host[0]), 4)
+        print(json.dumps(row), flush=True)
+    return 0
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["gatys"]:
+        return _versus_gatys(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="256,512,1024")
     parser.add_argument("--repeats", type=int, default=3)
