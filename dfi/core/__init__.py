@@ -1,6 +1,6 @@
 """The core: devices (the only place that imports CuPy; the chosen device made current), image
 I/O and pre/post-processing, colour maths, pure losses, the batched optimisers, the
-reconstruction loop, memory estimates, training steps and checkpoints, and a stand-in device that counts the kernel launches
+reconstruction loop, memory estimates (and keeping freed memory for the next pass), training steps and checkpoints, and a stand-in device that counts the kernel launches
 a GPU would make (``launches``, for tests and ``scripts/count_launches.py``).
 
 May import: ``dfi._compat``, ``data_tools.fsutil``, NumPy, Chainer, Pillow. Knows no network:
