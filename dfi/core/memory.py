@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import ctypes
 import os
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from .reconstruct import FeatureNet
+if TYPE_CHECKING:  # (the command line imports this module before any network: no Chainer here)
+    from .reconstruct import FeatureNet
 
 FLOAT = 4
 #: image-sized vectors the optimisers hold besides the L-BFGS history
