@@ -88,9 +88,9 @@ def keep_freed_memory() -> bool:
     if any(os.environ.get(name) for name in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")):
         return False
     try:
-        mallopt = ctypes.CDLL(None).mallopt
-        gnu = ctypes.CDLL(None).gnu_get_libc_version  # glibc's own: musl's mallopt does nothing
-    except (OSError, AttributeError, TypeError):  # no glibc (macOS, Windows, musl)
+        libc = ctypes.CDLL(None)
+    except (OSError, TypeError):  # (Windows)
         return False
-    del gnu
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, KEEP_FREED))
+    if not hasattr(libc, "gnu_get_libc_version"):  # not glibc: macOS, or musl (whose mallopt does nothing)
+        return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, KEEP_FREED))
