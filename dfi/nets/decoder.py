@@ -198,17 +198,22 @@ class FastDecoder:
     layers prepared once from its weights: make a new one after training changes them."""
 
     def __init__(self, net: Decoder, workspace=None):
-        from .stylizer_kernels import FILTER_BUDGET, phase_weights
-        from .winograd import Conv3x3, Workspace
+        from .stylizer_kernels import FILTER_BUDGET, phase_weights, tap_weights
+        from .winograd import THIN, Conv3x3, Workspace
 
         self.net, self.spec = net, net.spec
         self.workspace = workspace or Workspace()
         self.workspace.filter_budget = max(self.workspace.filter_budget, FILTER_BUDGET)
-        self.convs = []
-        for index, _, _, relu, fused in conv_channels(self.spec):
+        self.convs = []  # (kind, prepared weights, bias, relu)
+        for index, _, c_out, relu, fused in conv_channels(self.spec):
             link = getattr(net, f"conv{index}")
             weight, bias = link.W.array, link.b.array
-            self.convs.append((phase_weights(weight) if fused else Conv3x3(weight, bias), bias, relu, fused))
+            if fused:
+                self.convs.append(("upsample", phase_weights(weight), bias, relu))
+            elif c_out <= THIN:  # onto few channels (the RGB layer): each tap's GEMM, not Winograd's
+                self.convs.append(("taps", tap_weights(weight), bias, relu))
+            else:
+                self.convs.append(("winograd", Conv3x3(weight, bias), bias, relu))
 
     def __call__(self, feats: Mapping[str, object], size=None):
         """``{layer: (N, C, h, w)}`` arrays → NCHW RGB [0, 255] float32 of ``size`` (H, W)
@@ -217,7 +222,7 @@ class FastDecoder:
             return self._forward(feats, size)
 
     def _forward(self, feats, size):
-        from .stylizer_kernels import upsample_conv, winograd_reflect
+        from .stylizer_kernels import few_outputs_reflect, upsample_conv, winograd_reflect
 
         spec = self.spec
         first = feats[spec.layers[0]]
@@ -232,14 +237,16 @@ class FastDecoder:
                 joined = feats[op[1]].transpose(0, 2, 3, 1) * np.float32(1.0 / spec.scale_of(op[1]))
                 h = xp.concatenate([h[:, :joined.shape[1], :joined.shape[2]], joined], axis=3)
                 continue
-            layer, bias, relu, fused = self.convs[index]
-            if fused:
+            kind, layer, bias, relu = self.convs[index]
+            if kind == "upsample":
                 h = upsample_conv(h, layer, bias=bias, relu=relu)
-            elif relu:  # bias and ReLU fused into the kernel
+            elif kind == "winograd" and relu:  # bias and ReLU fused into the kernel
                 h = winograd_reflect(h, layer, self.workspace, relu=True)
             else:
-                h = winograd_reflect(h, layer, self.workspace)
+                h = few_outputs_reflect(h, layer, 3) if kind == "taps" else winograd_reflect(h, layer, self.workspace)
                 h += bias
+                if relu:
+                    xp.maximum(h, 0, out=h)
             index += 1
         if size is not None:
             h = h[:, :size[0], :size[1]]

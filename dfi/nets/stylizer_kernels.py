@@ -129,26 +129,32 @@ def _few_outputs_conv(padded, per_tap, kernel: int):
     return out
 
 
+def tap_weights(weight):
+    """OIHW weights as :func:`_few_outputs_conv` takes them: (k²·O, C), one row per tap and
+    output channel."""
+    xp = get_array_module(weight)
+    return xp.ascontiguousarray(weight.transpose(2, 3, 0, 1).reshape(-1, weight.shape[1]))
+
+
+def few_outputs_reflect(x, per_tap, kernel: int):
+    """Reflection padding then :func:`_few_outputs_conv` (stride 1, odd ``kernel``): for
+    layers onto few channels, such as a decoder's RGB layer, where Winograd's products
+    would be (3 × C) thin GEMMs (2.4–3 × slower at 256²)."""
+    return _few_outputs_conv(_reflect(x, kernel // 2), per_tap, kernel)
+
+
 def winograd_reflect(x, layer, workspace, *, relu: bool = False):
     """3×3 / stride 1 correlation after reflection padding, on dfi's Winograd kernel (valid
-    mode: the padding is the reflection's), in batch groups that keep the workspace small;
-    onto few channels (a decoder's RGB layer) by :func:`_few_outputs_conv` instead, whose
-    one GEMM is wide where Winograd's products would be (3 × C) thin ones (2.4–3 × faster
-    at 256²). With ``relu``, ``max(conv + layer.bias, 0)``, fused into the kernel's
-    scatter (no passes of their own)."""
+    mode: the padding is the reflection's), in batch groups that keep the workspace small.
+    With ``relu``, ``max(conv + layer.bias, 0)``, fused into the kernel's scatter (no
+    passes of their own)."""
     from .conv import winograd_conv
-    from .winograd import THIN, batch_group, tile_size
+    from .winograd import batch_group, tile_size
 
     xp = get_array_module(x)
     padded = _reflect(x, 1)
     batch, height, width, channels = padded.shape
     out_channels = layer.channels[0]
-    if out_channels <= THIN:
-        per_tap = xp.ascontiguousarray(layer.weight.transpose(2, 3, 0, 1).reshape(-1, channels))
-        out = _few_outputs_conv(padded, per_tap, 3)
-        if relu:
-            xp.maximum(out + layer.bias, 0, out=out)
-        return out
     workspace.note_input(channels, batch * height * width)
     group = batch_group(batch, channels, out_channels, height, width)
     filters = workspace.filters(layer, tile_size(group, height, width))
@@ -308,8 +314,7 @@ class FastTransform:
             elif kernel == 3 and stride == 1:
                 self.layers[name] = (self._winograd, Conv3x3(weight, conv_bias))
             elif stride == 1 and out_channels <= THIN:
-                per_tap = xp.ascontiguousarray(weight.transpose(2, 3, 0, 1).reshape(-1, channels))
-                self.layers[name] = (_few_outputs_conv, per_tap, kernel)
+                self.layers[name] = (_few_outputs_conv, tap_weights(weight), kernel)
             else:
                 stacked = xp.ascontiguousarray(weight.transpose(2, 3, 1, 0).reshape(-1, out_channels))
                 self.layers[name] = (_columns_conv, stacked, kernel, stride)
