@@ -111,9 +111,10 @@ def _onnx(repeats: int, model: str) -> dict:
     return {"seconds": _timed(lambda: session.run(None, {names[0]: image, names[1]: vector}), repeats)}
 
 
-def _gatys_losses(net, content, style, config, start=None):
-    """(the start's loss record, [(passes, total loss) after every iteration], the records
-    at ``checkpoints``) of Gatys's optimisation of one pair, from ``start`` or the content."""
+def _gatys_losses(net, content, style, config, checkpoints, start=None):
+    """(the start's loss record, [(passes, total loss) after every iteration], the progress
+    at each of ``checkpoints`` and at the last iteration) of Gatys's optimisation of one
+    pair, from ``start`` or the content."""
     from dfi.core.reconstruct import evaluate
     from dfi.style.gatys import make_loss, prepare_inputs, stylize, targets
 
@@ -127,10 +128,12 @@ def _gatys_losses(net, content, style, config, start=None):
         terms = {k: round(float(v[0]), 4) for k, v in progress.terms.items()}
         return {"passes": progress.evaluations, "total": round(float(progress.loss_host[0]), 4), **terms}
     first = record(evaluate(net, net.device.send(image[None]), loss_fn, layers, config.reconstruct))
-    history, marks = [], {}
+    history, marks, step = [], {}, None
     for step in stylize(net, content, [style], config, start=start):
         history.append((step.progress.evaluations, float(step.progress.loss_host[0])))
-        marks[step.progress.iteration] = step.progress
+        if step.progress.iteration in checkpoints:
+            marks[step.progress.iteration] = step.progress
+    marks[step.progress.iteration] = step.progress
     return first, history, marks
 
 
@@ -175,8 +178,8 @@ def _versus_gatys(argv) -> int:
         seconds = time.perf_counter() - began
         row = {"bench": "adain-vs-gatys", "content": contents[k % len(contents)].name,
                "style": styles[k % len(styles)].name, "size": args.size, "adain_seconds": round(seconds, 3)}
-        _, cold, cold_marks = _gatys_losses(net, content, style, config)
-        row["adain"], warm_first_history, warm_marks = _gatys_losses(net, content, style, config, start=one_pass)
+        _, _, cold_marks = _gatys_losses(net, content, style, config, checkpoints)
+        row["adain"], warm_history, warm_marks = _gatys_losses(net, content, style, config, checkpoints, start=one_pass)
         row["gatys"] = {str(c): {"passes": cold_marks[c].evaluations, "total": round(float(cold_marks[c].loss_host[0]), 4),
                                  **{t: round(float(v[0]), 4) for t, v in cold_marks[c].terms.items()}}
                         for c in checkpoints if c in cold_marks}
@@ -185,7 +188,7 @@ def _versus_gatys(argv) -> int:
             if c not in cold_marks:
                 continue
             goal = float(cold_marks[c].loss_host[0])
-            reached = next((passes for passes, loss in warm_first_history if loss <= goal), None)
+            reached = next((passes for passes, loss in warm_history if loss <= goal), None)
             row["gatys_from_adain"][str(c)] = {"cold_passes": cold_marks[c].evaluations, "warm_passes_to_it": reached}
         final = warm_marks[max(warm_marks)]
         row["gatys_from_adain"]["final_total"] = round(float(final.loss_host[0]), 4)
