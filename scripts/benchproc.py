@@ -62,6 +62,9 @@ class Worker:
                  isa: str | None = None, setup: dict | None = None, root: str | None = None):
         """``root``: the checkout of dfi the worker imports (default this one; another, e.g.
         ``git worktree add /tmp/before HEAD~3``, for a before/after table: ``dfi-baseline``)."""
+        if root is not None and not (Path(root) / "dfi" / "__init__.py").is_file():
+            print(f"bench: --baseline {root}: not a checkout of dfi (no dfi/__init__.py there)", file=sys.stderr)
+            raise SystemExit(2)
         env = dict(os.environ)
         for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env[name] = str(threads)

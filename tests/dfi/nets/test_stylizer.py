@@ -128,6 +128,23 @@ def test_thin_layers_in_bands_equal_one_band(monkeypatch):
     np.testing.assert_allclose(run(net, x, {1: 1.0}), whole, atol=2e-3)
 
 
+@pytest.mark.parametrize("fold", [1, 2, 4])
+@pytest.mark.parametrize("width", [13, 16])
+def test_folded_columns_equal_a_plain_correlation(fold, width):
+    # F output pixels per GEMM row (an odd width falls back to one): the same sums as a direct
+    # valid correlation, in bands as well
+    from dfi.nets.stylizer_kernels import _columns_conv, column_weights
+
+    rng = np.random.default_rng(3)
+    weight = rng.standard_normal((5, 3, 9, 9)).astype(np.float32)
+    padded = rng.standard_normal((2, 11 + 8, width + 8, 3)).astype(np.float32)
+    expected = np.zeros((2, 11, width, 5))
+    for i in range(9):
+        for j in range(9):
+            expected += np.einsum("nyxc,oc->nyxo", padded[:, i:i + 11, j:j + width].astype(np.float64), weight[:, :, i, j])
+    np.testing.assert_allclose(_columns_conv(padded, column_weights(weight, fold), 9, 1, fold), expected, atol=1e-4)
+
+
 def test_column_buffers_of_training_and_the_2_31_guard():
     """Chainer trains the stylizer by im2col / col2im, with 32-bit offsets on a GPU: the 9×9
     output layer's buffer is 32·81 = 2,592 elements per pixel per image at width 1, past
