@@ -23,7 +23,8 @@ def _add_dfi_options(p: argparse.ArgumentParser, *, batch: bool = False) -> None
     p.add_argument("--index", type=Path, default=None, help="dataset index (dfi data index)")
     p.add_argument("--decoder", type=Path, default=None, metavar="DEC.npz",
                    help="a decoder from dfi train-decoder: each α starts from the decoded change "
-                        "x + D(t_α) − D(φ(x)) instead of x")
+                        "x + D(t_α) − D(φ(x)) instead of x (the share of it, 0-1 by quarters, that "
+                        "scores best)")
     p.add_argument("--fast", action="store_true",
                    help="with --decoder: no optimisation, the decoded edit in one pass")
     p.add_argument("--k", type=positive_int, default=EditConfig.k, help=f"neighbours per side (default {EditConfig.k})")

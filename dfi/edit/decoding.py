@@ -12,8 +12,9 @@ edited target what edits use, the decoded change added to the face, x + D(t) −
 (objective ``residual``). Every step draws its faces, targets and strengths from (seed, step) alone: a
 run resumed from a checkpoint ends exactly where an uninterrupted one does.
 
-Use: :func:`decoded_starts` gives L-BFGS the start x + D(t_α) − D(φ(x)) for each α row (the
-decoded *change* added to the input); without optimisation they are the one-pass result.
+Use: :func:`decoded_starts` gives each α row x + D(t_α) − D(φ(x)) (the decoded *change* added
+to the input): without optimisation the one-pass result; L-BFGS starts from the share of that
+change whose objective is lowest (:func:`scaled_starts`), never from worse than x.
 """
 from __future__ import annotations
 
@@ -174,3 +175,24 @@ def decoded_starts(decoder: FastDecoder, image, targets: Mapping):
     xp = get_array_module(image)
     decoded = decoder(targets, image.shape[2:])
     return xp.clip(image + decoded - decoded[:1], 0, 255).astype(xp.float32)
+
+
+#: the fractions of the decoded change a warm start tries (0: the input itself); the one
+#: with the lowest objective starts each row's L-BFGS (:func:`scaled_starts`)
+START_SCALES = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def scaled_starts(net, image, starts, loss_fn, layers, config, scales=START_SCALES):
+    """For each row, x + c·(start − x) with the scale c of ``scales`` whose objective (the
+    sweep's: ``loss_fn`` + TV) is lowest, from one forward pass per scale over all rows (no
+    backward). A decoded change that makes the start worse than x (small α) is shrunk or
+    dropped, so the warm start is never worse than the cold one. Returns (starts, the scale
+    chosen for each row, the image passes spent)."""
+    from ..core.reconstruct import evaluate
+
+    xp = get_array_module(image)
+    candidates = [image + np.float32(c) * (starts - image) for c in scales]
+    losses = xp.stack([evaluate(net, candidate, loss_fn, layers, config).loss for candidate in candidates])
+    best = to_cpu(xp.argmin(losses, axis=0))
+    chosen = xp.stack([candidates[k][row] for row, k in enumerate(best)])
+    return chosen, [float(scales[k]) for k in best], len(scales) * starts.shape[0]

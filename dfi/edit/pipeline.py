@@ -34,7 +34,7 @@ from ..nets.features import extract
 from ..nets.vgg import VGG19
 from .attributes import attribute_vector, combine, scale_vector, target_features
 from .cache import FeatureCache
-from .decoding import decoded_starts
+from .decoding import decoded_starts, scaled_starts
 from .settings import EditConfig, check_alphas  # noqa: F401  (their home is settings)
 
 logger = logging.getLogger(__name__)
@@ -159,7 +159,9 @@ def sweep(net: VGG19, face: Face, vectors: Sequence[dict], alphas: Sequence[floa
 
     Args:
         decoder: a :class:`dfi.nets.decoder.FastDecoder` for ``net``'s features: each α row
-            starts from x + D(t_α) − D(φ(x)) instead of x (:func:`decoded_starts`).
+            starts from x + c·(D(t_α) − D(φ(x))) instead of x, the share c of the decoded change
+            whose objective is lowest (:func:`scaled_starts`; its forward passes are counted
+            in ``evaluations``).
         fast: with a decoder, no optimisation: one progress record of those starts.
 
     Yields:
@@ -183,7 +185,13 @@ def sweep(net: VGG19, face: Face, vectors: Sequence[dict], alphas: Sequence[floa
     if fast:
         yield evaluate(net, start, loss_fn, config.layers, config.reconstruct)
         return
-    yield from reconstruct(net, start, loss_fn, config.layers, config.reconstruct)
+    if decoder is None:
+        yield from reconstruct(net, start, loss_fn, config.layers, config.reconstruct)
+        return
+    start, _, spent = scaled_starts(net, image, start, loss_fn, config.layers, config.reconstruct)
+    for progress in reconstruct(net, start, loss_fn, config.layers, config.reconstruct):
+        progress.evaluations += spent  # (the scales' forward passes, counted as whole passes)
+        yield progress
 
 
 def compose(face: Face, edited: np.ndarray, baseline: np.ndarray, *,

@@ -26,7 +26,7 @@ from ..core.image import crop_and_resize
 from ..core.losses import feature_loss
 from ..core.reconstruct import Progress, evaluate, reconstruct
 from ..edit.attributes import combine, scale_vector, target_features
-from ..edit.decoding import decoded_starts
+from ..edit.decoding import decoded_starts, scaled_starts
 from ..edit.pipeline import EditConfig, Face, check_alphas, compose
 from ..face.align import LFW_TEMPLATE, Alignment, similarity_transform, warp_to_frame
 from ..face.detect import NoFaceError, detect_faces
@@ -160,8 +160,9 @@ def edit_video(net: VGG19, frames: Iterator[np.ndarray], track: FaceTrack, vecto
         else:
             if 1 in earlier and video.init == "warped" and 1 in flows.backward:
                 init = device.send(np.stack([warped_start(row, flows.backward[1]) for row in earlier[1]]))
-            elif decoder is not None:
-                init = decoded_starts(decoder, image, targets)
+            elif decoder is not None:  # (the shares of the change scored without the temporal term)
+                init = scaled_starts(net, image, decoded_starts(decoder, image, targets), loss_fn, config.layers,
+                                     config.reconstruct)[0]
             else:
                 init = device.send(np.repeat(face.working[None], len(alphas) + 1, axis=0))
             last = None

@@ -92,3 +92,28 @@ def test_the_residual_objective_scores_the_start_edits_use(tiny_net, setup):
             np.testing.assert_allclose(got, want, rtol=1e-4, err_msg=objective)
     assert not np.allclose(want[[0, 2]], feature_loss(tiny_net.pick(network_input(
         decoded + images - own, tiny_net.convention), layers), targets).array[[0, 2]], rtol=1e-3)
+
+
+def test_a_warm_start_keeps_the_share_of_the_decoded_change_that_helps(tiny_net):
+    # row 0's start is its target image itself (the whole change is kept), row 1's is noise
+    # when its target is the input (none of it is): the chosen starts, by one forward pass per
+    # scale, and the passes they cost
+    from dfi.core.losses import feature_loss
+    from dfi.core.settings import ReconstructConfig
+    from dfi.edit.decoding import START_SCALES, scaled_starts
+    from dfi.nets.features import extract
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (1, 3, 32, 32)).astype(np.float32)
+    y = np.clip(x + rng.normal(0, 40, x.shape), 0, 255).astype(np.float32)
+    noise = rng.uniform(0, 255, x.shape).astype(np.float32)
+    layers = ["conv3_1", "conv4_1"]
+    targets = extract(tiny_net, np.concatenate([y, x]), layers)
+
+    def loss_fn(feats, rows):
+        return feature_loss(feats, {name: value[rows] for name, value in targets.items()})
+    starts, scales, spent = scaled_starts(tiny_net, x, np.concatenate([y, noise]), loss_fn, layers,
+                                          ReconstructConfig(tv_weight=0.0))
+    assert scales == [1.0, 0.0] and spent == 2 * len(START_SCALES)
+    np.testing.assert_allclose(starts[0], y[0], atol=1e-4)
+    np.testing.assert_allclose(starts[1], x[0], atol=1e-4)
