@@ -41,14 +41,18 @@ def _window_max(windows):
 def _max_grad(g0, g1, g2, g3, w0, w1, w2, w3, y, gy) -> None:
     """Each window's gradient ``gy`` into the first of its inputs ``w0…w3`` that equals
     the window's maximum ``y``, the others' set to 0 (``g0…g3``: the gradient's four
-    strided views; all of pooled shape). What is not yet given out is ``gy − g``: exact,
-    since g is either gy or 0."""
+    strided views; all of pooled shape). Which windows are already given out is kept as a
+    boolean mask (one byte a value: its updates cost a quarter of a float pass's memory)."""
     xp = get_array_module(gy)
-    rest = gy
-    for k, (g, w) in enumerate(((g0, w0), (g1, w1), (g2, w2), (g3, w3))):
-        xp.multiply(rest, w == y, out=g)
-        if k < 3:
-            rest = xp.subtract(rest, g, out=None if k == 0 else rest)
+    taken = xp.equal(w0, y)
+    xp.multiply(gy, taken, out=g0)
+    wins = xp.empty_like(taken)
+    for k, (g, w) in enumerate(((g1, w1), (g2, w2), (g3, w3))):
+        xp.equal(w, y, out=wins)
+        xp.greater(wins, taken, out=wins)  # equal to the maximum, and no earlier input was
+        xp.multiply(gy, wins, out=g)
+        if k < 2:
+            xp.logical_or(taken, wins, out=taken)
 
 
 class Pool2x2(function_node.FunctionNode):
