@@ -306,6 +306,23 @@ def upsample_conv(h, phases, *, bias=None, relu: bool = False):
     return out
 
 
+def image_out(h, output: str, top: float):
+    """A network's channels-last float32 output ``h`` (overwritten) as the NCHW image in
+    [0, 255]: 255·σ(h) for ``output`` "sigmoid", else clip(h, 0, ``top``) · 255 / ``top``,
+    in place, then one transposing copy."""
+    xp = get_array_module(h)
+    if output == "sigmoid":
+        xp.negative(h, out=h)
+        xp.exp(h, out=h)
+        h += 1.0
+        xp.divide(np.float32(255.0), h, out=h)
+    else:
+        xp.clip(h, 0.0, top, out=h)
+        if top != 255.0:
+            h *= np.float32(255.0 / top)
+    return xp.ascontiguousarray(h.transpose(0, 3, 1, 2))
+
+
 #: bytes of transformed filters :class:`FastTransform` keeps (all of the published network's)
 FILTER_BUDGET = 128 * 2 ** 20
 
@@ -375,8 +392,7 @@ class FastTransform:
                 xp.maximum(h, 0, out=h)
             if name.startswith("r") and name.endswith("2"):
                 h += skip
-        out = 255.0 / (1.0 + xp.exp(-h)) if net.variant.output == "sigmoid" else xp.clip(h, 0.0, 255.0)
-        return xp.ascontiguousarray(out.transpose(0, 3, 1, 2)).astype(xp.float32)
+        return image_out(h, net.variant.output, 255.0)
 
 
 def run(net: TransformNet, x, mix: Mapping[int, float], workspace=None):
