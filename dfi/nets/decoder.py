@@ -221,8 +221,8 @@ def _channels_last(x, scale, before=None):
         stop = min(channels, start + MOVE_CHANNELS)
         np.multiply(x[n, start:stop].reshape(stop - start, -1).T, scale,
                     out=out[n].reshape(height * width, -1)[:, first + start:first + stop])
-    jobs = [(n, start) for n in range(batch) for start in ([-1] if first else []) + list(range(0, channels, MOVE_CHANNELS))]
-    each(move, jobs)
+    starts = ([-1] if first else []) + list(range(0, channels, MOVE_CHANNELS))
+    each(move, [(n, start) for n in range(batch) for start in starts])
     return out
 
 

@@ -56,10 +56,10 @@ def _columns_conv(padded, stacked, kernel: int, stride: int, fold: int = 1):
     by one GEMM over the windows, per chunk of images or band of output rows
     (:func:`_chunks`), the chunks on all the threads at once (:func:`threads.each`): for the
     stride-2 layers and the 9×9 first layer. With ``fold`` F (stride 1, an output width that
-    F divides; else F is 1) each GEMM row is F neighbouring output pixels: their windows' rows are one run
-    of (k + F − 1)·C contiguous floats, so the columns are (k + F − 1) / (F·k) as large and
-    the product F·O wide (the 9×9 layer onto 32 channels: 115 GFLOP/s on a core at F 1, 139
-    at F 2); its (rows, W / F, F·O) output is the maps' own layout."""
+    F divides; else F is 1) each GEMM row is F neighbouring output pixels: their windows'
+    rows are one run of (k + F − 1)·C contiguous floats, so the columns are (k + F − 1) /
+    (F·k) as large and the product F·O wide (the 9×9 layer onto 32 channels: 115 GFLOP/s on
+    a core at F 1, 139 at F 2); its (rows, W / F, F·O) output is the maps' own layout."""
     xp = get_array_module(padded)
     batch = padded.shape[0]
     height, width = (padded.shape[1] - kernel) // stride + 1, (padded.shape[2] - kernel) // stride + 1
