@@ -35,6 +35,7 @@ from ..core.errors import SettingError
 from ..core.image import crop_and_resize, preprocess, read_ahead, read_image
 from ..core.training import load_training, optimiser_step, save_training
 from ..core.losses import feature_loss, network_input, total_variation
+from ..core.reconstruct import evaluate
 from ..nets.decoder import Decoder, FastDecoder
 from ..nets.features import extract
 from ..nets.vgg import VGG19
@@ -188,8 +189,6 @@ def scaled_starts(net, image, starts, loss_fn, layers, config, scales=START_SCAL
     backward). A decoded change that makes the start worse than x (small α) is shrunk or
     dropped, so the warm start is never worse than the cold one. Returns (starts, the scale
     chosen for each row, the image passes spent)."""
-    from ..core.reconstruct import evaluate
-
     xp = get_array_module(image)
     candidates = [image + np.float32(c) * (starts - image) for c in scales]
     losses = xp.stack([evaluate(net, candidate, loss_fn, layers, config).loss for candidate in candidates])

@@ -185,12 +185,11 @@ def sweep(net: VGG19, face: Face, vectors: Sequence[dict], alphas: Sequence[floa
     if fast:
         yield evaluate(net, start, loss_fn, config.layers, config.reconstruct)
         return
-    if decoder is None:
-        yield from reconstruct(net, start, loss_fn, config.layers, config.reconstruct)
-        return
-    start, _, spent = scaled_starts(net, image, start, loss_fn, config.layers, config.reconstruct)
+    spent = 0  # the decoded change's shares are tried by forward passes, counted as whole passes
+    if decoder is not None:
+        start, _, spent = scaled_starts(net, image, start, loss_fn, config.layers, config.reconstruct)
     for progress in reconstruct(net, start, loss_fn, config.layers, config.reconstruct):
-        progress.evaluations += spent  # (the scales' forward passes, counted as whole passes)
+        progress.evaluations += spent
         yield progress
 
 

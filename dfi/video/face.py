@@ -9,7 +9,8 @@
    α at once; each row starts from the same row of the previous frame warped into this one
    along the optical flow between the aligned crops, and a temporal term keeps it
    consistent with it where the flow can be trusted (:mod:`dfi.video.stylize`); with a
-   trained decoder the first frame starts from the decoded change, and ``fast`` decodes
+   trained decoder the first frame starts from the best share of the decoded change
+   (:func:`dfi.edit.decoding.scaled_starts`), and ``fast`` decodes
    every frame's edit in one pass instead.
 4. The change is pasted back into the full frame, as for a photo.
 """
@@ -131,7 +132,7 @@ def edit_video(net: VGG19, frames: Iterator[np.ndarray], track: FaceTrack, vecto
     docstring. ``previous`` / ``previous_crops``: for a resumed run, the working-size rows
     and aligned crops of the frames just before ``start``, oldest first. ``decoder`` (a
     :class:`~dfi.nets.decoder.FastDecoder`): the first frame's rows (or every frame's when
-    the warped start is off) start from the decoded change; ``fast``: every frame is the
+    the warped start is off) start from the best share of the decoded change; ``fast``: every frame is the
     decoded edit alone, one encode and one decode (no optimisation, no temporal term)."""
     alphas = check_alphas(alphas)
     device = net.device
