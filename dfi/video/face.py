@@ -132,8 +132,9 @@ def edit_video(net: VGG19, frames: Iterator[np.ndarray], track: FaceTrack, vecto
     docstring. ``previous`` / ``previous_crops``: for a resumed run, the working-size rows
     and aligned crops of the frames just before ``start``, oldest first. ``decoder`` (a
     :class:`~dfi.nets.decoder.FastDecoder`): the first frame's rows (or every frame's when
-    the warped start is off) start from the best share of the decoded change; ``fast``: every frame is the
-    decoded edit alone, one encode and one decode (no optimisation, no temporal term)."""
+    the warped start is off) start from the best share of the decoded change; ``fast``:
+    every frame is the decoded edit alone, one encode and one decode (no optimisation, no
+    temporal term)."""
     alphas = check_alphas(alphas)
     device = net.device
     vector = combine([{k: device.send(v) for k, v in w.items()} for w in vectors])
