@@ -15,7 +15,8 @@ has torch and NumPy (``--torch-python``, e.g. a venv with ``pip install torch==2
 threadpoolctl``); that process never imports dfi. AVX2 can be emulated on an AVX-512 machine
 (``--isa avx2``): ``OPENBLAS_CORETYPE=Haswell`` for NumPy, ``ONEDNN_MAX_CPU_ISA=AVX2``,
 ``ATEN_CPU_CAPABILITY=avx2`` and ``MKL_ENABLE_INSTRUCTIONS=AVX2`` for torch; such figures are
-labelled as emulated.
+labelled as emulated. Without ``--isa`` those variables are removed from the workers'
+environment, so an override inherited from the shell does not pass for the native set.
 """
 from __future__ import annotations
 
@@ -68,6 +69,8 @@ class Worker:
         env = dict(os.environ)
         for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env[name] = str(threads)
+        for name in ISA_ENV["avx2"]:  # "native" means the machine's own set, not an inherited override
+            env.pop(name, None)
         env.update(ISA_ENV.get(isa or "", {}))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root or WORKER.parent.parent), env.get("PYTHONPATH")]))
         self.contender = contender

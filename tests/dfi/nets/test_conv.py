@@ -221,3 +221,15 @@ def test_every_layers_filters_are_kept_and_a_batch_keeps_larger_tiles():
     assert 4 * one["kept_filters"] <= winograd.MIN_FILTER_BUDGET < 4 * six["kept_filters"]
     assert [winograd.tile_size(1, side, side) for side in (200, 100, 50, 25, 13)] == [6, 4, 4, 2, 2]
     assert [winograd.tile_size(6, side, side) for side in (200, 100, 50, 25, 13)] == [6, 6, 4, 4, 4]
+
+
+@pytest.mark.parametrize("window", [[1, 1, 0, 0], [0, 1, 0, 1], [0, 0, 1, 1], [1, 0, 1, 0], [0, 1, 1, 1], [2, 3, 3, 1]])
+def test_max_pooling_gives_a_tie_to_the_first_of_the_equal_inputs(window):
+    x = chainer.Variable(np.array(window, np.float32).reshape(1, 2, 2, 1))  # inputs a b / c d
+    y = pool2x2(x)
+    y.grad = np.full((1, 1, 1, 1), 3.0, np.float32)
+    y.backward()
+    expected = [0.0] * 4
+    expected[int(np.argmax(window))] = 3.0
+    assert y.array.item() == max(window) and x.grad.ravel().tolist() == expected
+
