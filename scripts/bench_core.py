@@ -126,7 +126,7 @@ def bench_passes(args) -> None:
                 benchproc.print_row({"bench": "passes", "size": size, "batch": batch, "isa": args.isa or "native",
                                      "start": f"warm ({args.warm} passes before)" if args.warm else "cold",
                                      **{f"{k}_s_per_image": round(v["median"] / batch, 4) for k, v in result.items()},
-                                     **_ratios(result)})
+                                     **_ratios(result), **result.conditions})
 
 
 def _layer_cases(size: int, names) -> list[dict]:
@@ -163,6 +163,7 @@ def bench_layers(args) -> None:
                    "batch": args.batch, **{f"{k}_ms": round(v["median"] * 1e3, 2) for k, v in result.items()},
                    **{f"dfi_{k}_ms": round(v * 1e3, 2) for k, v in result["dfi"]["parts"].items()}}
             row["dfi_over_torch"] = round(result["dfi"]["median"] / result["torch"]["median"], 3)
+            row.update(result.conditions)
             for k in result:
                 totals[k] = totals.get(k, 0.0) + result[k]["median"]
             benchproc.print_row(row)
@@ -222,7 +223,7 @@ def bench_inference(args) -> None:
                     benchproc.print_row({"bench": "inference", "net": kind, "size": size, "batch": batch,
                                          "isa": args.isa or "native", "max_difference": round(difference, 4),
                                          **{f"{k}_s_per_image": round(v["median"] / batch, 4)
-                                            for k, v in result.items()}, **_ratios(result)})
+                                            for k, v in result.items()}, **_ratios(result), **result.conditions})
 
 
 def _layers_in_pass(args) -> None:
@@ -244,7 +245,7 @@ def _layers_in_pass(args) -> None:
         benchproc.print_row({"bench": "layers_in_pass_total", "size": args.size, "batch": args.batch,
                              **{f"{k}_pass_ms": round(v["median"] * 1e3, 1) for k, v in result.items()},
                              **{f"{k}_layers_ms": round(sum(v["parts"].values()) * 1e3, 1)
-                                for k, v in result.items()}})
+                                for k, v in result.items()}, **result.conditions})
 
 
 def bench_budget(args) -> None:

@@ -8,7 +8,11 @@ waits until no worker's threads use CPU any more (read from ``/proc/PID/stat``):
 pool of one is spinning while another is timed (OpenBLAS's threads keep spinning for about
 0.1 s after each call, OpenMP's too). Medians are reported beside the
 machine: CPU model and instruction set from ``/proc/cpuinfo``, each worker's BLAS (from
-threadpoolctl), NumPy and torch versions.
+threadpoolctl), NumPy and torch versions; and beside every row what the machine's
+neighbours did meanwhile (:class:`Timings`): the share of CPU time the hypervisor took
+(steal), the share other processes used, and the memory bandwidth of one core (a 64 MiB
+copy in the parent before each round). On a shared virtual machine these move the figures
+more than anything else: dfi's kernels are more memory-bound than oneDNN's.
 
 PyTorch is a yardstick only, never a dependency of dfi: its worker runs in any Python that
 has torch and NumPy (``--torch-python``, e.g. a venv with ``pip install torch==2.13.0
@@ -113,7 +117,46 @@ def settle(workers: list[Worker], *, limit: float = 5.0) -> None:
     raise RuntimeError("the workers' threads kept using CPU: is something else running?")
 
 
-def alternate(workers: list[Worker], case: dict, repeats: int, *, warm: int = 0) -> dict[str, dict]:
+def _cpu_jiffies() -> tuple[int, int, int]:
+    """(busy, steal, all) clock ticks of every CPU so far, from ``/proc/stat``."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0, 0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    steal = fields[7] if len(fields) > 7 else 0
+    total = sum(fields[:8])
+    return total - idle - steal, steal, total
+
+
+_probe: list = []
+
+
+def copy_bandwidth() -> float:
+    """GB/s (read + write) of one thread copying 64 MiB, the best of two copies."""
+    import numpy as np
+
+    if not _probe:
+        _probe.extend([np.ones(16 << 20, np.float32), np.zeros(16 << 20, np.float32)])
+    source, target = _probe
+    best = float("inf")
+    for _ in range(2):
+        start = time.perf_counter()
+        np.copyto(target, source)
+        best = min(best, time.perf_counter() - start)
+    return 2 * source.nbytes / best / 1e9
+
+
+class Timings(dict):
+    """{contender: {"median": s, "times": […], "parts": {…}}}, and in ``conditions`` what
+    the machine did meanwhile: ``steal_share`` and ``others_cpu_share`` (of all CPUs' time
+    over the row; the workers' and this process's own CPU time taken out), and the copy
+    bandwidth's median and lowest over the rounds (``copy_gbps``, ``copy_gbps_low``)."""
+
+    conditions: dict
+
+
+def alternate(workers: list[Worker], case: dict, repeats: int, *, warm: int = 0) -> Timings:
     """Each worker prepares ``case`` and runs it once untimed; then ``repeats`` rounds of one
     timed run per worker, in turn, each turn starting after every worker's threads have
     gone quiet (a cold start: what one pass after a pause costs). With ``warm``, each turn
@@ -122,11 +165,22 @@ def alternate(workers: list[Worker], case: dict, repeats: int, *, warm: int = 0)
     for worker in workers:
         worker.ask({"op": "prepare", **case})
     runs = {worker.contender: [] for worker in workers}
+    bandwidth = []
+    own = sum(w.cpu_seconds() for w in workers) + sum(os.times()[:2])
+    busy, steal, total = _cpu_jiffies()
     for _ in range(repeats):
+        settle(workers)
+        bandwidth.append(copy_bandwidth())
         for worker in workers:
             settle(workers)
             runs[worker.contender].append(worker.ask({"op": "run", "warm": warm}))
-    result = {}
+    own = sum(w.cpu_seconds() for w in workers) + sum(os.times()[:2]) - own
+    busy, steal, total = (b - a for a, b in zip((busy, steal, total), _cpu_jiffies()))
+    result = Timings()
+    ticks = os.sysconf("SC_CLK_TCK")
+    result.conditions = {"steal_share": round(steal / total, 3) if total else None,
+                         "others_cpu_share": round(max(busy - own * ticks, 0) / total, 3) if total else None,
+                         "copy_gbps": round(statistics.median(bandwidth), 1), "copy_gbps_low": round(min(bandwidth), 1)}
     for name, answers in runs.items():
         parts = {key: statistics.median(a["parts"][key] for a in answers) for key in answers[0].get("parts", {})}
         result[name] = {"median": statistics.median(a["seconds"] for a in answers),
