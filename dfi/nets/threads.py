@@ -3,9 +3,10 @@ gating, pooling) and their GEMMs split over a pool of threads of dfi's own.
 
 BLAS runs a GEMM on every core, but a NumPy ufunc or copy runs on one: on a 2-core machine
 half the time of a VGG pass was such passes, on one core. NumPy lets go of the GIL inside
-them, so :func:`split` cuts an operation's output and inputs into as many slabs along one
-axis as there are threads and runs one slab per thread: the same arithmetic on the same
-elements, so results are identical to the bit. Splitting only the element-wise passes is
+them, so :func:`split` cuts an operation's output and inputs into slabs along one axis —
+one large job per thread and a few small ones, taken one at a time, so a thread that starts
+late or is preempted holds up little (:func:`_shares`) — and runs them on all the threads:
+the same arithmetic on the same elements, so results are identical to the bit. Splitting only the element-wise passes is
 not enough: OpenBLAS's threads keep spinning for about 0.1 s after each GEMM and take the
 cores those passes would use. So while a kernel runs (:func:`kernel_section`) BLAS is held
 at one thread per call and :func:`matmul` splits each GEMM over dfi's threads instead (a
@@ -28,7 +29,7 @@ import functools
 import itertools
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -42,6 +43,9 @@ MIN_ELEMENTS = 1 << 16
 #: for the ReLU gates of the tile views, whose many small strided pieces cost more: 0.171 →
 #: 0.253 s)
 PIECE_ELEMENTS = 1 << 17
+#: output elements below which a split operation is not cut finer than one job per thread
+#: (:func:`_shares`)
+MIN_JOB_ELEMENTS = 1 << 14
 
 _pool: ThreadPoolExecutor | None = None
 _pool_threads = 0  # the thread count _pool serves (it holds one thread fewer: the caller works too)
@@ -127,17 +131,74 @@ def _bounds(size: int, parts: int) -> list[slice]:
     return [slice(size * k // parts, size * (k + 1) // parts) for k in range(parts)]
 
 
+class _Jobs:
+    """Jobs taken one at a time by whichever thread asks first; the first failure stops the
+    handing out, and :meth:`wait` raises it once no job runs any more."""
+
+    def __init__(self, fn, jobs):
+        self.fn, self.jobs, self.next, self.running, self.error = fn, jobs, 0, 0, None
+        self.lock = threading.Lock()
+        self.idle = threading.Condition(self.lock)
+
+    def work(self) -> None:
+        while True:
+            with self.lock:
+                if self.error is not None or self.next == len(self.jobs):
+                    return
+                job = self.jobs[self.next]
+                self.next += 1
+                self.running += 1
+            try:
+                self.fn(*job)
+            except BaseException as error:  # (kept for the caller: a helper's would be lost)
+                with self.lock:
+                    self.error = self.error or error
+            finally:
+                with self.lock:
+                    self.running -= 1
+                    if not self.running:
+                        self.idle.notify_all()
+
+    def wait(self) -> None:
+        with self.lock:
+            while self.running:
+                self.idle.wait()
+        if self.error is not None:
+            raise self.error
+
+
 def _run(threads: int, fn, jobs) -> None:
-    """``fn(*job)`` for every job: all but the last on the pool, the last (the largest of
-    :func:`_bounds`' slices) on the calling thread, which starts first; then wait for all."""
-    futures = [_executor(threads).submit(fn, *job) for job in jobs[:-1]]
-    try:
-        fn(*jobs[-1])
-    except BaseException:  # no job is left running on the arrays
-        wait(futures)
-        raise
-    for future in futures:
-        future.result()
+    """``fn(*job)`` for every job, taken one at a time by the calling thread and up to
+    ``threads`` − 1 of the pool's; the caller then waits only for the jobs still running.
+    A helper that starts late (woken on a virtual CPU that had halted: 90–200 µs on the
+    build machines) or is preempted costs at most the job it holds: the caller does the
+    rest (see :func:`_shares`)."""
+    if len(jobs) == 1:
+        fn(*jobs[0])
+        return
+    state = _Jobs(fn, jobs)
+    pool = _executor(threads)
+    for _ in range(min(threads, len(jobs)) - 1):
+        pool.submit(state.work)
+    state.work()
+    state.wait()
+
+
+def _shares(size: int, threads: int, elements: int) -> list[slice]:
+    """The jobs of an operation of ``elements`` output elements cut along an axis of
+    ``size``: one per thread of three quarters of an equal share, then the last quarter in
+    two smaller jobs per thread, all taken one at a time. A thread that starts late or is
+    preempted (on a 2-vCPU VM a helper's wake-up takes 90–200 µs and the host may take a
+    vCPU away for milliseconds) then holds up at most the job it has, and there are few jobs
+    (each costs a few µs of Python); an operation too small or too short an axis for that
+    gets ``threads`` equal ones."""
+    if size < 4 * threads or elements < 4 * threads * MIN_JOB_ELEMENTS:
+        return _bounds(size, min(size, threads))
+    big = size * 3 // (4 * threads)
+    cuts = [big * k for k in range(threads + 1)]
+    rest, small = size - cuts[-1], 2 * threads
+    cuts += [cuts[threads] + rest * k // small for k in range(1, small + 1)]
+    return [slice(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
 
 
 def _imbalance(size: int, threads: int) -> float:
@@ -173,7 +234,7 @@ def _in_pieces(op, out, *inputs, skip: int = -1) -> None:
 
 
 def split(op, out, *inputs, axis=0, temporaries: bool = False) -> None:
-    """``op(out, *inputs)`` as slabs along ``axis``, one per thread: ``out`` and every
+    """``op(out, *inputs)`` as slabs along ``axis`` (:func:`_shares`): ``out`` and every
     input are cut the same way along the axis that broadcasts against it (an input of
     size 1 there, or without that axis, such as a scalar, is passed whole). ``axis`` may be a tuple: the one of those axes
     that shares out most evenly is cut (the first of equals). ``op`` may write
@@ -196,7 +257,7 @@ def split(op, out, *inputs, axis=0, temporaries: bool = False) -> None:
         run(out, *inputs)
         return
     jobs = [(_cut(out, out, axis, part.start, part.stop), *(_cut(x, out, axis, part.start, part.stop) for x in inputs))
-            for part in _bounds(size, min(threads, size))]
+            for part in _shares(size, threads, out.size)]
     _run(threads, lambda *job: run(*job, skip=axis), jobs)
 
 
@@ -218,24 +279,14 @@ def each(fn, jobs, *, xp=np) -> None:
         for job in jobs:
             fn(*job)
         return
-    pending, lock, failed = iter(jobs), threading.Lock(), []
 
-    def work() -> None:
+    def alone(*job) -> None:  # (its operations run unsplit: the other threads have jobs of their own)
         _local.alone = True
         try:
-            while not failed:
-                with lock:
-                    job = next(pending, None)
-                if job is None:
-                    return
-                try:
-                    fn(*job)
-                except BaseException:
-                    failed.append(True)  # the other threads take no more jobs
-                    raise
+            fn(*job)
         finally:
             _local.alone = False
-    _run(thread_count(), work, [()] * threads)
+    _run(thread_count(), alone, jobs)
 
 
 def copy(out, source, *, axis=0) -> None:
@@ -297,17 +348,18 @@ def kernel_section(xp):
 
 def matmul(a, b, out) -> None:
     """``out = a @ b`` (NumPy or CuPy), on NumPy split over the threads: a batched product
-    (3-D ``a``) by its batch, a plain one by the longer of ``out``'s two sides (slices of a
-    C-contiguous matrix stay BLAS-ready: no copies)."""
+    (3-D ``a``) by its batch, a plain one by the longer of ``out``'s two sides, in the jobs
+    of :func:`_shares` (slices of a C-contiguous matrix stay BLAS-ready: no copies)."""
     xp = get_array_module(out)
     threads = thread_count()
     if type(out) is not np.ndarray or threads < 2 or out.size < MIN_ELEMENTS or _section["depth"] == 0 or _alone():
         xp.matmul(a, b, out=out)
         return
     if out.ndim == 3:
-        jobs = [(a[part], b[part] if b.ndim == 3 else b, out[part]) for part in _bounds(len(out), threads)]
+        jobs = [(a[part], b[part] if b.ndim == 3 else b, out[part])
+                for part in _shares(len(out), threads, out.size)]
     elif out.shape[1] >= out.shape[0]:
-        jobs = [(a, b[:, part], out[:, part]) for part in _bounds(out.shape[1], threads)]
+        jobs = [(a, b[:, part], out[:, part]) for part in _shares(out.shape[1], threads, out.size)]
     else:
-        jobs = [(a[part], b, out[part]) for part in _bounds(out.shape[0], threads)]
+        jobs = [(a[part], b, out[part]) for part in _shares(out.shape[0], threads, out.size)]
     _run(threads, lambda a, b, out: np.matmul(a, b, out=out), jobs)

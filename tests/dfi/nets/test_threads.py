@@ -209,3 +209,33 @@ def _split_in_child():  # (thread_count and MIN_ELEMENTS as the fixture set them
     with threads.kernel_section(np):
         threads.split(lambda o: o.fill(1), out, axis=0)
     return float(out.sum())
+
+
+def test_the_caller_does_not_wait_for_a_helper_that_has_not_started(two_threads):
+    import threading
+    import time
+
+    release = threading.Event()
+    busy = threads._executor(2).submit(release.wait, 5)  # the pool's one helper is taken
+    try:
+        source = np.arange(64 * 1000, dtype=np.float32).reshape(64, 1000)
+        out = np.empty_like(source)
+        start = time.perf_counter()
+        with threads.kernel_section(np):
+            threads.copy(out, source)  # its jobs: the caller takes them all
+            done_alone = time.perf_counter() - start
+        np.testing.assert_array_equal(out, source)
+        assert not busy.done() and done_alone < 2.0
+    finally:
+        release.set()
+        busy.result()
+
+
+def test_shares_cover_the_axis_in_order_big_jobs_first():
+    for size, elements in ((8, 1 << 20), (34, 1 << 20), (1000, 1 << 22), (7, 1 << 20), (64, 100)):
+        parts = threads._shares(size, 2, elements)
+        assert parts[0].start == 0 and parts[-1].stop == size
+        assert all(a.stop == b.start and a.stop > a.start for a, b in zip(parts, parts[1:]))
+        lengths = [p.stop - p.start for p in parts]
+        assert len(parts) <= 6 and sorted(lengths[:2]) == sorted(lengths)[-2:]
+    assert len(threads._shares(64, 2, 100)) == 2  # too few elements: one job per thread
