@@ -45,7 +45,7 @@ MIN_ELEMENTS = 1 << 16
 PIECE_ELEMENTS = 1 << 17
 #: output elements below which a split operation is not cut finer than one job per thread
 #: (:func:`_shares`)
-MIN_JOB_ELEMENTS = 1 << 14
+MIN_JOB_ELEMENTS = 1 << 16
 
 _pool: ThreadPoolExecutor | None = None
 _pool_threads = 0  # the thread count _pool serves (it holds one thread fewer: the caller works too)
