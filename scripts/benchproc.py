@@ -160,8 +160,10 @@ def alternate(workers: list[Worker], case: dict, repeats: int, *, warm: int = 0)
     """Each worker prepares ``case`` and runs it once untimed; then ``repeats`` rounds of one
     timed run per worker, in turn, each turn starting after every worker's threads have
     gone quiet (a cold start: what one pass after a pause costs). With ``warm``, each turn
-    first runs ``warm`` untimed passes back to back (what the passes of an optimiser cost). Returns {contender: {"median": s, "times": […], …}}, where
-    a worker's answer may add a per-part breakdown (medians of each part's seconds)."""
+    first runs ``warm`` untimed passes back to back (what the passes of an optimiser cost).
+    Returns :class:`Timings`, {contender: {"median": s, "times": […], …}} with the row's
+    conditions, where a worker's answer may add a per-part breakdown (medians of each
+    part's seconds)."""
     for worker in workers:
         worker.ask({"op": "prepare", **case})
     runs = {worker.contender: [] for worker in workers}

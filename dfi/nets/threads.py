@@ -6,8 +6,8 @@ half the time of a VGG pass was such passes, on one core. NumPy lets go of the G
 them, so :func:`split` cuts an operation's output and inputs into slabs along one axis —
 one large job per thread and a few small ones, taken one at a time, so a thread that starts
 late or is preempted holds up little (:func:`_shares`) — and runs them on all the threads:
-the same arithmetic on the same elements, so results are identical to the bit. Splitting only the element-wise passes is
-not enough: OpenBLAS's threads keep spinning for about 0.1 s after each GEMM and take the
+the same arithmetic on the same elements, so results are identical to the bit. Splitting
+only the element-wise passes is not enough: OpenBLAS's threads keep spinning for about 0.1 s after each GEMM and take the
 cores those passes would use. So while a kernel runs (:func:`kernel_section`) BLAS is held
 at one thread per call and :func:`matmul` splits each GEMM over dfi's threads instead (a
 batched GEMM by its batch, a plain one by its longer side), with no thread left spinning.
@@ -236,8 +236,9 @@ def _in_pieces(op, out, *inputs, skip: int = -1) -> None:
 def split(op, out, *inputs, axis=0, temporaries: bool = False) -> None:
     """``op(out, *inputs)`` as slabs along ``axis`` (:func:`_shares`): ``out`` and every
     input are cut the same way along the axis that broadcasts against it (an input of
-    size 1 there, or without that axis, such as a scalar, is passed whole). ``axis`` may be a tuple: the one of those axes
-    that shares out most evenly is cut (the first of equals). ``op`` may write
+    size 1 there, or without that axis, such as a scalar, is passed whole). ``axis`` may be
+    a tuple: the one of those axes that shares out most evenly is cut (the first of
+    equals). ``op`` may write
     only into the slabs it is given (several outputs may be passed as inputs), and each
     element it writes may depend only on the slabs' elements at the same index. Outside a
     :func:`kernel_section` it is one call: BLAS's own threads may be spinning there. With
