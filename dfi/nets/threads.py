@@ -7,8 +7,8 @@ them, so :func:`split` cuts an operation's output and inputs into slabs along on
 one large job per thread and a few small ones, taken one at a time, so a thread that starts
 late or is preempted holds up little (:func:`_shares`) — and runs them on all the threads:
 the same arithmetic on the same elements, so results are identical to the bit. Splitting
-only the element-wise passes is not enough: OpenBLAS's threads keep spinning for about 0.1 s after each GEMM and take the
-cores those passes would use. So while a kernel runs (:func:`kernel_section`) BLAS is held
+only the element-wise passes is not enough: OpenBLAS's threads keep spinning for about
+0.1 s after each GEMM and take the cores those passes would use. So while a kernel runs (:func:`kernel_section`) BLAS is held
 at one thread per call and :func:`matmul` splits each GEMM over dfi's threads instead (a
 batched GEMM by its batch, a plain one by its longer side), with no thread left spinning.
 Independent pieces of work (the bands of a thin convolution, each writing its own rows) go
