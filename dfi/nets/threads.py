@@ -7,15 +7,16 @@ them, so :func:`split` cuts an operation's output and inputs into slabs along on
 one large job per thread and a few small ones, taken one at a time, so a thread that starts
 late or is preempted holds up little (:func:`_shares`) — and runs them on all the threads:
 the same arithmetic on the same elements, so results are identical to the bit. Splitting
-only the element-wise passes is not enough: OpenBLAS's threads keep spinning for about
-0.1 s after each GEMM and take the cores those passes would use. So while a kernel runs (:func:`kernel_section`) BLAS is held
-at one thread per call and :func:`matmul` splits each GEMM over dfi's threads instead (a
-batched GEMM by its batch, a plain one by its longer side), with no thread left spinning.
-Independent pieces of work (the bands of a thin convolution, each writing its own rows) go
-to :func:`each`, which runs them on all the threads at once, whole: one thread's copies then
-overlap the other's products. Small operations, operations outside a kernel section, and
-arrays on a GPU (one kernel launch each), run as one call in the calling thread. VGG's
-convolutions and pooling, the decoders' and the stylizer's passes are sections.
+only the element-wise passes is not enough: OpenBLAS's threads keep spinning for about 0.1
+s after each GEMM and take the cores those passes would use. So while a kernel runs
+(:func:`kernel_section`) BLAS is held at one thread per call and :func:`matmul` splits each
+GEMM over dfi's threads instead (a batched GEMM by its batch, a plain one by its longer
+side), with no thread left spinning. Independent pieces of work (the bands of a thin
+convolution, each writing its own rows) go to :func:`each`, which runs them on all the
+threads at once, whole: one thread's copies then overlap the other's products. Small
+operations, operations outside a kernel section, and arrays on a GPU (one kernel launch
+each), run as one call in the calling thread. VGG's convolutions and pooling, the decoders'
+and the stylizer's passes are sections.
 
 The thread count is the BLAS's: ``DFI_WORKER_THREADS`` (a batch worker's share),
 ``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``, else the cores this process may use. When the
