@@ -18,6 +18,10 @@ pixel wider all round, whose inside is the gradient (a view: no copy). Only the 
 a gradient: the weights are constants. Layers with few channels (the image's 3) run as one
 direct GEMM instead.
 
+On a CPU the tile steps are compiled loops instead (:mod:`dfi.nets.tiles`, Numba): the
+gather and Bᵀ⊗Bᵀ become one pass that reads the maps and writes V, the output transform,
+bias, ReLU and scatter another, and the adjoint's likewise; only the products stay GEMMs.
+
 Maps are channels-last, (N, H, W, C): the tile gathers and scatters then copy whole channel
 vectors, and the batch folds into the GEMMs' long side, so a batch of 6 runs as one pass no
 slower per image than a batch of 1. The scratch matrices live in a :class:`Workspace`
@@ -30,8 +34,12 @@ im2col (nor im2col's 32-bit indexes).
 """
 from __future__ import annotations
 
+import functools
+
 from .. import _compat  # noqa: F401
 from chainer import function_node
+
+import numpy as np
 
 from ..core.backend import get_array_module
 from . import threads
@@ -96,6 +104,27 @@ def _gather_tiles(x, gathered, padded, m: int, shift: int = 1) -> None:
     threads.copy(gathered, _tile_view(xp, padded, m, (0, tiles_h, 0, alpha), (0, tiles_w, 0, alpha)), axis=(3, 0))
 
 
+#: on NumPy, the tile transforms run as :mod:`dfi.nets.tiles`' compiled loops (False: as
+#: the gathers, GEMMs and scatters CuPy runs, the tests' reference)
+COMPILED = True
+
+
+@functools.lru_cache(maxsize=None)
+def _tiles():
+    """:mod:`dfi.nets.tiles`, imported on first use (Numba takes ~0.3 s to load), or None
+    where Numba is not installed (a GPU machine needs it not: CuPy's path is the other)."""
+    try:
+        from . import tiles
+    except ImportError:
+        return None
+    return tiles
+
+
+def _compiled(xp):
+    """The compiled tile transforms for arrays of ``xp``, or None: the NumPy/CuPy steps."""
+    return _tiles() if xp is np and COMPILED else None
+
+
 def _tiling(alpha2: int, batch: int, height: int, width: int):
     """The output tiling of one F(m×m, 3×3) pass: (m, α, tiles down, tiles across, tiles)."""
     m = ALPHA2_TO_M[alpha2]
@@ -113,6 +142,18 @@ def winograd_conv(x, u: Filters, workspace: Workspace, *, bias=None, out=None, v
         height, width = height - 2, width - 2
     alpha2, out_channels, _ = u.shape
     m, alpha, tiles_h, tiles_w, tiles = _tiling(alpha2, batch, height, width)
+    if out is None:
+        out = xp.empty((batch, height, width, out_channels), dtype=xp.float32)
+    compiled = _compiled(xp)
+    if compiled:  # the same steps, each tile transform one pass
+        a_t, b_t = workspace.small(m)
+        transformed = workspace.take(1, (alpha2, tiles, channels), xp)
+        compiled.input_transform(x, b_t, transformed, shift=0 if valid else 1, down=tiles_h, across=tiles_w)
+        products = workspace.take(0, (alpha2, tiles, out_channels), xp)
+        for points, part in u.chunks(transposed=True):
+            threads.matmul(transformed[points], part, products[points])
+        compiled.output_transform(products, a_t, out, bias=bias, relu=bias is not None)
+        return out
     kron_b, kron_a = workspace.kron(m, xp)
     gathered = workspace.take(0, (alpha, alpha, batch, tiles_h, tiles_w, channels), xp)
     padded = workspace.take(1, (batch, m * tiles_h + 2, m * tiles_w + 2, channels), xp)  # (before `transformed`)
@@ -130,8 +171,6 @@ def winograd_conv(x, u: Filters, workspace: Workspace, *, bias=None, out=None, v
     result = workspace.take(1, (m * m, tiles, out_channels), xp)
     threads.matmul(kron_a, products.reshape(len(products), -1), result.reshape(m * m, -1))
     result = result.reshape(m, m, batch, tiles_h, tiles_w, out_channels)
-    if out is None:
-        out = xp.empty((batch, height, width, out_channels), dtype=xp.float32)
     move = threads.copy if bias is None else threads.relu
     for rows, cols in _blocks(height, width, m):  # the output tiles into the maps: at most 4 launches
         move(_tile_view(xp, out, m, rows, cols), result[:rows[3], :cols[3], :, rows[0]:rows[1], cols[0]:cols[1]],
@@ -150,6 +189,18 @@ def winograd_conv_adjoint(gy, u: Filters, workspace: Workspace, *, mask=None, fr
     batch, height, width, out_channels = gy.shape
     alpha2, _, channels = u.shape
     m, alpha, tiles_h, tiles_w, tiles = _tiling(alpha2, batch, height, width)
+    if frame is None:
+        frame = adjoint_frame(xp, m, batch, height, width, channels)
+    compiled = _compiled(xp)
+    if compiled:  # the same steps, each tile transform one pass
+        a_t, b_t = workspace.small(m)
+        grad_products = workspace.take(1, (alpha2, tiles, out_channels), xp)
+        compiled.output_adjoint(gy, a_t, grad_products, mask=mask)
+        grad_transformed = workspace.take(0, (alpha2, tiles, channels), xp)
+        for points, part in u.chunks():
+            threads.matmul(grad_products[points], part, grad_transformed[points])
+        compiled.input_adjoint(grad_transformed, b_t, frame)
+        return frame
     kron_b, kron_a = workspace.kron(m, xp)
     out_tiles = workspace.take(0, (m, m, batch, tiles_h, tiles_w, out_channels), xp)
     rest_h, rest_w = height % m, width % m  # the last partial tiles' elements beyond the maps are 0
@@ -175,8 +226,6 @@ def winograd_conv_adjoint(gy, u: Filters, workspace: Workspace, *, mask=None, fr
     # 0…m−1 and m…m+1 by the same of columns: no two elements of one move land on the same
     # pixel); the first covers all but the frame's last two rows and columns, so it is a
     # copy, those are zeroed, and the other three add
-    if frame is None:
-        frame = adjoint_frame(xp, m, batch, height, width, channels)
     frame[:, m * tiles_h:] = 0
     frame[:, :m * tiles_h, m * tiles_w:] = 0
     for rows in ((0, m), (m, alpha)):

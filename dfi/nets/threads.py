@@ -291,6 +291,25 @@ def each(fn, jobs, *, xp=np) -> None:
     _run(thread_count(), alone, jobs)
 
 
+def ranges(fn, size: int, elements: int, *, alternate: bool = False) -> None:
+    """``fn(start, stop)`` for ranges that cover range(``size``), on all the threads in a
+    :func:`kernel_section` (:func:`_shares`' jobs; ``elements``: the operation's output
+    size), elsewhere as one call ``fn(0, size)``. For compiled loops over an operation's
+    rows or tiles (:mod:`dfi.nets.tiles`). With ``alternate`` (ranges whose writes spill
+    into the next range's first rows, as overlapping tiles summed into a map do), equal
+    ranges run in two rounds, every other one in each, so neighbours never run at once."""
+    threads = thread_count()
+    if threads < 2 or size < 2 or elements < MIN_ELEMENTS or _section["depth"] == 0 or _alone():
+        fn(0, size)
+        return
+    if not alternate:
+        _run(threads, fn, [(part.start, part.stop) for part in _shares(size, threads, elements)])
+        return
+    parts = [(part.start, part.stop) for part in _bounds(size, min(size, 2 * threads))]
+    for first in (0, 1):
+        _run(threads, fn, parts[first::2])
+
+
 def copy(out, source, *, axis=0) -> None:
     """``out[...] = source`` by :func:`split` (NumPy or CuPy)."""
     xp = get_array_module(out)

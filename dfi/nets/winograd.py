@@ -151,6 +151,13 @@ class Workspace:
                                  xp.asarray(np.kron(a_t, a_t).astype(np.float32)))
         return self._kron[m, xp]
 
+    def small(self, m: int):
+        """(Aᵀ (m, α), Bᵀ (α, α)) as float32 NumPy arrays, for :mod:`dfi.nets.tiles`."""
+        if (m, "small") not in self._kron:
+            a_t, _, b_t = winograd_matrices(m)
+            self._kron[m, "small"] = (a_t.astype(np.float32), b_t.astype(np.float32))
+        return self._kron[m, "small"]
+
     def kron_bias(self, m: int, xp):
         """Aᵀ⊗Aᵀ with a column of ones appended (m², α² + 1): the output transform of
         products whose last row is the bias."""

@@ -233,3 +233,36 @@ def test_max_pooling_gives_a_tie_to_the_first_of_the_equal_inputs(window):
     expected[int(np.argmax(window))] = 3.0
     assert y.array.item() == max(window) and x.grad.ravel().tolist() == expected
 
+
+
+@pytest.mark.parametrize("m", [2, 4, 6])
+def test_the_compiled_tile_transforms_compute_what_the_gemm_steps_do(m, monkeypatch):
+    """dfi.nets.tiles (one pass per transform, on both threads) against the gathers, GEMMs
+    and scatters CuPy runs: forward with and without bias, valid mode, the gated adjoint,
+    partial last tiles, two images (the adjoint's overlapping tiles summed by alternate
+    rounds of tile rows)."""
+    from dfi.nets import threads
+
+    monkeypatch.setattr(threads, "thread_count", lambda: 2)
+    monkeypatch.setattr(threads, "MIN_ELEMENTS", 1)
+    rng = np.random.default_rng(m)
+    x = rng.normal(size=(2, 13, 11, 20)).astype(np.float32)
+    layer = Conv3x3(rng.normal(size=(17, 20, 3, 3)).astype(np.float32), rng.normal(size=17).astype(np.float32))
+    gy = rng.normal(size=(2, 13, 11, 17)).astype(np.float32)
+    gate = np.maximum(rng.normal(size=gy.shape), 0).astype(np.float32)
+    u = winograd.Filters(layer, m, layer.transform(m))
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+
+    def run():
+        with threads.kernel_section(np):
+            return (conv.winograd_conv(x, u, Workspace(), bias=layer.bias), conv.winograd_conv(x, u, Workspace()),
+                    conv.winograd_conv(padded, u, Workspace(), valid=True),
+                    conv.winograd_conv_adjoint(gy, u, Workspace(), mask=gate),
+                    conv.winograd_conv_adjoint(gy, u, Workspace())[:, 1:14, 1:12])
+    compiled = run()
+    monkeypatch.setattr(conv, "COMPILED", False)
+    reference = run()
+    assert conv._compiled(np) is None and not (compiled[0] == reference[0]).all()  # (two paths ran)
+    for got, want in zip(compiled, reference):
+        assert got.shape == want.shape and _relative(got, want) < 1e-5
+    np.testing.assert_allclose(compiled[0], np.maximum(compiled[1] + layer.bias, 0), rtol=1e-5, atol=1e-5)

@@ -239,3 +239,33 @@ def test_shares_cover_the_axis_in_order_big_jobs_first():
         lengths = [p.stop - p.start for p in parts]
         assert len(parts) <= 6 and sorted(lengths[:2]) == sorted(lengths)[-2:]
     assert len(threads._shares(64, 2, 100)) == 2  # too few elements: one job per thread
+
+
+def test_ranges_cover_the_rows_and_alternate_rounds_never_run_neighbours_at_once(two_threads):
+    import threading
+    import time
+
+    seen, running, overlaps = [], set(), []
+    lock = threading.Lock()
+
+    def job(start, stop):
+        with lock:
+            seen.append((start, stop))
+            overlaps.extend((start, stop, other) for other in running
+                            if other[1] == start or other[0] == stop)  # a neighbour running now
+            running.add((start, stop))
+        time.sleep(0.01)
+        with lock:
+            running.discard((start, stop))
+
+    threads.ranges(job, 40, 10 ** 6)  # outside a section: one call
+    assert seen == [(0, 40)]
+    for alternate in (False, True):
+        seen.clear()
+        overlaps.clear()
+        with threads.kernel_section(np):
+            threads.ranges(job, 40, 10 ** 6, alternate=alternate)
+        covered = sorted(seen)
+        assert covered[0][0] == 0 and covered[-1][1] == 40 and all(a[1] == b[0] for a, b in zip(covered, covered[1:]))
+        assert len(seen) > 2
+    assert not overlaps  # (in the alternate rounds)
