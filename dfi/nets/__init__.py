@@ -7,6 +7,7 @@ their file formats — TensorFlow V1 checkpoints, torch state dicts — read wit
 framework) and the feature decoders (one builder from an architecture record: DFI's
 multi-layer decoder, AdaIN's; trained with a graph, run on the same kernels).
 
-May import: ``dfi.core``, ``dfi._compat``, ``data_tools.download``, Numba (:mod:`dfi.nets.tiles`). Must never import a
-pipeline (``dfi.edit``, ``dfi.style``) or ``dfi.cli``.
+May import: ``dfi.core``, ``dfi._compat``, ``data_tools.download``, Numba (only
+:mod:`dfi.nets.compiled`). Must never import a pipeline (``dfi.edit``, ``dfi.style``) or
+``dfi.cli``.
 """

@@ -18,7 +18,7 @@ pixel wider all round, whose inside is the gradient (a view: no copy). Only the 
 a gradient: the weights are constants. Layers with few channels (the image's 3) run as one
 direct GEMM instead.
 
-On a CPU the tile steps are compiled loops instead (:mod:`dfi.nets.tiles`, Numba): the
+On a CPU the tile steps are compiled loops instead (:mod:`dfi.nets.compiled`, Numba): the
 gather and Bᵀ⊗Bᵀ become one pass that reads the maps and writes V, the output transform,
 bias, ReLU and scatter another, and the adjoint's likewise; only the products stay GEMMs.
 
@@ -34,12 +34,8 @@ im2col (nor im2col's 32-bit indexes).
 """
 from __future__ import annotations
 
-import functools
-
 from .. import _compat  # noqa: F401
 from chainer import function_node
-
-import numpy as np
 
 from ..core.backend import get_array_module
 from . import threads
@@ -104,27 +100,6 @@ def _gather_tiles(x, gathered, padded, m: int, shift: int = 1) -> None:
     threads.copy(gathered, _tile_view(xp, padded, m, (0, tiles_h, 0, alpha), (0, tiles_w, 0, alpha)), axis=(3, 0))
 
 
-#: on NumPy, the tile transforms run as :mod:`dfi.nets.tiles`' compiled loops (False: as
-#: the gathers, GEMMs and scatters CuPy runs, the tests' reference)
-COMPILED = True
-
-
-@functools.lru_cache(maxsize=None)
-def _tiles():
-    """:mod:`dfi.nets.tiles`, imported on first use (Numba takes ~0.3 s to load), or None
-    where Numba is not installed (a GPU machine needs it not: CuPy's path is the other)."""
-    try:
-        from . import tiles
-    except ImportError:
-        return None
-    return tiles
-
-
-def _compiled(xp):
-    """The compiled tile transforms for arrays of ``xp``, or None: the NumPy/CuPy steps."""
-    return _tiles() if xp is np and COMPILED else None
-
-
 def _tiling(alpha2: int, batch: int, height: int, width: int):
     """The output tiling of one F(m×m, 3×3) pass: (m, α, tiles down, tiles across, tiles)."""
     m = ALPHA2_TO_M[alpha2]
@@ -144,7 +119,7 @@ def winograd_conv(x, u: Filters, workspace: Workspace, *, bias=None, out=None, v
     m, alpha, tiles_h, tiles_w, tiles = _tiling(alpha2, batch, height, width)
     if out is None:
         out = xp.empty((batch, height, width, out_channels), dtype=xp.float32)
-    compiled = _compiled(xp)
+    compiled = threads.compiled(xp)
     if compiled:  # the same steps, each tile transform one pass
         a_t, b_t = workspace.small(m)
         transformed = workspace.take(1, (alpha2, tiles, channels), xp)
@@ -191,7 +166,7 @@ def winograd_conv_adjoint(gy, u: Filters, workspace: Workspace, *, mask=None, fr
     m, alpha, tiles_h, tiles_w, tiles = _tiling(alpha2, batch, height, width)
     if frame is None:
         frame = adjoint_frame(xp, m, batch, height, width, channels)
-    compiled = _compiled(xp)
+    compiled = threads.compiled(xp)
     if compiled:  # the same steps, each tile transform one pass
         a_t, b_t = workspace.small(m)
         grad_products = workspace.take(1, (alpha2, tiles, out_channels), xp)

@@ -1,5 +1,6 @@
 """2×2 / stride 2 pooling of channels-last maps (N, H, W, C) as Chainer functions, without
-im2col: four strided views of each window, NumPy/CuPy alike."""
+im2col: four strided views of each window, NumPy/CuPy alike; on a CPU max pooling's
+forward and backward are one compiled pass each (:mod:`dfi.nets.compiled`)."""
 from __future__ import annotations
 
 import numpy as np
@@ -71,7 +72,13 @@ class Pool2x2(function_node.FunctionNode):
         if self.kind == "max":
             self.retain_inputs((0,))
             self.retain_outputs((0,))
-            with threads.kernel_section(get_array_module(x)):
+            xp = get_array_module(x)
+            with threads.kernel_section(xp):
+                compiled = threads.compiled(xp)
+                if compiled:
+                    y = xp.empty((x.shape[0], -(-x.shape[1] // 2), -(-x.shape[2] // 2), x.shape[3]), dtype=xp.float32)
+                    compiled.max_pool(x, y)
+                    return y,
                 return _window_max(_windows(x, -np.inf)),
         a, b, c, d = _windows(x, None)
         return (a + b + c + d) * np.float32(0.25),
@@ -101,6 +108,12 @@ class Pool2x2Grad(function_node.FunctionNode):
                 xp.multiply(gy, np.float32(0.25), out=gx[:, r:rows:2, s:cols:2])
             return gx[:, :height, :width],
         x, y, _ = inputs
+        compiled = threads.compiled(xp)
+        if compiled:
+            gx = xp.empty(self.shape, dtype=xp.float32)
+            with threads.kernel_section(xp):
+                compiled.max_pool_grad(x, y, gy, gx)
+            return gx,
         gx = xp.empty(shape, dtype=xp.float32)  # (its four strided views cover all of it)
         corners = [gx[:, r::2, s::2] for r, s in corners]
         with threads.kernel_section(xp):

@@ -295,7 +295,7 @@ def ranges(fn, size: int, elements: int, *, alternate: bool = False) -> None:
     """``fn(start, stop)`` for ranges that cover range(``size``), on all the threads in a
     :func:`kernel_section` (:func:`_shares`' jobs; ``elements``: the operation's output
     size), elsewhere as one call ``fn(0, size)``. For compiled loops over an operation's
-    rows or tiles (:mod:`dfi.nets.tiles`). With ``alternate`` (ranges whose writes spill
+    rows or tiles (:mod:`dfi.nets.compiled`). With ``alternate`` (ranges whose writes spill
     into the next range's first rows, as overlapping tiles summed into a map do), equal
     ranges run in two rounds, every other one in each, so neighbours never run at once."""
     threads = thread_count()
@@ -320,6 +320,27 @@ def relu(out, source, *, axis=0) -> None:
     """``out = max(source, 0)`` by :func:`split` (NumPy or CuPy)."""
     xp = get_array_module(out)
     split(lambda o, s: xp.maximum(s, 0, out=o), out, source, axis=axis)
+
+
+#: on NumPy the kernels' element-wise steps run as :mod:`dfi.nets.compiled`'s loops where
+#: Numba is installed (False: as NumPy calls, the steps CuPy runs; the tests' reference)
+COMPILED = True
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_module():
+    try:
+        from . import compiled
+    except ImportError:  # (a GPU machine needs no Numba: CuPy runs the other steps)
+        return None
+    return compiled
+
+
+def compiled(xp):
+    """:mod:`dfi.nets.compiled` for arrays of ``xp`` — NumPy, where Numba is installed and
+    :data:`COMPILED` — else None: the NumPy/CuPy steps. Imported on first use (Numba
+    takes ~0.3 s to load)."""
+    return _compiled_module() if xp is np and COMPILED else None
 
 
 def _blas_libraries() -> list:

@@ -152,7 +152,7 @@ class Workspace:
         return self._kron[m, xp]
 
     def small(self, m: int):
-        """(Aᵀ (m, α), Bᵀ (α, α)) as float32 NumPy arrays, for :mod:`dfi.nets.tiles`."""
+        """(Aᵀ (m, α), Bᵀ (α, α)) as float32 NumPy arrays, for :mod:`dfi.nets.compiled`."""
         if (m, "small") not in self._kron:
             a_t, _, b_t = winograd_matrices(m)
             self._kron[m, "small"] = (a_t.astype(np.float32), b_t.astype(np.float32))

@@ -237,7 +237,7 @@ def test_max_pooling_gives_a_tie_to_the_first_of_the_equal_inputs(window):
 
 @pytest.mark.parametrize("m", [2, 4, 6])
 def test_the_compiled_tile_transforms_compute_what_the_gemm_steps_do(m, monkeypatch):
-    """dfi.nets.tiles (one pass per transform, on both threads) against the gathers, GEMMs
+    """dfi.nets.compiled (one pass per transform, on both threads) against the gathers, GEMMs
     and scatters CuPy runs: forward with and without bias, valid mode, the gated adjoint,
     partial last tiles, two images (the adjoint's overlapping tiles summed by alternate
     rounds of tile rows)."""
@@ -260,9 +260,34 @@ def test_the_compiled_tile_transforms_compute_what_the_gemm_steps_do(m, monkeypa
                     conv.winograd_conv_adjoint(gy, u, Workspace(), mask=gate),
                     conv.winograd_conv_adjoint(gy, u, Workspace())[:, 1:14, 1:12])
     compiled = run()
-    monkeypatch.setattr(conv, "COMPILED", False)
+    monkeypatch.setattr(threads, "COMPILED", False)
     reference = run()
-    assert conv._compiled(np) is None and not (compiled[0] == reference[0]).all()  # (two paths ran)
+    assert threads.compiled(np) is None and not (compiled[0] == reference[0]).all()  # (two paths ran)
     for got, want in zip(compiled, reference):
         assert got.shape == want.shape and _relative(got, want) < 1e-5
     np.testing.assert_allclose(compiled[0], np.maximum(compiled[1] + layer.bias, 0), rtol=1e-5, atol=1e-5)
+
+
+def test_compiled_max_pooling_equals_the_numpy_steps_with_ties_nans_and_odd_sizes(monkeypatch):
+    from dfi.nets import threads
+
+    monkeypatch.setattr(threads, "thread_count", lambda: 2)
+    monkeypatch.setattr(threads, "MIN_ELEMENTS", 1)
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 3, size=(2, 9, 7, 5)).astype(np.float32)  # many ties in each window
+    x[0, 2, 3, 1] = np.nan
+    gy = rng.normal(size=(2, 5, 4, 5)).astype(np.float32)
+
+    def run():
+        v = chainer.Variable(x)
+        y = pool2x2(v)
+        y.grad = gy
+        y.backward()
+        return y.array, v.grad
+
+    compiled = run()
+    monkeypatch.setattr(threads, "COMPILED", False)
+    reference = run()
+    for got, want in zip(compiled, reference):
+        np.testing.assert_array_equal(got, want)
+    assert np.isnan(compiled[0][0, 1, 1, 1]) and compiled[1][0, 2, 3, 1] == 0

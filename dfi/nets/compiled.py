@@ -1,18 +1,21 @@
-"""The Winograd convolution's tile transforms on a CPU as compiled loops (Numba): each
-reads its input once and writes its output once, where the NumPy steps need a padded copy,
-a strided gather, a GEMM by Bᵀ⊗Bᵀ (α⁴ multiplies per tile and channel, against 2α³ for the
-two small products done here, fewer still as Bᵀ's zeros are skipped) and a scatter, each a
-pass over memory. Measured on one core at 200² × 64 channels, F(6): the input transform 9.0
-→ 5.0 ms, the output transform with bias and ReLU 6.8 → 4.0 ms (BENCHMARKS.md, issue 26).
+"""The kernels' loops compiled for a CPU (Numba): the Winograd tile transforms and max
+pooling, each one pass that reads its inputs once and writes its output once.
 
-Maps are channels-last, so each step of a tile runs along the channels, which the compiler
-vectorises (indexed from 0 in whole arrays: views or offsets inside the loops cost 2–3×).
-The threads take ranges of tiles (:func:`dfi.nets.threads.ranges`); the adjoint's
-overlapping tiles, summed into one frame, take ranges of tile rows in two alternate rounds,
-so no two threads ever add to the same pixel. Tiles are numbered image by image, row by
-row: tile ``t`` is image ``t // (down·across)``, row ``t // across % down``, column ``t %
-across``, as :mod:`dfi.nets.conv`'s (α², tiles, C) matrices order them. Only float32 NumPy
-arrays come here; CuPy's path is :mod:`dfi.nets.conv`'s own (one launch per step).
+The tile transforms replace the NumPy steps' padded copy, strided gather, GEMM by Bᵀ⊗Bᵀ
+(α⁴ multiplies per tile and channel, against 2α³ for the two small products here, fewer
+still as Bᵀ's zeros are skipped) and scatter, each a pass over memory. Measured on one core
+at 200² × 64 channels, F(6): the input transform 9.0 → 5.0 ms, the output transform with
+bias and ReLU 6.8 → 4.0 ms (BENCHMARKS.md, issue 26). Max pooling's backward finds each
+window's winner in the same pass that routes its gradient (NumPy: thirteen passes).
+
+Maps are channels-last, so each step runs along the channels, which the compiler vectorises
+(indexed from 0 in whole arrays: views or offsets inside the loops cost 2–3×). The threads
+take ranges of tiles or rows (:func:`dfi.nets.threads.ranges`); the adjoint's overlapping
+tiles, summed into one frame, take ranges of tile rows in two alternate rounds, so no two
+threads ever add to the same pixel. Tiles are numbered image by image, row by row: tile
+``t`` is image ``t // (down·across)``, row ``t // across % down``, column ``t % across``,
+as :mod:`dfi.nets.conv`'s (α², tiles, C) matrices order them. Only float32 NumPy arrays
+come here; CuPy's path is :mod:`dfi.nets.conv`'s and :mod:`dfi.nets.pool`'s own.
 """
 from __future__ import annotations
 
@@ -105,8 +108,9 @@ def _output_tiles(products, a_t, bias, relu, out, down, across, t0, t1):  # prag
 
 
 @numba.njit(**_JIT)
-def _output_adjoint(gy, mask, gated, a_t, out, down, across, t0, t1):  # pragma: no cover
-    batch, height, width, channels = gy.shape
+def _output_adjoint(gy, steps, mask, gated, a_t, out, down, across, t0, t1):  # pragma: no cover
+    batch, height, width, channels = mask.shape
+    step_n, step_y, step_x = steps
     m, alpha = a_t.shape
     g = np.empty((m, m, channels), np.float32)
     rows = np.empty((alpha, m, channels), np.float32)
@@ -116,12 +120,13 @@ def _output_adjoint(gy, mask, gated, a_t, out, down, across, t0, t1):  # pragma:
             for b in range(m):
                 yy, xx = m * ty + a, m * tx + b
                 if yy < height and xx < width:
+                    pixel = n * step_n + yy * step_y + xx * step_x
                     if gated:
                         for c in range(channels):
-                            g[a, b, c] = gy[n, yy, xx, c] if mask[n, yy, xx, c] > 0.0 else 0.0
+                            g[a, b, c] = gy[pixel, c] if mask[n, yy, xx, c] > 0.0 else 0.0
                     else:
                         for c in range(channels):
-                            g[a, b, c] = gy[n, yy, xx, c]
+                            g[a, b, c] = gy[pixel, c]
                 else:
                     for c in range(channels):
                         g[a, b, c] = 0.0
@@ -176,6 +181,20 @@ def _input_adjoint(grads, b_t, frame, down, across, r0, r1):  # pragma: no cover
                             frame[n, yy, xx, c] += b * rows[r, l, c]
 
 
+def _pixels(maps):
+    """Channels-last ``maps`` (N, H, W, C) as rows of C contiguous values, (pixels, C), and
+    the rows' steps per image, row and column: the inside of a frame (a gradient from
+    :func:`input_adjoint`) is then read in place, as a C-contiguous array — a strided view
+    would compile to loops that do not vectorise (4× slower in a pass). Maps whose strides
+    are not whole pixels are copied first."""
+    size, channels = maps.itemsize, maps.shape[-1]
+    if maps.strides[-1] != size or any(s % (size * channels) for s in maps.strides[:3]) or min(maps.strides) < 0:
+        maps = np.ascontiguousarray(maps)
+    steps = tuple(s // (size * channels) for s in maps.strides[:3])
+    rows = 1 + sum((d - 1) * s for d, s in zip(maps.shape[:3], steps))
+    return np.lib.stride_tricks.as_strided(maps, shape=(rows, channels), strides=(size * channels, size)), steps
+
+
 def _f32(matrix) -> np.ndarray:
     return np.ascontiguousarray(matrix, dtype=np.float32)
 
@@ -209,8 +228,9 @@ def output_adjoint(gy, a_t, out, *, mask=None) -> None:
     m = a_t.shape[0]
     down, across = -(-height // m), -(-width // m)
     a_t = _f32(a_t)
+    pixels, steps = _pixels(gy)
     gate = gy if mask is None else mask
-    threads.ranges(lambda t0, t1: _output_adjoint(gy, gate, mask is not None, a_t, out, down, across, t0, t1),
+    threads.ranges(lambda t0, t1: _output_adjoint(pixels, steps, gate, mask is not None, a_t, out, down, across, t0, t1),
                    out.shape[1], out.size)
 
 
@@ -225,3 +245,56 @@ def input_adjoint(grads, b_t, frame) -> None:
     threads.split(lambda part: part.fill(0), frame, axis=(0, 1))
     threads.ranges(lambda r0, r1: _input_adjoint(grads, b_t, frame, down, across, r0, r1), batch * down,
                    grads.size, alternate=True)
+
+
+@numba.njit(**_JIT)
+def _max_pool(x, y, r0, r1):  # pragma: no cover (compiled)
+    batch, height, width, channels = x.shape
+    rows, cols = y.shape[1:3]
+    for k in range(r0, r1):  # pooled rows of the whole batch
+        n, i = k // rows, k % rows
+        for j in range(cols):
+            for c in range(channels):
+                y[n, i, j, c] = x[n, 2 * i, 2 * j, c]
+            for r in range(2):
+                for s in range(2):
+                    if (r or s) and 2 * i + r < height and 2 * j + s < width:
+                        for c in range(channels):
+                            v = x[n, 2 * i + r, 2 * j + s, c]
+                            # (NumPy's maximum: NaN wins)
+                            y[n, i, j, c] = v if v > y[n, i, j, c] or v != v else y[n, i, j, c]
+
+
+@numba.njit(**_JIT)
+def _max_pool_grad(x, y, gy, steps, gx, r0, r1):  # pragma: no cover
+    batch, height, width, channels = x.shape
+    step_n, step_y, step_x = steps
+    rows, cols = y.shape[1:3]
+    taken = np.empty(channels, np.bool_)  # the window's gradient given out already
+    for k in range(r0, r1):
+        n, i = k // rows, k % rows
+        for j in range(cols):
+            pixel = n * step_n + i * step_y + j * step_x
+            for c in range(channels):
+                taken[c] = False
+            for r in range(2):
+                for s in range(2):
+                    yy, xx = 2 * i + r, 2 * j + s
+                    if yy < height and xx < width:  # the first input equal to the maximum wins
+                        for c in range(channels):
+                            wins = x[n, yy, xx, c] == y[n, i, j, c] and not taken[c]
+                            gx[n, yy, xx, c] = gy[pixel, c] if wins else 0.0
+                            taken[c] = taken[c] or wins
+
+
+def max_pool(x, y) -> None:
+    """``y`` (N, ⌈H/2⌉, ⌈W/2⌉, C) = the maximum of each 2 × 2 window of ``x`` (N, H, W, C);
+    an odd last row or column is pooled on its own (ceil mode)."""
+    threads.ranges(lambda r0, r1: _max_pool(x, y, r0, r1), y.shape[0] * y.shape[1], y.size)
+
+
+def max_pool_grad(x, y, gy, gx) -> None:
+    """``gx`` (as ``x``): each window's gradient ``gy`` at the first of its inputs that
+    equals its maximum ``y``, 0 elsewhere."""
+    pixels, steps = _pixels(gy)
+    threads.ranges(lambda r0, r1: _max_pool_grad(x, y, pixels, steps, gx, r0, r1), y.shape[0] * y.shape[1], x.size)
