@@ -39,7 +39,8 @@ WORKER = Path(__file__).with_name("bench_worker.py")
 #: of whoever runs next
 QUIET = 0.05
 ISA_ENV = {"avx2": {"OPENBLAS_CORETYPE": "Haswell", "ONEDNN_MAX_CPU_ISA": "AVX2",
-                    "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}}
+                    "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+                    "NUMBA_CPU_NAME": "haswell"}}  # (dfi's compiled loops: Numba's target CPU)
 
 
 def cpu() -> dict:
