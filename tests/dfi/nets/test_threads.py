@@ -269,3 +269,17 @@ def test_ranges_cover_the_rows_and_alternate_rounds_never_run_neighbours_at_once
         assert covered[0][0] == 0 and covered[-1][1] == 40 and all(a[1] == b[0] for a, b in zip(covered, covered[1:]))
         assert len(seen) > 2
     assert not overlaps  # (in the alternate rounds)
+
+
+def test_without_numba_the_kernels_take_the_numpy_steps(monkeypatch):
+    import sys
+
+    monkeypatch.delitem(sys.modules, "dfi.nets.compiled", raising=False)
+    monkeypatch.setitem(sys.modules, "numba", None)  # (import numba then fails)
+    threads._compiled_module.cache_clear()
+    try:
+        assert threads.compiled(np) is None
+    finally:
+        threads._compiled_module.cache_clear()
+    monkeypatch.undo()
+    assert threads.compiled(np) is not None and threads.compiled(object()) is None
