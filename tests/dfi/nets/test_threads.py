@@ -274,7 +274,10 @@ def test_ranges_cover_the_rows_and_alternate_rounds_never_run_neighbours_at_once
 def test_without_numba_the_kernels_take_the_numpy_steps(monkeypatch):
     import sys
 
+    import dfi.nets
+
     monkeypatch.delitem(sys.modules, "dfi.nets.compiled", raising=False)
+    monkeypatch.delattr(dfi.nets, "compiled", raising=False)
     monkeypatch.setitem(sys.modules, "numba", None)  # (import numba then fails)
     threads._compiled_module.cache_clear()
     try:
