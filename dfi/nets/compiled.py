@@ -153,13 +153,32 @@ def _output_adjoint(gy, steps, mask, gated, a_t, out, down, across, t0, t1):  # 
 
 
 @numba.njit(**_JIT)
-def _input_adjoint(grads, b_t, frame, down, across, r0, r1):  # pragma: no cover
+def _zero_rows(frame, n, start, stop):  # pragma: no cover
+    for yy in range(start, stop):
+        for xx in range(frame.shape[2]):
+            for c in range(frame.shape[3]):
+                frame[n, yy, xx, c] = 0.0
+
+
+@numba.njit(**_JIT)
+def _input_adjoint(grads, b_t, frame, down, across, r0, r1, zero_first, zero_next):  # pragma: no cover
     channels = frame.shape[3]
     alpha = b_t.shape[0]
     m = alpha - 2
     rows = np.empty((alpha, alpha, channels), np.float32)
     for t in range(r0 * across, r1 * across):  # tile rows r0…r1 − 1 of the whole batch
         n, ty, tx = t // (down * across), t // across % down, t % across
+        if tx == 0:  # a tile row's frame rows are zeroed as it starts, each once: rows
+            # m·ty…m·ty + m − 1 are its own, the first two of them zeroed by the row above
+            # (which adds to them; zero_first: it has not run yet; none in the first), the
+            # last row's two more rows too; zero_next: the next row's first two, whose
+            # range runs later
+            last = t // across == r1 - 1
+            _zero_rows(frame, n, m * ty + (0 if ty == 0 or t // across == r0 and zero_first else 2), m * ty + m)
+            if ty == down - 1:
+                _zero_rows(frame, n, m * down, m * down + 2)
+            elif not last or zero_next:
+                _zero_rows(frame, n, m * ty + m, m * ty + m + 2)
         for r in range(alpha):  # rows = B dV
             for l in range(alpha):
                 for c in range(channels):
@@ -236,15 +255,17 @@ def output_adjoint(gy, a_t, out, *, mask=None) -> None:
 
 def input_adjoint(grads, b_t, frame) -> None:
     """The adjoint of :func:`input_transform` (shift 1) summed into ``frame`` (N, m·down + 2,
-    m·across + 2, C), which it overwrites: each tile's B dV Bᵀ added at its place, so the
-    frame's inside ``[:, 1:H + 1, 1:W + 1]`` is the input gradient."""
+    m·across + 2, C), which it overwrites (each row zeroed just before the first tile adds to
+    it, in cache): each tile's B dV Bᵀ added at its place, so the frame's inside ``[:, 1:H +
+    1, 1:W + 1]`` is the input gradient."""
     batch, rows, cols, channels = frame.shape
     m = len(b_t) - 2
     b_t = _f32(b_t)
     down, across = (rows - 2) // m, (cols - 2) // m
-    threads.split(lambda part: part.fill(0), frame, axis=(0, 1))
-    threads.ranges(lambda r0, r1: _input_adjoint(grads, b_t, frame, down, across, r0, r1), batch * down,
-                   grads.size, alternate=True)
+
+    def job(r0, r1, round_):  # (round 1 zeroes the first rows of round 2's ranges; 0: one call)
+        _input_adjoint(grads, b_t, frame, down, across, r0, r1, round_ != 2, round_ == 1)
+    threads.ranges(job, batch * down, grads.size, alternate=True)
 
 
 @numba.njit(**_JIT)

@@ -297,17 +297,18 @@ def ranges(fn, size: int, elements: int, *, alternate: bool = False) -> None:
     size), elsewhere as one call ``fn(0, size)``. For compiled loops over an operation's
     rows or tiles (:mod:`dfi.nets.compiled`). With ``alternate`` (ranges whose writes spill
     into the next range's first rows, as overlapping tiles summed into a map do), equal
-    ranges run in two rounds, every other one in each, so neighbours never run at once."""
+    ranges run in two rounds, every other one in each, so neighbours never run at once, and
+    ``fn`` is told the round: ``fn(start, stop, round)``, 1 or 2 (0: the only call)."""
     threads = thread_count()
     if threads < 2 or size < 2 or elements < MIN_ELEMENTS or _section["depth"] == 0 or _alone():
-        fn(0, size)
+        fn(0, size, 0) if alternate else fn(0, size)
         return
     if not alternate:
         _run(threads, fn, [(part.start, part.stop) for part in _shares(size, threads, elements)])
         return
     parts = [(part.start, part.stop) for part in _bounds(size, min(size, 2 * threads))]
-    for first in (0, 1):
-        _run(threads, fn, parts[first::2])
+    for round_ in (1, 2):
+        _run(threads, fn, [(*part, round_) for part in parts[round_ - 1::2]])
 
 
 def copy(out, source, *, axis=0) -> None:

@@ -240,7 +240,7 @@ def test_the_compiled_tile_transforms_compute_what_the_gemm_steps_do(m, monkeypa
     """dfi.nets.compiled (one pass per transform, on both threads) against the gathers, GEMMs
     and scatters CuPy runs: forward with and without bias, valid mode, the gated adjoint,
     partial last tiles, two images (the adjoint's overlapping tiles summed by alternate
-    rounds of tile rows)."""
+    rounds of tile rows into a frame of NaN, each row zeroed once before it is added to)."""
     from dfi.nets import threads
 
     monkeypatch.setattr(threads, "thread_count", lambda: 2)
@@ -257,7 +257,8 @@ def test_the_compiled_tile_transforms_compute_what_the_gemm_steps_do(m, monkeypa
         with threads.kernel_section(np):
             return (conv.winograd_conv(x, u, Workspace(), bias=layer.bias), conv.winograd_conv(x, u, Workspace()),
                     conv.winograd_conv(padded, u, Workspace(), valid=True),
-                    conv.winograd_conv_adjoint(gy, u, Workspace(), mask=gate),
+                    conv.winograd_conv_adjoint(gy, u, Workspace(), mask=gate, frame=np.full(  # (overwritten)
+                        conv.adjoint_frame(np, m, 2, 13, 11, 20).shape, np.nan, np.float32)),
                     conv.winograd_conv_adjoint(gy, u, Workspace())[:, 1:14, 1:12])
     compiled = run()
     monkeypatch.setattr(threads, "COMPILED", False)

@@ -248,7 +248,7 @@ def test_ranges_cover_the_rows_and_alternate_rounds_never_run_neighbours_at_once
     seen, running, overlaps = [], set(), []
     lock = threading.Lock()
 
-    def job(start, stop):
+    def job(start, stop, *round_):
         with lock:
             seen.append((start, stop))
             overlaps.extend((start, stop, other) for other in running
