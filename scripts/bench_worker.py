@@ -106,10 +106,13 @@ class LayerClock:
 
 
 class GemmClock:
-    """Adds up the wall seconds of dfi's GEMMs: batched (3-D, the Winograd products) and
-    plain (2-D: the tile transforms; for the image's layer, the direct convolution). It
-    wraps ``dfi.nets.threads.matmul``, which splits each GEMM over the threads (an older
-    checkout without it: ``numpy.matmul``)."""
+    """Adds up the wall seconds of dfi's GEMMs — batched (3-D, the Winograd products) and
+    plain (2-D: the NumPy steps' tile transforms; for the image's layer, the direct
+    convolution) — and of its compiled tile transforms (``dfi.nets.compiled``, where the
+    checkout has it and Numba is installed). It wraps ``dfi.nets.threads.matmul``, which
+    splits each GEMM over the threads (an older checkout without it: ``numpy.matmul``)."""
+
+    COMPILED = ("input_transform", "output_transform", "output_adjoint", "input_adjoint")
 
     def __init__(self):
         try:
@@ -117,8 +120,14 @@ class GemmClock:
             self.module, self.name = threads, "matmul"
         except ImportError:
             self.module, self.name = np, "matmul"
+        try:
+            from dfi.nets import compiled
+        except ImportError:
+            compiled = None
+        self.compiled = compiled
         self.original = getattr(self.module, self.name)
-        self.parts = {"gemm_products": 0.0, "gemm_transforms": 0.0}
+        self.originals = {name: getattr(compiled, name) for name in self.COMPILED} if compiled else {}
+        self.parts = {"gemm_products": 0.0, "gemm_transforms": 0.0, "compiled_transforms": 0.0}
 
     def __enter__(self):
         def timed(a, b, *args, **kwargs):
@@ -127,11 +136,22 @@ class GemmClock:
             key = "gemm_products" if np.ndim(a) == 3 else "gemm_transforms"
             self.parts[key] += time.perf_counter() - start
             return result
+
+        def timed_loop(fn):
+            def run(*args, **kwargs):
+                start = time.perf_counter()
+                fn(*args, **kwargs)
+                self.parts["compiled_transforms"] += time.perf_counter() - start
+            return run
         setattr(self.module, self.name, timed)
+        for name, fn in self.originals.items():
+            setattr(self.compiled, name, timed_loop(fn))
         return self
 
     def __exit__(self, *exc):
         setattr(self.module, self.name, self.original)
+        for name, fn in self.originals.items():
+            setattr(self.compiled, name, fn)
 
 
 class DfiContender:
