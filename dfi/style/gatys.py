@@ -32,6 +32,7 @@ from ..core.image import resize
 from ..core.losses import feature_loss, gram_matrix, style_loss
 from ..core.memory import estimate_bytes, format_bytes, largest_fitting, resident_bytes
 from ..core.reconstruct import Progress, final, reconstruct
+from ..nets import threads
 from ..nets.features import extract
 from ..nets.vgg import VGG19
 from .settings import MIN_SIZE, StyleConfig
@@ -195,6 +196,8 @@ def check_memory(net: VGG19, content: Optional[np.ndarray], styles: Sequence[np.
     """Estimated peak bytes of the largest stage; raises MemoryError, naming the largest
     size that fits, when the device has less free memory than that."""
     on_gpu = net.device.xp is not np
+    if not on_gpu:  # the kernels' compiled loops (Numba's LLVM, ~100 MB) loaded first: counted below
+        threads.compiled(np)
     baseline = 0 if on_gpu else resident_bytes()
     reference = (content if content is not None else styles[0]).shape[1:]
     rec = config.reconstruct
