@@ -249,7 +249,8 @@ def output_adjoint(gy, a_t, out, *, mask=None) -> None:
     a_t = _f32(a_t)
     pixels, steps = _pixels(gy)
     gate = gy if mask is None else mask
-    threads.ranges(lambda t0, t1: _output_adjoint(pixels, steps, gate, mask is not None, a_t, out, down, across, t0, t1),
+    gated = mask is not None
+    threads.ranges(lambda t0, t1: _output_adjoint(pixels, steps, gate, gated, a_t, out, down, across, t0, t1),
                    out.shape[1], out.size)
 
 
