@@ -1,22 +1,22 @@
 """VGG's convolutions as fast Chainer functions: 3×3 (stride 1, pad 1) + bias + ReLU by
 Winograd's minimal filtering (pooling: :mod:`dfi.nets.pool`).
 
-Winograd F(m×m, 3×3) (Lavin & Gray, CVPR 2016) turns each (m+2)² input tile d into
-V = Bᵀ d B, multiplies V by the transformed filters U = G g Gᵀ point by point, and returns
-Y = Aᵀ M A: (m+2)² multiplies per m² outputs instead of 9 m². Here every step is one big
-BLAS call: the tiles of all images are gathered into an (α², P·C) matrix (α = m + 2, P
-tiles), ``V = (Bᵀ⊗Bᵀ) D`` is one GEMM, the α² products ``M_p = V_p U_p`` are one batched
-GEMM (OpenBLAS / cuBLAS), ``Y = (Aᵀ⊗Aᵀ) M + b`` is one GEMM (the bias a last row of M,
-Aᵀ⊗Aᵀ given a column of ones), and Y is scattered into the output through the ReLU.
-F(6×6) needs 5× fewer multiplies than a direct convolution, F(4×4) 4×, F(2×2) 2.25×; the
-smaller tiles serve small maps, where the larger tiles' batched GEMMs get too thin
-(:mod:`dfi.nets.winograd` plans which). Each F(m) is exact in exact arithmetic; in float32 its error grows with m (about 1e-5 of the output's
-scale for F(6), 1e-6 for F(2)). The input gradient runs the adjoint of every step with the
-same filters: output tiles (gated by the ReLU as they are gathered) through (Aᵀ⊗Aᵀ)ᵀ,
-products with Uᵀ, (Bᵀ⊗Bᵀ)ᵀ, and the overlapping input tiles summed back into a frame one
-pixel wider all round, whose inside is the gradient (a view: no copy). Only the image needs
-a gradient: the weights are constants. Layers with few channels (the image's 3) run as one
-direct GEMM instead.
+Winograd F(m×m, 3×3) (Lavin & Gray, CVPR 2016) turns each (m+2)² input tile d into V = Bᵀ
+d B, multiplies V by the transformed filters U = G g Gᵀ point by point, and returns Y = Aᵀ
+M A: (m+2)² multiplies per m² outputs instead of 9 m². Here every step is one big BLAS
+call: the tiles of all images are gathered into an (α², P·C) matrix (α = m + 2, P tiles),
+``V = (Bᵀ⊗Bᵀ) D`` is one GEMM, the α² products ``M_p = V_p U_p`` are one batched GEMM
+(OpenBLAS / cuBLAS), ``Y = (Aᵀ⊗Aᵀ) M + b`` is one GEMM (the bias a last row of M, Aᵀ⊗Aᵀ
+given a column of ones), and Y is scattered into the output through the ReLU. F(6×6) needs
+5× fewer multiplies than a direct convolution, F(4×4) 4×, F(2×2) 2.25×; the smaller tiles
+serve small maps, where the larger tiles' batched GEMMs get too thin
+(:mod:`dfi.nets.winograd` plans which). Each F(m) is exact in exact arithmetic; in float32
+its error grows with m (about 1e-5 of the output's scale for F(6), 1e-6 for F(2)). The
+input gradient runs the adjoint of every step with the same filters: output tiles (gated
+by the ReLU as they are gathered) through (Aᵀ⊗Aᵀ)ᵀ, products with Uᵀ, (Bᵀ⊗Bᵀ)ᵀ, and the
+overlapping input tiles summed back into a frame one pixel wider all round, whose inside
+is the gradient (a view: no copy). Only the image needs a gradient: the weights are
+constants. Layers with few channels (the image's 3) run as one direct GEMM instead.
 
 On a CPU the tile steps are compiled loops instead (:mod:`dfi.nets.compiled`, Numba): the
 gather and Bᵀ⊗Bᵀ become one pass that reads the maps and writes V, the output transform,
