@@ -31,6 +31,22 @@ _JIT = {"nogil": True, "cache": True, "fastmath": _FAST, "error_model": "numpy"}
 
 
 @numba.njit(**_JIT)
+def _combine_columns(rows, i, matrix, out, t):  # pragma: no cover (compiled)
+    """``out[i·L + l, t] = Σ_j matrix[l, j] · rows[i, j]`` for l < L (``matrix``: (L, J))."""
+    points, columns = matrix.shape
+    channels = rows.shape[2]
+    for l in range(points):
+        p = i * points + l
+        for c in range(channels):
+            out[p, t, c] = 0.0
+        for j in range(columns):
+            w = matrix[l, j]
+            if w != 0.0:
+                for c in range(channels):
+                    out[p, t, c] += w * rows[i, j, c]
+
+
+@numba.njit(**_JIT)
 def _input_tiles(x, b_t, out, shift, down, across, t0, t1):  # pragma: no cover (compiled)
     batch, height, width, channels = x.shape
     alpha = b_t.shape[0]
@@ -59,15 +75,7 @@ def _input_tiles(x, b_t, out, shift, down, across, t0, t1):  # pragma: no cover 
                         for c in range(channels):
                             rows[i, j, c] += b * d[k, j, c]
         for i in range(alpha):  # V = (Bᵀ d) B
-            for l in range(alpha):
-                p = i * alpha + l
-                for c in range(channels):
-                    out[p, t, c] = 0.0
-                for j in range(alpha):
-                    b = b_t[l, j]
-                    if b != 0.0:
-                        for c in range(channels):
-                            out[p, t, c] += b * rows[i, j, c]
+            _combine_columns(rows, i, b_t, out, t)
 
 
 @numba.njit(**_JIT)
@@ -108,7 +116,7 @@ def _output_tiles(products, a_t, bias, relu, out, down, across, t0, t1):  # prag
 
 
 @numba.njit(**_JIT)
-def _output_adjoint(gy, steps, mask, gated, a_t, out, down, across, t0, t1):  # pragma: no cover
+def _output_adjoint(gy, steps, mask, gated, a_t, a_matrix, out, down, across, t0, t1):  # pragma: no cover
     batch, height, width, channels = mask.shape
     step_n, step_y, step_x = steps
     m, alpha = a_t.shape
@@ -141,15 +149,7 @@ def _output_adjoint(gy, steps, mask, gated, a_t, out, down, across, t0, t1):  # 
                         for c in range(channels):
                             rows[i, b, c] += w * g[a, b, c]
         for i in range(alpha):  # dM = (A g) Aᵀ
-            for l in range(alpha):
-                p = i * alpha + l
-                for c in range(channels):
-                    out[p, t, c] = 0.0
-                for b in range(m):
-                    w = a_t[b, l]
-                    if w != 0.0:
-                        for c in range(channels):
-                            out[p, t, c] += w * rows[i, b, c]
+            _combine_columns(rows, i, a_matrix, out, t)
 
 
 @numba.njit(**_JIT)
@@ -249,8 +249,8 @@ def output_adjoint(gy, a_t, out, *, mask=None) -> None:
     a_t = _f32(a_t)
     pixels, steps = _pixels(gy)
     gate = gy if mask is None else mask
-    gated = mask is not None
-    threads.ranges(lambda t0, t1: _output_adjoint(pixels, steps, gate, gated, a_t, out, down, across, t0, t1),
+    gated, a_matrix = mask is not None, _f32(a_t.T)
+    threads.ranges(lambda t0, t1: _output_adjoint(pixels, steps, gate, gated, a_t, a_matrix, out, down, across, t0, t1),
                    out.shape[1], out.size)
 
 
