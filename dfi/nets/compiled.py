@@ -47,6 +47,42 @@ def _combine_columns(rows, i, matrix, out, t):  # pragma: no cover (compiled)
 
 
 @numba.njit(**_JIT)
+def _combine_tile(matrix, tile, rows):  # pragma: no cover
+    """``rows[i, j] = Σ_k matrix[i, k] · tile[k, j]`` (``tile``: (K, J, C), ``rows``: (I, J, C))."""
+    count, points = matrix.shape
+    width, channels = rows.shape[1:]
+    for i in range(count):
+        for j in range(width):
+            for c in range(channels):
+                rows[i, j, c] = 0.0
+        for k in range(points):
+            w = matrix[i, k]
+            if w != 0.0:
+                for j in range(width):
+                    for c in range(channels):
+                        rows[i, j, c] += w * tile[k, j, c]
+
+
+@numba.njit(**_JIT)
+def _combine_points(matrix, source, t, rows):  # pragma: no cover
+    """``rows[r, l] = Σ_i matrix[r, i] · source[i·L + l, t]`` (``rows``: (R, L, C), the
+    left-hand product of tile ``t``'s points, ``source`` (points, tiles, C))."""
+    count, points = matrix.shape
+    width, channels = rows.shape[1:]
+    for r in range(count):
+        for l in range(width):
+            for c in range(channels):
+                rows[r, l, c] = 0.0
+        for i in range(points):
+            w = matrix[r, i]
+            if w != 0.0:
+                for l in range(width):
+                    p = i * width + l
+                    for c in range(channels):
+                        rows[r, l, c] += w * source[p, t, c]
+
+
+@numba.njit(**_JIT)
 def _input_tiles(x, b_t, out, shift, down, across, t0, t1):  # pragma: no cover (compiled)
     batch, height, width, channels = x.shape
     alpha = b_t.shape[0]
@@ -64,16 +100,7 @@ def _input_tiles(x, b_t, out, shift, down, across, t0, t1):  # pragma: no cover 
                 else:
                     for c in range(channels):
                         d[i, j, c] = 0.0
-        for i in range(alpha):  # rows = Bᵀ d
-            for j in range(alpha):
-                for c in range(channels):
-                    rows[i, j, c] = 0.0
-            for k in range(alpha):
-                b = b_t[i, k]
-                if b != 0.0:
-                    for j in range(alpha):
-                        for c in range(channels):
-                            rows[i, j, c] += b * d[k, j, c]
+        _combine_tile(b_t, d, rows)  # rows = Bᵀ d
         for i in range(alpha):  # V = (Bᵀ d) B
             _combine_columns(rows, i, b_t, out, t)
 
@@ -86,17 +113,7 @@ def _output_tiles(products, a_t, bias, relu, out, down, across, t0, t1):  # prag
     y = np.empty(channels, np.float32)
     for t in range(t0, t1):
         n, ty, tx = t // (down * across), t // across % down, t % across
-        for a in range(m):  # rows = Aᵀ M
-            for l in range(alpha):
-                for c in range(channels):
-                    rows[a, l, c] = 0.0
-            for i in range(alpha):
-                w = a_t[a, i]
-                if w != 0.0:
-                    for l in range(alpha):
-                        p = i * alpha + l
-                        for c in range(channels):
-                            rows[a, l, c] += w * products[p, t, c]
+        _combine_points(a_t, products, t, rows)  # rows = Aᵀ M
         for a in range(min(m, height - m * ty)):  # Y = (Aᵀ M) A + b, inside the maps
             for b in range(min(m, width - m * tx)):
                 for c in range(channels):
@@ -138,16 +155,7 @@ def _output_adjoint(gy, steps, mask, gated, a_t, a_matrix, out, down, across, t0
                 else:
                     for c in range(channels):
                         g[a, b, c] = 0.0
-        for i in range(alpha):  # rows = A g
-            for b in range(m):
-                for c in range(channels):
-                    rows[i, b, c] = 0.0
-            for a in range(m):
-                w = a_t[a, i]
-                if w != 0.0:
-                    for b in range(m):
-                        for c in range(channels):
-                            rows[i, b, c] += w * g[a, b, c]
+        _combine_tile(a_matrix, g, rows)  # rows = A g
         for i in range(alpha):  # dM = (A g) Aᵀ
             _combine_columns(rows, i, a_matrix, out, t)
 
@@ -161,7 +169,7 @@ def _zero_rows(frame, n, start, stop):  # pragma: no cover
 
 
 @numba.njit(**_JIT)
-def _input_adjoint(grads, b_t, frame, down, across, r0, r1, zero_first, zero_next):  # pragma: no cover
+def _input_adjoint(grads, b_t, b_matrix, frame, down, across, r0, r1, zero_first, zero_next):  # pragma: no cover
     channels = frame.shape[3]
     alpha = b_t.shape[0]
     m = alpha - 2
@@ -179,17 +187,7 @@ def _input_adjoint(grads, b_t, frame, down, across, r0, r1, zero_first, zero_nex
                 _zero_rows(frame, n, m * down, m * down + 2)
             elif not last or zero_next:
                 _zero_rows(frame, n, m * ty + m, m * ty + m + 2)
-        for r in range(alpha):  # rows = B dV
-            for l in range(alpha):
-                for c in range(channels):
-                    rows[r, l, c] = 0.0
-            for i in range(alpha):
-                b = b_t[i, r]
-                if b != 0.0:
-                    for l in range(alpha):
-                        p = i * alpha + l
-                        for c in range(channels):
-                            rows[r, l, c] += b * grads[p, t, c]
+        _combine_points(b_matrix, grads, t, rows)  # rows = B dV
         for r in range(alpha):  # dd = (B dV) Bᵀ, summed into the overlapping frame
             for s in range(alpha):
                 yy, xx = m * ty + r, m * tx + s
@@ -261,11 +259,11 @@ def input_adjoint(grads, b_t, frame) -> None:
     1, 1:W + 1]`` is the input gradient."""
     batch, rows, cols, channels = frame.shape
     m = len(b_t) - 2
-    b_t = _f32(b_t)
+    b_t, b_matrix = _f32(b_t), _f32(b_t.T)
     down, across = (rows - 2) // m, (cols - 2) // m
 
     def job(r0, r1, round_):  # (round 1 zeroes the first rows of round 2's ranges; 0: one call)
-        _input_adjoint(grads, b_t, frame, down, across, r0, r1, round_ != 2, round_ == 1)
+        _input_adjoint(grads, b_t, b_matrix, frame, down, across, r0, r1, round_ != 2, round_ == 1)
     threads.ranges(job, batch * down, grads.size, alternate=True)
 
 
