@@ -13,7 +13,8 @@ s after each GEMM and take the cores those passes would use. So while a kernel r
 GEMM over dfi's threads instead (a batched GEMM by its batch, a plain one by its longer
 side), with no thread left spinning. Independent pieces of work (the bands of a thin
 convolution, each writing its own rows) go to :func:`each`, which runs them on all the
-threads at once, whole: one thread's copies then overlap the other's products. Small
+threads at once, whole: one thread's copies then overlap the other's products; compiled
+loops (:mod:`dfi.nets.compiled`) take ranges of their rows or tiles (:func:`ranges`). Small
 operations, operations outside a kernel section, and arrays on a GPU (one kernel launch
 each), run as one call in the calling thread. VGG's convolutions and pooling, the decoders'
 and the stylizer's passes are sections.
