@@ -133,10 +133,10 @@ def _output_tiles(products, a_t, bias, relu, out, down, across, t0, t1):  # prag
 
 
 @numba.njit(**_JIT)
-def _output_adjoint(gy, steps, mask, gated, a_t, a_matrix, out, down, across, t0, t1):  # pragma: no cover
+def _output_adjoint(gy, steps, mask, gated, a_matrix, out, down, across, t0, t1):  # pragma: no cover
     batch, height, width, channels = mask.shape
     step_n, step_y, step_x = steps
-    m, alpha = a_t.shape
+    alpha, m = a_matrix.shape  # (A: the transposed Aᵀ)
     g = np.empty((m, m, channels), np.float32)
     rows = np.empty((alpha, m, channels), np.float32)
     for t in range(t0, t1):
@@ -244,11 +244,10 @@ def output_adjoint(gy, a_t, out, *, mask=None) -> None:
     batch, height, width, channels = gy.shape
     m = a_t.shape[0]
     down, across = -(-height // m), -(-width // m)
-    a_t = _f32(a_t)
     pixels, steps = _pixels(gy)
     gate = gy if mask is None else mask
     gated, a_matrix = mask is not None, _f32(a_t.T)
-    threads.ranges(lambda t0, t1: _output_adjoint(pixels, steps, gate, gated, a_t, a_matrix, out, down, across, t0, t1),
+    threads.ranges(lambda t0, t1: _output_adjoint(pixels, steps, gate, gated, a_matrix, out, down, across, t0, t1),
                    out.shape[1], out.size)
 
 
