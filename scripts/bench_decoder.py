@@ -2,6 +2,7 @@
 
     python scripts/bench_decoder.py train --index INDEX --sizes 64,128,200 [--steps 3]
     python scripts/bench_decoder.py edits --index INDEX --decoder DEC.npz [--size 64] [--faces 3]
+    python scripts/bench_decoder.py line --index INDEX [--size 64] [--faces 1]
 
 ``train``: seconds per training step and the process's peak memory at each size, each in a
 fresh process (untrained full-width VGG-19, width-0.5 decoder, batch 4). ``edits``: for
@@ -10,7 +11,12 @@ sweep (rows start from the face), a warm one (rows start from the decoded change
 fast one-pass result: per row, the image passes each needs to reach the cold run's final
 loss (and to within 2 % of it), their final losses, and seconds; the fast result's feature loss against the
 optimised one; and for each run the attribute probe's gain, P(smiling) of the composed
-edit minus the face's (a pixel-space probe fitted on the other faces). Prints JSON lines.
+edit minus the face's (a pixel-space probe fitted on the other faces); and what the decoded
+change is against the optimiser's (cold result − face): their cosine per row and the share
+of each one's power above half the Nyquist frequency. ``line``: how good a start must be —
+L-BFGS from x + c·(z − x) on the straight line to the cold result z, for c of 0.5 … 0.99: the
+start's loss over the cold final and the passes to reach the cold final loss (and the cold
+run continued to 400 iterations: how far from converged it ends). Prints JSON lines.
 """
 from __future__ import annotations
 
@@ -54,6 +60,19 @@ def _train_one(index: str, size: int, steps: int) -> dict:
             "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
+def _high_share(change) -> float:
+    """Share of the power of a CHW ``change`` above half the Nyquist frequency (> ¼ cycle/pixel)."""
+    change = change - change.mean(axis=(-2, -1), keepdims=True)
+    power = (np.abs(np.fft.fft2(change)) ** 2).sum(axis=0)
+    f = np.hypot(*np.meshgrid(np.fft.fftfreq(change.shape[-2]), np.fft.fftfreq(change.shape[-1]), indexing="ij"))
+    return round(float(power[f > 0.25].sum() / max(power.sum(), 1e-30)), 3)
+
+
+def _cosine(a, b) -> float:
+    a, b = a.reshape(-1), b.reshape(-1)
+    return round(float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-30)), 3)
+
+
 def _history(progress):
     """(image passes so far, per-row loss) after every iteration, and the last images."""
     history, last = [], None
@@ -86,14 +105,14 @@ def _edits(index_file: str, decoder_file: str, size: int, faces: int, k: int,
         sources, targets = choose_neighbors(index, face, "smiling", config)
         vector = compute_vector(net, index, sources, targets, config)
         probe = fit_probe(index, "smiling", crop=config.crop, size=config.size, exclude=[index.table["path"][row]])
-        runs, gains = {}, {}
+        runs, gains, results = {}, {}, {}
         for name, kwargs in (("cold", {}), ("warm", {"decoder": decoder}), ("fast", {"decoder": decoder, "fast": True})):
             if name not in runs_wanted:
                 continue
             start = time.perf_counter()
             history, images = _history(sweep(net, face, [vector], ALPHAS, config, **kwargs))
             runs[name] = (history, time.perf_counter() - start)
-            images = to_cpu(images)
+            images = results[name] = to_cpu(images)
             edited = [crop_and_resize(compose(face, images[i + 1], images[0]), config.crop, (size, size))
                       for i in range(len(ALPHAS))]
             p = probe.probability([face.working, *edited])
@@ -113,6 +132,59 @@ def _edits(index_file: str, decoder_file: str, size: int, faces: int, k: int,
             record["fast"] = {"seconds": round(runs["fast"][1], 3), "seconds_per_alpha": round(runs["fast"][1] / len(ALPHAS), 3),
                               "loss_over_optimised": [round(float(f / c), 3) for f, c in
                                                       zip(runs["fast"][0][-1][1][1:], cold_final[1:])]}
+            changes = {name: [results[name][i] - face.working for i in range(1, len(ALPHAS) + 1)] for name in ("cold", "fast")}
+            record["decoded_change"] = {  # the fast images are x + D(t_α) − D(φ(x)), the warm run's whole change
+                "cosine_to_optimised": [_cosine(f, c) for f, c in zip(changes["fast"], changes["cold"])],
+                "high_frequency_share": {name: [_high_share(c) for c in changes[name]] for name in changes}}
+        out.append(record)
+    return out
+
+
+def _line(index_file: str, size: int, faces: int, k: int, shares=(0.5, 0.8, 0.9, 0.95, 0.99)) -> list[dict]:
+    from dataclasses import replace
+
+    import dfi._compat  # noqa: F401
+    from data_tools.index import load_index
+
+    from dfi.core.backend import to_cpu
+    from dfi.core.losses import feature_loss
+    from dfi.core.reconstruct import evaluate, reconstruct
+    from dfi.edit.attributes import combine, scale_vector, target_features
+    from dfi.edit.pipeline import choose_neighbors, compute_vector, load_face
+    from dfi.edit.settings import EditConfig
+    from dfi.nets.features import extract
+    from dfi.nets.vgg import untrained_vgg19
+
+    index = load_index(index_file)
+    net = untrained_vgg19(seed=0)
+    config = EditConfig(size=size, k=k)
+    out = []
+    for row in range(len(index.table) - faces, len(index.table)):
+        face = load_face(index.image_path(row), config, row=row)
+        vector = compute_vector(net, index, *choose_neighbors(index, face, "smiling", config), config)
+        image = face.working[None].astype(np.float32)
+        feats = extract(net, image, config.layers)
+        targets = target_features(feats, scale_vector(combine([vector]), feats, config.scaling), [0.0, *ALPHAS])
+
+        def loss_fn(got, rows):
+            return feature_loss(got, {name: value[rows] for name, value in targets.items()})
+
+        def run(start, iterations=config.reconstruct.iterations):
+            settings = replace(config.reconstruct, iterations=iterations)
+            return _history(reconstruct(net, start, loss_fn, config.layers, settings))
+        cold, z = run(np.repeat(image, len(ALPHAS) + 1, axis=0))
+        final = cold[-1][1]
+        longer, _ = run(np.repeat(image, len(ALPHAS) + 1, axis=0), 400)
+        record = {"bench": "line", "face": str(index.table["path"][row]), "size": size, "cold_passes": cold[-1][0],
+                  "cold_400_over_cold": [round(float(v), 4) for v in longer[-1][1][1:] / final[1:]]}
+        for c in shares:
+            start = (image + np.float32(c) * (to_cpu(z) - image)).astype(np.float32)
+            history, _ = run(start)
+            record[f"share_{c}"] = {
+                "start_over_cold": [round(float(v), 3) for v in
+                                    np.asarray(evaluate(net, start, loss_fn, config.layers, config.reconstruct).loss)[1:] / final[1:]],
+                "passes_to_cold_loss": [next((p for p, loss in history if loss[r] <= final[r] * 1.0001), None)
+                                        for r in range(1, len(ALPHAS) + 1)]}
         out.append(record)
     return out
 
@@ -135,11 +207,19 @@ def main(argv=None) -> int:
     p.add_argument("--faces", type=int, default=3)
     p.add_argument("--k", type=int, default=30)
     p.add_argument("--runs", default="cold,warm,fast", help="which sweeps (cold is the reference; always run)")
+    p = sub.add_parser("line")
+    p.add_argument("--index", required=True)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--faces", type=int, default=1)
+    p.add_argument("--k", type=int, default=30)
     args = parser.parse_args(argv)
     if args.command == "train":
         for size in map(int, args.sizes.split(",")):  # each size in a fresh process
             subprocess.run([sys.executable, __file__, "_train_one", "--index", args.index, "--size", str(size),
                             "--steps", str(args.steps)], check=True)
+    elif args.command == "line":
+        for record in _line(args.index, args.size, args.faces, args.k):
+            print(json.dumps(record), flush=True)
     elif args.command == "_train_one":
         print(json.dumps(_train_one(args.index, args.size, args.steps)), flush=True)
     else:
