@@ -186,14 +186,12 @@ def decoder_for(args: argparse.Namespace, net, config):
     """The ``--decoder`` on the network's device, for its layers and VGG, or None."""
     if getattr(args, "decoder", None) is None:
         return None
-    from ..core.backend import using_device
-    from ..nets.decoder import FastDecoder, check_decoder_vgg, load_decoder
+    from ..edit.decoding import inference_decoder
+    from ..nets.decoder import Decoder, check_decoder_vgg
 
-    decoder, record = load_decoder(args.decoder)
-    check_decoder_vgg(record, net.identity, config.layers, f"--decoder {args.decoder}")
-    with using_device(net.device):
-        decoder.to_device(net.device)
-        return FastDecoder(decoder)
+    decoder = Decoder.load(args.decoder)
+    check_decoder_vgg(decoder.record, net.identity, config.layers, f"--decoder {args.decoder}")
+    return inference_decoder(decoder, net, config.layers)
 
 
 def neighbour_features(args: argparse.Namespace, net, config):

@@ -12,7 +12,7 @@ edited target what edits use, the decoded change added to the face, x + D(t) −
 (objective ``residual``). Every step draws its faces, targets and strengths from (seed, step) alone: a
 run resumed from a checkpoint ends exactly where an uninterrupted one does.
 
-Use: :func:`decoded_starts` gives each α row x + D(t_α) − D(φ(x)) (the decoded *change* added
+Use: :func:`inference_decoder` readies a loaded decoder for a network; :func:`decoded_starts` gives each α row x + D(t_α) − D(φ(x)) (the decoded *change* added
 to the input): without optimisation the one-pass result; L-BFGS starts from the share of that
 change whose objective is lowest (:func:`scaled_starts`), never from worse than x.
 """
@@ -36,7 +36,7 @@ from ..core.image import crop_and_resize, preprocess, read_ahead, read_image
 from ..core.training import load_training, optimiser_step, save_training
 from ..core.losses import feature_loss, network_input, total_variation
 from ..core.reconstruct import evaluate
-from ..nets.decoder import Decoder, FastDecoder
+from ..nets.decoder import Decoder, FastDecoder, check_decoder_vgg
 from ..nets.features import extract
 from ..nets.vgg import VGG19
 from .settings import DecoderTrainConfig  # noqa: F401  (its home is settings; no Chainer there)
@@ -168,6 +168,26 @@ class DecoderTrainer:
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
         self.step = load_training(path, "decoder", self.decoder, self.optimizer)
+
+
+def inference_decoder(decoder, net: VGG19, layers: Sequence[str]) -> FastDecoder:
+    """``decoder`` (a :class:`Decoder`, e.g. from :meth:`Decoder.load`, or a
+    :class:`FastDecoder`) ready for edits of ``net``'s ``layers``: a loaded decoder's record
+    is checked against them (another VGG or other layers: :class:`SettingError`) and a
+    Decoder is moved to ``net``'s device and prepared once."""
+    if not isinstance(decoder, (Decoder, FastDecoder)):
+        raise SettingError(f"decoder: a dfi Decoder or FastDecoder, not {type(decoder).__name__}")
+    chain = decoder if isinstance(decoder, Decoder) else decoder.net
+    if chain.record is not None:
+        check_decoder_vgg(chain.record, net.identity, layers, "decoder")
+    elif sorted(chain.spec.layers) != sorted(layers):
+        raise SettingError(f"decoder decodes layers {', '.join(sorted(chain.spec.layers))}, "
+                           f"not {', '.join(sorted(layers))}")
+    if isinstance(decoder, FastDecoder):
+        return decoder
+    with using_device(net.device):
+        decoder.to_device(net.device)
+        return FastDecoder(decoder)
 
 
 def decoded_starts(decoder: FastDecoder, image, targets: Mapping):

@@ -34,7 +34,7 @@ from ..nets.features import extract
 from ..nets.vgg import VGG19
 from .attributes import attribute_vector, combine, scale_vector, target_features
 from .cache import FeatureCache
-from .decoding import decoded_starts, scaled_starts
+from .decoding import decoded_starts, inference_decoder, scaled_starts
 from .settings import EditConfig, check_alphas  # noqa: F401  (their home is settings)
 
 logger = logging.getLogger(__name__)
@@ -158,7 +158,8 @@ def sweep(net: VGG19, face: Face, vectors: Sequence[dict], alphas: Sequence[floa
     """Reconstruct the face for every α at once; batch row 0 is α = 0 (the baseline).
 
     Args:
-        decoder: a :class:`dfi.nets.decoder.FastDecoder` for ``net``'s features: each α row
+        decoder: a :class:`dfi.nets.decoder.Decoder` (``Decoder.load(path)``) or
+            :class:`~dfi.nets.decoder.FastDecoder` for ``net``'s features: each α row
             starts from x + c·(D(t_α) − D(φ(x))) instead of x, the share c of the decoded change
             whose objective is lowest (:func:`scaled_starts`; its forward passes are counted
             in ``evaluations``).
@@ -177,6 +178,7 @@ def sweep(net: VGG19, face: Face, vectors: Sequence[dict], alphas: Sequence[floa
     if decoder is None:
         start = device.xp.repeat(image, len(alphas) + 1, axis=0)
     else:
+        decoder = inference_decoder(decoder, net, config.layers)
         start = decoded_starts(decoder, image, targets)
 
     def loss_fn(feats, rows):

@@ -158,6 +158,9 @@ class Decoder(chainer.Chain):
     """The decoder of ``spec`` as a Chainer graph (training); call it with
     ``{layer: (N, C, h, w)}`` features, get NCHW RGB [0, 255]."""
 
+    #: the model file's record (layers, VGG, training settings) of a loaded decoder, else None
+    record = None
+
     def __init__(self, spec: DecoderSpec, *, seed: int = 0):
         super().__init__()
         self.spec = spec
@@ -166,6 +169,23 @@ class Decoder(chainer.Chain):
             for index, c_in, c_out, _, _ in conv_channels(spec):
                 weight = (rng.standard_normal((c_out, c_in, 3, 3)) * np.sqrt(2.0 / (9 * c_in))).astype(np.float32)
                 setattr(self, f"conv{index}", L.Convolution2D(c_in, c_out, 3, initialW=weight, initial_bias=0.0))
+
+    @classmethod
+    def load(cls, path, device="@numpy") -> "Decoder":
+        """A trained decoder from its model file (``dfi train-decoder``) on ``device`` (a
+        Chainer device specifier), its record in :attr:`record`."""
+        net, record = load_decoder(path)
+        net.record = record
+        device = chainer.get_device(device)
+        with device.create_context():
+            net.to_device(device)
+        return net
+
+    def decode(self, feats: Mapping[str, object], size=None):
+        """``{layer: (N, C, h, w)}`` arrays → NCHW RGB [0, 255] of ``size`` on dfi's kernels
+        (no graph), with the weights as they are now: each call prepares the layers again
+        (~35 ms at 200² on 2 cores); a :class:`FastDecoder` keeps them for many calls."""
+        return FastDecoder(self)(feats, size)
 
     def forward(self, feats: Mapping[str, object], size=None, *, clip: bool = True):
         """``size`` (H, W): the image's (default: the deepest layer's × its stride). VGG's

@@ -27,7 +27,7 @@ from ..core.image import crop_and_resize
 from ..core.losses import feature_loss
 from ..core.reconstruct import Progress, evaluate, reconstruct
 from ..edit.attributes import combine, scale_vector, target_features
-from ..edit.decoding import decoded_starts, scaled_starts
+from ..edit.decoding import decoded_starts, inference_decoder, scaled_starts
 from ..edit.pipeline import EditConfig, Face, check_alphas, compose
 from ..face.align import LFW_TEMPLATE, Alignment, similarity_transform, warp_to_frame
 from ..face.detect import NoFaceError, detect_faces
@@ -131,12 +131,14 @@ def edit_video(net: VGG19, frames: Iterator[np.ndarray], track: FaceTrack, vecto
     """Edit every frame (from ``start`` on) by the same attribute vector(s); see the module
     docstring. ``previous`` / ``previous_crops``: for a resumed run, the working-size rows
     and aligned crops of the frames just before ``start``, oldest first. ``decoder`` (a
-    :class:`~dfi.nets.decoder.FastDecoder`): the first frame's rows (or every frame's when
+    :class:`~dfi.nets.decoder.Decoder` or :class:`~dfi.nets.decoder.FastDecoder`): the first frame's rows (or every frame's when
     the warped start is off) start from the best share of the decoded change; ``fast``:
     every frame is the decoded edit alone, one encode and one decode (no optimisation, no
     temporal term)."""
     alphas = check_alphas(alphas)
     device = net.device
+    if decoder is not None:
+        decoder = inference_decoder(decoder, net, config.layers)
     vector = combine([{k: device.send(v) for k, v in w.items()} for w in vectors])
     offsets = tuple(sorted(set(video.temporal_frames) | {1}))
     faces: dict = {}

@@ -117,3 +117,30 @@ def test_a_warm_start_keeps_the_share_of_the_decoded_change_that_helps(tiny_net)
     assert scales == [1.0, 0.0] and spent == 2 * len(START_SCALES)
     np.testing.assert_allclose(starts[0], y[0], atol=1e-4)
     np.testing.assert_allclose(starts[1], x[0], atol=1e-4)
+
+
+def test_the_sweep_takes_a_loaded_decoder_and_refuses_another_vggs(tiny_net, synth_lfw, tmp_path):
+    from dfi.core.errors import SettingError
+    from dfi.edit.pipeline import load_face, sweep
+    from dfi.edit.settings import EditConfig
+    from dfi.nets.decoder import Decoder, FastDecoder, dfi_spec, save_decoder
+    from dfi.nets.features import extract
+
+    channels = {name: w.shape[0] for name, (w, _) in tiny_net.params.items()}
+    net = Decoder(dfi_spec(channels, width=0.25), seed=3)
+    ours, other = tmp_path / "ours.npz", tmp_path / "other.npz"
+    save_decoder(ours, net, vgg_identity=tiny_net.identity, convention="caffe", settings={})
+    save_decoder(other, net, vgg_identity="vgg19:max:0123456789ab", convention="caffe", settings={})
+    config = EditConfig(size=32, k=2)
+    face = load_face(load_index(synth_lfw[1]).image_path(0), config, row=0)
+    rng = np.random.default_rng(0)
+    vector = {name: rng.normal(size=value.shape[1:]).astype(np.float32)
+              for name, value in extract(tiny_net, face.working[None], config.layers).items()}
+
+    def fast(decoder):
+        return list(sweep(tiny_net, face, [vector], [0.2, 0.4], config, decoder=decoder, fast=True))[-1].images
+    np.testing.assert_allclose(fast(Decoder.load(ours)), fast(FastDecoder(net)), atol=1e-4)
+    with pytest.raises(SettingError, match="decodes the features of VGG 'vgg19:max:0123456789ab'"):
+        fast(Decoder.load(other))
+    with pytest.raises(SettingError, match="not dict"):
+        fast({"conv5_1": 1})

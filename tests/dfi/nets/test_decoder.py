@@ -95,3 +95,19 @@ def test_any_image_size_decodes_to_that_size(tiny_net, size):
     got = FastDecoder(net)(feats, size)
     assert got.shape == (2, 3, *size)
     np.testing.assert_allclose(got, expected, atol=0.02)  # (Winograd's float32 rounding on large features)
+
+
+def test_a_loaded_decoder_keeps_its_record_and_decodes_on_the_kernels(tiny_net, tmp_path):
+    spec = dfi_spec(_channels(tiny_net), width=0.25)
+    net = Decoder(spec, seed=4)
+    path = tmp_path / "dec.npz"
+    save_decoder(path, net, vgg_identity=tiny_net.identity, convention="caffe", settings={"iterations": 3})
+    loaded = Decoder.load(path)
+    assert loaded.record["vgg"] == tiny_net.identity and loaded.record["training"] == {"iterations": 3}
+    assert Decoder(spec).record is None
+    feats = _features(spec, 48)
+    with chainer.no_backprop_mode(), chainer.using_config("train", False):
+        expected = net(feats).array
+    got = loaded.decode(feats)
+    assert got.shape == (2, 3, 48, 48)
+    np.testing.assert_allclose(got, expected, atol=2e-3)
