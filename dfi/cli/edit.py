@@ -293,6 +293,10 @@ def _run_dfi(args: argparse.Namespace, alphas: list[float], *, net=None, vectors
     record["losses"] = [{"alpha": a, "total": float(last.loss[i + 1]),
                          "feature": float(last.terms["feature"][i + 1]),
                          "tv": float(last.terms["tv"][i + 1])} for i, a in enumerate(alphas)]
+    for i, row in enumerate(record["losses"]):  # how each row started: the decoded change's share, or the input
+        if last.start_shares:
+            share = float(last.start_shares[i + 1])
+            row.update({"init": "decoder" if share > 0 else "input", "start_share": share})
     if face.alignment is not None:
         record["alignment"] = face.alignment.record()
     record["iterations_run"] = int(last.iteration)

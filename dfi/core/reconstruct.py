@@ -69,6 +69,9 @@ class Progress:
     evaluations: int = 0      # image forward+backward passes so far
     shape: tuple = ()         # (N, 3, H, W)
     convention: Optional[InputConvention] = None
+    #: per image, the share of a warm start's change it began from (0: the plain start); empty
+    #: when the caller made no warm start
+    start_shares: tuple = ()
 
     @functools.cached_property
     def images(self):

@@ -162,7 +162,7 @@ def sweep(net: VGG19, face: Face, vectors: Sequence[dict], alphas: Sequence[floa
             :class:`~dfi.nets.decoder.FastDecoder` for ``net``'s features: each α row
             starts from x + c·(D(t_α) − D(φ(x))) instead of x, the share c of the decoded change
             whose objective is lowest (:func:`scaled_starts`; its forward passes are counted
-            in ``evaluations``).
+            in ``evaluations``, the shares chosen are each record's ``start_shares``).
         fast: with a decoder, no optimisation: one progress record of those starts.
 
     Yields:
@@ -184,14 +184,17 @@ def sweep(net: VGG19, face: Face, vectors: Sequence[dict], alphas: Sequence[floa
     def loss_fn(feats, rows):
         return feature_loss(feats, {name: value[rows] for name, value in targets.items()})
 
-    if fast:
-        yield evaluate(net, start, loss_fn, config.layers, config.reconstruct)
+    if fast:  # every row the whole decoded change (row 0's is none)
+        progress = evaluate(net, start, loss_fn, config.layers, config.reconstruct)
+        progress.start_shares = (0.0, *[1.0] * len(alphas))
+        yield progress
         return
-    spent = 0  # the decoded change's shares are tried by forward passes, counted as whole passes
+    spent, shares = 0, ()  # the decoded change's shares are tried by forward passes, counted as whole passes
     if decoder is not None:
-        start, _, spent = scaled_starts(net, image, start, loss_fn, config.layers, config.reconstruct)
+        start, shares, spent = scaled_starts(net, image, start, loss_fn, config.layers, config.reconstruct)
     for progress in reconstruct(net, start, loss_fn, config.layers, config.reconstruct):
         progress.evaluations += spent
+        progress.start_shares = tuple(shares)
         yield progress
 
 

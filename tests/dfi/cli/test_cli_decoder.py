@@ -65,6 +65,7 @@ def test_fast_and_warm_edits_with_the_decoder(synth_lfw, decoder, tmp_path, cli)
     assert code == 0, err
     record = json.loads((tmp_path / "fast.json").read_text())
     assert record["init"] == "decoder" and record["iterations_run"] == 0 and len(record["losses"]) == 2
+    assert [(row["init"], row["start_share"]) for row in record["losses"]] == [("decoder", 1.0)] * 2
     index = load_index(index_file)
     original = np.asarray(Image.open(index.image_path(index.locate(*face.rsplit("/", 1)[:1], int(face.rsplit("/", 1)[1])))),
                           dtype=float)
@@ -78,6 +79,9 @@ def test_fast_and_warm_edits_with_the_decoder(synth_lfw, decoder, tmp_path, cli)
     assert code == 0, err
     record = json.loads((tmp_path / "warm.json").read_text())
     assert record["init"] == "decoder" and record["iterations_run"] >= 1
+    (row,) = record["losses"]
+    assert row["start_share"] in (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert row["init"] == ("input" if row["start_share"] == 0 else "decoder")
 
 
 @pytest.mark.parametrize("argv, code, words", [
