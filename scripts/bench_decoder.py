@@ -3,6 +3,7 @@
     python scripts/bench_decoder.py train --index INDEX --sizes 64,128,200 [--steps 3]
     python scripts/bench_decoder.py edits --index INDEX --decoder DEC.npz [--size 64] [--faces 3]
     python scripts/bench_decoder.py line --index INDEX [--size 64] [--faces 1]
+    python scripts/bench_decoder.py video --index INDEX --decoder DEC.npz [--size 64] [--frames 6]
 
 ``train``: seconds per training step and the process's peak memory at each size, each in a
 fresh process (untrained full-width VGG-19, width-0.5 decoder, batch 4). ``edits``: for
@@ -16,7 +17,12 @@ change is against the optimiser's (cold result − face): their cosine per row a
 of each one's power above half the Nyquist frequency. ``line``: how good a start must be —
 L-BFGS from x + c·(z − x) on the straight line to the cold result z, for c of 0.5 … 0.99: the
 start's loss over the cold final and the passes to reach the cold final loss (and the cold
-run continued to 400 iterations: how far from converged it ends). Prints JSON lines.
+run continued to 400 iterations: how far from converged it ends). ``video``: a held-out
+face panning by 2 px per frame (a window moving over the photo, so the motion is known),
+edited at α 0.4 per frame with ``--fast``, by L-BFGS with the temporal term (``dfi edit``'s
+video default) and by L-BFGS frame by frame without it: the warping error (mean |change|
+between consecutive outputs once the pan is undone), the edit's own size (mean |output −
+frame|) and seconds per frame. Prints JSON lines.
 """
 from __future__ import annotations
 
@@ -189,6 +195,46 @@ def _line(index_file: str, size: int, faces: int, k: int, shares=(0.5, 0.8, 0.9,
     return out
 
 
+def _video(index_file: str, decoder_file: str, size: int, frames: int, k: int, alpha: float = 0.4) -> dict:
+    import dfi._compat  # noqa: F401
+    from data_tools.index import load_index
+
+    from dfi.core.image import read_image
+    from dfi.edit.pipeline import choose_neighbors, compute_vector
+    from dfi.edit.settings import EditConfig
+    from dfi.nets.decoder import Decoder
+    from dfi.nets.vgg import untrained_vgg19
+    from dfi.video.face import aligned_face, edit_video, track_face
+    from dfi.video.settings import VideoConfig
+
+    index = load_index(index_file)
+    net = untrained_vgg19(seed=0)
+    config = EditConfig(size=size, k=k)
+    row = len(index.table) - 1
+    photo = read_image(index.image_path(row))
+    scene = np.pad(photo, ((0, 0), (0, 0), (0, 2 * frames)), mode="reflect")
+    clip = [np.ascontiguousarray(scene[:, :, 2 * i:2 * i + photo.shape[2]]) for i in range(frames)]
+    track = track_face(iter(clip))
+    face = aligned_face(clip[0], track.matrices[0], config)
+    vector = compute_vector(net, index, *choose_neighbors(index, face, "smiling", config), config)
+    decoder = Decoder.load(decoder_file)
+    record = {"bench": "video", "face": str(index.table["path"][row]), "size": size, "frames": frames, "alpha": alpha}
+    for name, video, kwargs in (("fast", VideoConfig(), {"decoder": decoder, "fast": True}),
+                                ("temporal", VideoConfig(), {}),
+                                ("independent", VideoConfig(temporal_weight=0.0, init="content"), {})):
+        start = time.perf_counter()
+        outs = [edited.results[0] for edited in edit_video(net, iter(clip), track, [vector], [alpha], config, video,
+                                                           **kwargs)]
+        seconds = (time.perf_counter() - start) / frames
+        record[name] = {"warping_error": round(float(np.mean([np.abs(b[:, :, :-2] - a[:, :, 2:]).mean()
+                                                              for a, b in zip(outs, outs[1:])])), 3),
+                        "edit_size": round(float(np.mean([np.abs(o - f).mean() for o, f in zip(outs, clip)])), 3),
+                        "seconds_per_frame": round(seconds, 3)}
+    record["input_warping_error"] = round(float(np.mean([np.abs(b[:, :, :-2] - a[:, :, 2:]).mean()
+                                                         for a, b in zip(clip, clip[1:])])), 3)
+    return record
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -212,6 +258,12 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--faces", type=int, default=1)
     p.add_argument("--k", type=int, default=30)
+    p = sub.add_parser("video")
+    p.add_argument("--index", required=True)
+    p.add_argument("--decoder", required=True)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--frames", type=int, default=6)
+    p.add_argument("--k", type=int, default=30)
     args = parser.parse_args(argv)
     if args.command == "train":
         for size in map(int, args.sizes.split(",")):  # each size in a fresh process
@@ -220,6 +272,8 @@ def main(argv=None) -> int:
     elif args.command == "line":
         for record in _line(args.index, args.size, args.faces, args.k):
             print(json.dumps(record), flush=True)
+    elif args.command == "video":
+        print(json.dumps(_video(args.index, args.decoder, args.size, args.frames, args.k)), flush=True)
     elif args.command == "_train_one":
         print(json.dumps(_train_one(args.index, args.size, args.steps)), flush=True)
     else:
