@@ -246,24 +246,21 @@ def main(argv=None) -> int:
     p.add_argument("--index", required=True)
     p.add_argument("--size", type=int, required=True)
     p.add_argument("--steps", type=int, default=3)
-    p = sub.add_parser("edits")
-    p.add_argument("--index", required=True)
-    p.add_argument("--decoder", required=True)
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--faces", type=int, default=3)
-    p.add_argument("--k", type=int, default=30)
-    p.add_argument("--runs", default="cold,warm,fast", help="which sweeps (cold is the reference; always run)")
-    p = sub.add_parser("line")
-    p.add_argument("--index", required=True)
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--faces", type=int, default=1)
-    p.add_argument("--k", type=int, default=30)
-    p = sub.add_parser("video")
-    p.add_argument("--index", required=True)
-    p.add_argument("--decoder", required=True)
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--frames", type=int, default=6)
-    p.add_argument("--k", type=int, default=30)
+
+    def edit_parser(name, decoder=True, **counts):  # the edit benchmarks' common options
+        p = sub.add_parser(name)
+        p.add_argument("--index", required=True)
+        if decoder:
+            p.add_argument("--decoder", required=True)
+        p.add_argument("--size", type=int, default=64)
+        p.add_argument("--k", type=int, default=30)
+        for option, default in counts.items():
+            p.add_argument(f"--{option}", type=int, default=default)
+        return p
+    edit_parser("edits", faces=3).add_argument("--runs", default="cold,warm,fast",
+                                               help="which sweeps (cold is the reference; always run)")
+    edit_parser("line", decoder=False, faces=1)
+    edit_parser("video", frames=6)
     args = parser.parse_args(argv)
     if args.command == "train":
         for size in map(int, args.sizes.split(",")):  # each size in a fresh process
