@@ -187,11 +187,9 @@ def decoder_for(args: argparse.Namespace, net, config):
     if getattr(args, "decoder", None) is None:
         return None
     from ..edit.decoding import inference_decoder
-    from ..nets.decoder import Decoder, check_decoder_vgg
+    from ..nets.decoder import Decoder
 
-    decoder = Decoder.load(args.decoder)
-    check_decoder_vgg(decoder.record, net.identity, config.layers, f"--decoder {args.decoder}")
-    return inference_decoder(decoder, net, config.layers)
+    return inference_decoder(Decoder.load(args.decoder), net, config.layers, f"--decoder {args.decoder}")
 
 
 def neighbour_features(args: argparse.Namespace, net, config):
@@ -293,10 +291,8 @@ def _run_dfi(args: argparse.Namespace, alphas: list[float], *, net=None, vectors
     record["losses"] = [{"alpha": a, "total": float(last.loss[i + 1]),
                          "feature": float(last.terms["feature"][i + 1]),
                          "tv": float(last.terms["tv"][i + 1])} for i, a in enumerate(alphas)]
-    for i, row in enumerate(record["losses"]):  # how each row started: the decoded change's share, or the input
-        if last.start_shares:
-            share = float(last.start_shares[i + 1])
-            row.update({"init": "decoder" if share > 0 else "input", "start_share": share})
+    for row, share in zip(record["losses"], last.start_shares[1:]):  # how each row started (with a decoder)
+        row.update({"init": "decoder" if share > 0 else "input", "start_share": float(share)})
     if face.alignment is not None:
         record["alignment"] = face.alignment.record()
     record["iterations_run"] = int(last.iteration)

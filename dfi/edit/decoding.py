@@ -36,7 +36,7 @@ from ..core.image import crop_and_resize, preprocess, read_ahead, read_image
 from ..core.training import load_training, optimiser_step, save_training
 from ..core.losses import feature_loss, network_input, total_variation
 from ..core.reconstruct import evaluate
-from ..nets.decoder import Decoder, FastDecoder, check_decoder_vgg
+from ..nets.decoder import Decoder, FastDecoder, check_decoder_layers, check_decoder_vgg
 from ..nets.features import extract
 from ..nets.vgg import VGG19
 from .settings import DecoderTrainConfig  # noqa: F401  (its home is settings; no Chainer there)
@@ -170,19 +170,18 @@ class DecoderTrainer:
         self.step = load_training(path, "decoder", self.decoder, self.optimizer)
 
 
-def inference_decoder(decoder, net: VGG19, layers: Sequence[str]) -> FastDecoder:
+def inference_decoder(decoder, net: VGG19, layers: Sequence[str], name: str = "decoder") -> FastDecoder:
     """``decoder`` (a :class:`Decoder`, e.g. from :meth:`Decoder.load`, or a
-    :class:`FastDecoder`) ready for edits of ``net``'s ``layers``: a loaded decoder's record
-    is checked against them (another VGG or other layers: :class:`SettingError`) and a
-    Decoder is moved to ``net``'s device and prepared once."""
+    :class:`FastDecoder`) ready for edits of ``net``'s ``layers``: its layers, and a loaded
+    decoder's VGG, are checked against them (:class:`SettingError` naming ``name`` and both)
+    and a Decoder is moved to ``net``'s device and prepared once."""
     if not isinstance(decoder, (Decoder, FastDecoder)):
-        raise SettingError(f"decoder: a dfi Decoder or FastDecoder, not {type(decoder).__name__}")
+        raise SettingError(f"{name}: a dfi Decoder or FastDecoder, not {type(decoder).__name__}")
     chain = decoder if isinstance(decoder, Decoder) else decoder.net
     if chain.record is not None:
-        check_decoder_vgg(chain.record, net.identity, layers, "decoder")
-    elif sorted(chain.spec.layers) != sorted(layers):
-        raise SettingError(f"decoder decodes layers {', '.join(sorted(chain.spec.layers))}, "
-                           f"not {', '.join(sorted(layers))}")
+        check_decoder_vgg(chain.record, net.identity, layers, name)
+    else:
+        check_decoder_layers(chain.spec.layers, layers, name)
     if isinstance(decoder, FastDecoder):
         return decoder
     with using_device(net.device):

@@ -362,6 +362,10 @@ def check_decoder_vgg(record: Mapping, vgg_identity: str, layers: Sequence[str],
     if record.get("vgg") != vgg_identity:
         raise SettingError(f"{path} decodes the features of VGG {record.get('vgg')!r}, not of {vgg_identity!r} "
                            "(train one for these weights with dfi train-decoder)")
-    ours = sorted(name for name, _ in record["architecture"]["inputs"])
-    if ours != sorted(layers):
-        raise SettingError(f"{path} decodes layers {', '.join(ours)}, not {', '.join(sorted(layers))}")
+    check_decoder_layers([name for name, _ in record["architecture"]["inputs"]], layers, path)
+
+
+def check_decoder_layers(ours: Sequence[str], layers: Sequence[str], path="--decoder") -> None:
+    """Refuse a decoder of the layers ``ours`` for edits of other ``layers``."""
+    if sorted(ours) != sorted(layers):
+        raise SettingError(f"{path} decodes layers {', '.join(sorted(ours))}, not {', '.join(sorted(layers))}")
