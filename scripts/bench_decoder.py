@@ -15,9 +15,10 @@ optimised one; and for each run the attribute probe's gain, P(smiling) of the co
 edit minus the face's (a pixel-space probe fitted on the other faces); and what the decoded
 change is against the optimiser's (cold result − face): their cosine per row and the share
 of each one's power above half the Nyquist frequency. ``line``: how good a start must be —
-L-BFGS from x + c·(z − x) on the straight line to the cold result z, for c of 0.5 … 0.99: the
-start's loss over the cold final and the passes to reach the cold final loss (and the cold
-run continued to 400 iterations: how far from converged it ends). ``video``: a held-out
+L-BFGS from x + c·(z − x) on the straight line to the cold result z, for c of 0.5 … 0.99, and
+from x plus the change z − x low-passed at ½ and ¼ of the Nyquist frequency (all of its coarse
+part, none of its fine grain): the start's loss over the cold final and the passes to reach
+the cold final loss (and the cold run continued to 400 iterations: how far from converged it ends). ``video``: a held-out
 face panning by 2 px per frame (a window moving over the photo, so the motion is known),
 edited at α 0.4 per frame with ``--fast``, by L-BFGS with the temporal term (``dfi edit``'s
 video default) and by L-BFGS frame by frame without it: the warping error (mean |change|
@@ -66,12 +67,21 @@ def _train_one(index: str, size: int, steps: int) -> dict:
             "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
+def _frequency(shape) -> np.ndarray:
+    """Radial frequency (cycles per pixel) of each coefficient of an FFT over the last two axes."""
+    return np.hypot(*np.meshgrid(np.fft.fftfreq(shape[-2]), np.fft.fftfreq(shape[-1]), indexing="ij"))
+
+
 def _high_share(change) -> float:
     """Share of the power of a CHW ``change`` above half the Nyquist frequency (> ¼ cycle/pixel)."""
     change = change - change.mean(axis=(-2, -1), keepdims=True)
     power = (np.abs(np.fft.fft2(change)) ** 2).sum(axis=0)
-    f = np.hypot(*np.meshgrid(np.fft.fftfreq(change.shape[-2]), np.fft.fftfreq(change.shape[-1]), indexing="ij"))
-    return round(float(power[f > 0.25].sum() / max(power.sum(), 1e-30)), 3)
+    return round(float(power[_frequency(change.shape) > 0.25].sum() / max(power.sum(), 1e-30)), 3)
+
+
+def _low_pass(change, cut: float):
+    """``change`` with every frequency above ``cut`` cycles per pixel removed."""
+    return np.real(np.fft.ifft2(np.fft.fft2(change) * (_frequency(change.shape) <= cut))).astype(np.float32)
 
 
 def _cosine(a, b) -> float:
@@ -183,10 +193,14 @@ def _line(index_file: str, size: int, faces: int, k: int, shares=(0.5, 0.8, 0.9,
         longer, _ = run(np.repeat(image, len(ALPHAS) + 1, axis=0), 400)
         record = {"bench": "line", "face": str(index.table["path"][row]), "size": size, "cold_passes": cold[-1][0],
                   "cold_400_over_cold": [round(float(v), 4) for v in longer[-1][1][1:] / final[1:]]}
-        for c in shares:
-            start = (image + np.float32(c) * (to_cpu(z) - image)).astype(np.float32)
+        change = to_cpu(z) - image
+        starts = {f"share_{c}": image + np.float32(c) * change for c in shares}
+        # the optimiser's own change without its fine grain: what a perfect smooth predictor gives
+        starts.update({f"low_pass_{cut}": np.clip(image + _low_pass(change, cut), 0, 255) for cut in (0.25, 0.125)})
+        for name, start in starts.items():
+            start = start.astype(np.float32)
             history, _ = run(start)
-            record[f"share_{c}"] = {
+            record[name] = {
                 "start_over_cold": [round(float(v), 3) for v in
                                     np.asarray(evaluate(net, start, loss_fn, config.layers, config.reconstruct).loss)[1:] / final[1:]],
                 "passes_to_cold_loss": [next((p for p, loss in history if loss[r] <= final[r] * 1.0001), None)
