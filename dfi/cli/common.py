@@ -61,14 +61,15 @@ def alpha_list(text: str) -> list[float]:
 
 
 def add_run_options(p: argparse.ArgumentParser, *, iterations: int = 150,
-                     tv_weight: float = 1e-3, reconstruct: bool = True) -> None:
+                     tv_weight: float = 1e-3, reconstruct: bool = True, min_iterations: int = 1) -> None:
     """Options shared by every command that runs VGG-19 (edit, sweep, style; with
-    ``reconstruct=False`` the ones that train-stylizer needs too: no optimiser, no micro-batch)."""
+    ``reconstruct=False`` the ones that train-stylizer needs too: no optimiser, no micro-batch).
+    ``min_iterations`` 0: ``--iterations 0`` is accepted (the edits' decode-only spelling)."""
     p.add_argument("--weights", default="auto",
                    help="auto (fetched caffe weights, else untrained), untrained, caffe, "
                         "normalised, torchvision, or a weights file (.npz/.caffemodel/.pth)")
     p.add_argument("--device", default="auto", help="auto, cpu, gpu or gpu:N (default auto)")
-    p.add_argument("--iterations", type=positive_int, default=iterations,
+    p.add_argument("--iterations", type=whole_number(min_iterations), default=iterations,
                    help=f"{'optimiser iteration cap' if reconstruct else 'training steps'} (default {iterations})")
     p.add_argument("--tv-weight", type=float, default=tv_weight,
                    help=f"total-variation weight λ, pixel units (default {tv_weight:g})")

@@ -26,7 +26,8 @@ def _add_dfi_options(p: argparse.ArgumentParser, *, batch: bool = False) -> None
                         "x + D(t_α) − D(φ(x)) instead of x (the share of it, 0-1 by quarters, that "
                         "scores best)")
     p.add_argument("--fast", action="store_true",
-                   help="with --decoder: no optimisation, the decoded edit in one pass")
+                   help="with --decoder: no optimisation, the decoded edit in one pass (also "
+                        "spelled --iterations 0)")
     p.add_argument("--k", type=positive_int, default=EditConfig.k, help=f"neighbours per side (default {EditConfig.k})")
     p.add_argument("--rule", choices=("chainer", "paper"), default="chainer",
                    help="neighbour rule (see dfi data neighbors)")
@@ -61,10 +62,15 @@ def _add_dfi_options(p: argparse.ArgumentParser, *, batch: bool = False) -> None
                         "(faces it lacks are computed, and cached with --feature-cache)")
     p.add_argument("--no-color-match", action="store_true",
                    help="do not match the edit's colour statistics to the input's")
-    add_run_options(p, iterations=ITERATIONS)
+    add_run_options(p, iterations=ITERATIONS, min_iterations=0)
     if not batch:
         from .video import add_video_options
         add_video_options(p)
+
+
+def decode_only(args: argparse.Namespace) -> bool:
+    """``--fast`` or ``--iterations 0``: the decoded edit, no optimisation (needs --decoder)."""
+    return bool(getattr(args, "fast", False)) or args.iterations == 0
 
 
 def edit_settings(args: argparse.Namespace, alphas: list[float], *, indexes: Optional[dict] = None):
@@ -90,15 +96,19 @@ def edit_settings(args: argparse.Namespace, alphas: list[float], *, indexes: Opt
         raise FileNotFoundError(f"--feature-store {args.feature_store}: no such store "
                                 "(make one with 'dfi data features')")
     layers = parse_layers(args.layers)
-    rec = reconstruct_config(iterations=args.iterations, tv_weight=args.tv_weight, optimizer=args.optimizer)
+    if decode_only(args) and getattr(args, "decoder", None) is None:
+        flag = "--fast" if getattr(args, "fast", False) else "--iterations 0"
+        raise UsageError(f"{flag} decodes the edit in one pass: give --decoder DEC.npz (dfi train-decoder)"
+                         + ("" if flag == "--fast" else ", or an iteration cap of at least 1"))
+    # decoding only, the cap is never used: the default keeps the settings valid
+    rec = reconstruct_config(iterations=args.iterations or ITERATIONS, tv_weight=args.tv_weight,
+                             optimizer=args.optimizer)
     config = EditConfig(layers=layers, k=args.k, size=args.size, scaling=args.scaling,
                         rule=args.rule, color_match=not args.no_color_match, reconstruct=rec)
     if args.vector is not None:  # read once here, so a foreign file is refused before the network loads
         from ..edit.attributes import load_vector
 
         load_vector(args.vector)
-    if getattr(args, "fast", False) and getattr(args, "decoder", None) is None:
-        raise UsageError("--fast decodes the edit in one pass: give --decoder DEC.npz (dfi train-decoder)")
     if getattr(args, "decoder", None) is not None:  # a foreign file, before the network loads
         from ..nets.decoder import load_decoder
 
@@ -237,7 +247,7 @@ def _run_dfi(args: argparse.Namespace, alphas: list[float], *, net=None, vectors
     record = {"input": args.input, "weights": net.name, "device": str(net.device),
               "settings": {"alphas": alphas, "layers": list(config.layers), "k": config.k,
                            "size": config.size, "crop": face.crop, "scaling": config.scaling,
-                           "rule": config.rule, "iterations": config.reconstruct.iterations,
+                           "rule": config.rule, "iterations": 0 if decode_only(args) else config.reconstruct.iterations,
                            "tv_weight": config.reconstruct.tv_weight,
                            "optimizer": config.reconstruct.optimizer, "seed": args.seed}}
     chosen, neighbors = [], {}
@@ -276,7 +286,7 @@ def _run_dfi(args: argparse.Namespace, alphas: list[float], *, net=None, vectors
     decoder = decoder_for(args, net, config)
     record["init"] = "input" if decoder is None else "decoder"
     record["settings"]["decoder"] = None if decoder is None else str(args.decoder)
-    fast = decoder is not None and args.fast
+    fast = decoder is not None and decode_only(args)
     last = None
     with progress_bar(1 if fast else config.reconstruct.iterations, args.quiet, "reconstructing") as bar:
         for last in sweep(net, face, chosen, alphas, config, decoder=decoder, fast=fast):

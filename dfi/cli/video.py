@@ -146,7 +146,7 @@ def run_edit_video(args: argparse.Namespace, alphas) -> int:
     from ..video.face import aligned_face, edit_video, track_face
     from ..video.io import FrameStore, probe, read_frames
     from .common import check_not_inputs
-    from .edit import edit_settings, neighbour_features
+    from .edit import decode_only, edit_settings, neighbour_features
 
     for option, value in (("--crop", args.crop), ("--mask", args.mask), ("--show-landmarks", args.show_landmarks)):
         if value is not None:
@@ -163,7 +163,7 @@ def run_edit_video(args: argparse.Namespace, alphas) -> int:
     settings = {"command": "edit", "alphas": list(alphas), "attribute": args.attribute,
                 "vector": str(args.vector), "index": str(args.index), "config": repr(config),
                 "video": repr(video), "weights": args.weights, "seed": args.seed, "face": args.face,
-                "decoder": str(args.decoder) if args.decoder else None, "fast": bool(args.fast)}
+                "decoder": str(args.decoder) if args.decoder else None, "fast": decode_only(args)}
     stores = {a: FrameStore(o, info, dict(settings, output_alpha=a)) for a, o in outputs.items()}
     first = next(iter(stores.values()))
     done = min(store.done() for store in stores.values())
@@ -219,7 +219,7 @@ def run_edit_video(args: argparse.Namespace, alphas) -> int:
         for result in edit_video(net, read_frames(info, done), track, vectors, alphas, config, video,
                                  start=done, previous=previous, previous_crops=crops,
                                  color_match=config.color_match, decoder=decoder,
-                                 fast=decoder is not None and args.fast):
+                                 fast=decoder is not None and decode_only(args)):
             for k, store in enumerate(stores.values()):
                 store.write(result.index, result.results[k], keep=result.rows if k == 0 else None)
             bar.update(1)

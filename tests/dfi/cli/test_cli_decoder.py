@@ -74,6 +74,13 @@ def test_fast_and_warm_edits_with_the_decoder(synth_lfw, decoder, tmp_path, cli)
     outside = np.ones(original.shape[:2], bool)
     outside[20:190, 40:210] = False  # the LFW crop: nothing outside it changes
     assert np.abs(edited - original)[outside].max() <= 1
+    code, _, err = cli("-q", "sweep", face, "--index", index_file, *EDIT, "--alphas", "0.2,0.4",
+                       "--decoder", decoder, "--iterations", "0", "-o", tmp_path / "zero.png")
+    assert code == 0, err  # the other spelling of --fast: the same pictures and the same record
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "zero_alpha0.4.png")), edited.astype(np.uint8))
+    zero = json.loads((tmp_path / "zero.json").read_text())
+    assert zero["settings"]["iterations"] == record["settings"]["iterations"] == 0
+    assert zero["losses"] == record["losses"] and zero["evaluations"] == record["evaluations"]
     code, _, err = cli("-q", "sweep", face, "--index", index_file, *EDIT, "--alphas", "0.2", "--iterations", "2",
                        "--decoder", decoder, "-o", tmp_path / "warm.png")
     assert code == 0, err
@@ -86,6 +93,9 @@ def test_fast_and_warm_edits_with_the_decoder(synth_lfw, decoder, tmp_path, cli)
 
 @pytest.mark.parametrize("argv, code, words", [
     (["--fast"], 2, "--fast decodes the edit in one pass: give --decoder"),
+    (["--iterations", "0"], 2, "--iterations 0 decodes the edit in one pass: give --decoder DEC.npz "
+                               "(dfi train-decoder), or an iteration cap of at least 1"),
+    (["--decoder", "{decoder}", "--iterations", "-1"], 2, "argument --iterations: -1 must be at least 0"),
     (["--decoder", "{foreign}"], 2, "not a dfi decoder"),
     (["--decoder", "{decoder}", "--seed", "1"], 2, "decodes the features of VGG"),
     (["--decoder", "{decoder}", "--layers", "conv4_1"], 2, "decodes layers conv3_1, conv4_1, conv5_1, not conv4_1"),
