@@ -33,8 +33,9 @@ def _training_set(args, config):
             raise FileNotFoundError(f"--images {args.images}: not a folder")
         files, scores = image_files(args.images), None
     if len(files) < config.batch_size:
-        raise UsageError(f"{args.index or args.images}: {len(files)} images, fewer than --batch-size "
-                         f"{config.batch_size}; train on more faces")
+        count = f"{len(files)} image" + ("" if len(files) == 1 else "s")
+        raise UsageError(f"{args.index or args.images}: {count}, fewer than --batch-size {config.batch_size}; "
+                         f"train on more {'faces' if args.index else 'images'}")
     return files, scores
 
 
