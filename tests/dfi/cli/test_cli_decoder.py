@@ -142,3 +142,23 @@ def test_training_that_will_not_fit_is_refused_naming_what_fits(synth_lfw, tmp_p
     code, _, err = cli("-q", "train-decoder", "--index", index_file, "-o", out, "--iterations", "1", *TRAIN)
     assert code == 1 and "the largest that fit: --batch-size 1 or --size 16" in err, err
     assert not out.exists()
+
+
+def test_batch_edit_rows_take_the_decoder(synth_lfw, decoder, tmp_path, cli):
+    pytest.importorskip("distributed")
+    _, index_file = synth_lfw
+    face = _face(index_file)
+    manifest = tmp_path / "rows.csv"
+    manifest.write_text(f"input,output,alpha\n{face},a.png,0.2\n{face},b.png,0.4\n")
+    code, _, err = cli("-q", "batch", "edit", manifest, "--index", index_file, *EDIT, "--decoder", decoder,
+                       "--iterations", "0", "--workers", "1")
+    assert code == 0, err
+    rows = [json.loads(line) for line in (tmp_path / "rows.ledger.jsonl").read_text().splitlines()]
+    assert [(r["status"], r["record"]["loss"]["init"], r["record"]["loss"]["start_share"]) for r in rows] == \
+        [("done", "decoder", 1.0)] * 2
+    code, _, err = cli("-q", "sweep", face, "--index", index_file, *EDIT, "--alphas", "0.2,0.4",
+                       "--decoder", decoder, "--fast", "-o", tmp_path / "s.png")
+    assert code == 0, err  # a batch's rows of one face are that face's fast sweep
+    for name, alpha in (("a.png", "0.2"), ("b.png", "0.4")):
+        batch, single = (np.asarray(Image.open(tmp_path / n)) for n in (name, f"s_alpha{alpha}.png"))
+        assert np.array_equal(batch, single)
