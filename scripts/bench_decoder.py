@@ -18,9 +18,9 @@ of each one's power above half the Nyquist frequency. ``line``: how good a start
 L-BFGS from x + c·(z − x) on the straight line to the cold result z, for c of 0.5 … 0.99, and
 from x plus the change z − x low-passed at ½ and ¼ of the Nyquist frequency (all of its coarse
 part, none of its fine grain): the start's loss over the cold final and the passes to reach
-the cold final loss (and the cold run continued to 400 iterations: how far from converged it ends). ``video``: a held-out
-face panning by 2 px per frame (a window moving over the photo, so the motion is known),
-edited at α 0.4 per frame with ``--fast``, by L-BFGS with the temporal term (``dfi edit``'s
+the cold final loss (and the cold run continued to 400 iterations: how far from converged it
+ends). ``video``: a held-out face panning by 2 px per frame (a window moving over the photo,
+so the motion is known), edited at α 0.4 per frame with ``--fast``, by L-BFGS with the temporal term (``dfi edit``'s
 video default) and by L-BFGS frame by frame without it: the warping error (mean |change|
 between consecutive outputs once the pan is undone), the edit's own size (mean |output −
 frame|) and seconds per frame. Prints JSON lines.
@@ -196,7 +196,8 @@ def _line(index_file: str, size: int, faces: int, k: int, shares=(0.5, 0.8, 0.9,
         change = to_cpu(z) - image
         starts = {f"share_{c}": image + np.float32(c) * change for c in shares}
         # the optimiser's own change without its fine grain: what a perfect smooth predictor gives
-        starts.update({f"low_pass_{cut}": np.clip(image + _low_pass(change, cut), 0, 255) for cut in (0.25, 0.125)})
+        starts.update({f"low_pass_{cut}": np.clip(image + _low_pass(change, cut), 0, 255)
+                       for cut in (0.25, 0.125)})
         for name, start in starts.items():
             start = start.astype(np.float32)
             history, _ = run(start)

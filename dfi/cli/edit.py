@@ -97,9 +97,10 @@ def edit_settings(args: argparse.Namespace, alphas: list[float], *, indexes: Opt
                                 "(make one with 'dfi data features')")
     layers = parse_layers(args.layers)
     if decode_only(args) and getattr(args, "decoder", None) is None:
-        flag = "--fast" if getattr(args, "fast", False) else "--iterations 0"
-        raise UsageError(f"{flag} decodes the edit in one pass: give --decoder DEC.npz (dfi train-decoder)"
-                         + ("" if flag == "--fast" else ", or an iteration cap of at least 1"))
+        if getattr(args, "fast", False):
+            raise UsageError("--fast decodes the edit in one pass: give --decoder DEC.npz (dfi train-decoder)")
+        raise UsageError("--iterations 0 decodes the edit in one pass: give --decoder DEC.npz "
+                         "(dfi train-decoder), or an iteration cap of at least 1")
     # decoding only, the cap is never used: the default keeps the settings valid
     rec = reconstruct_config(iterations=args.iterations or ITERATIONS, tv_weight=args.tv_weight,
                              optimizer=args.optimizer)
@@ -238,6 +239,7 @@ def _run_dfi(args: argparse.Namespace, alphas: list[float], *, net=None, vectors
     from ..core.image import is_greyscale
 
     config, index, face, path = _dfi_request(args, alphas)  # every check before Chainer loads
+    decoding_only = decode_only(args)  # (checked: then there is a decoder)
     from ..edit.pipeline import choose_neighbors, compose, compute_vector, read_mask, sweep
     mask = read_mask(args.mask, face.full.shape[1:]) if args.mask is not None else None
     t_start = time.perf_counter()
@@ -247,7 +249,7 @@ def _run_dfi(args: argparse.Namespace, alphas: list[float], *, net=None, vectors
     record = {"input": args.input, "weights": net.name, "device": str(net.device),
               "settings": {"alphas": alphas, "layers": list(config.layers), "k": config.k,
                            "size": config.size, "crop": face.crop, "scaling": config.scaling,
-                           "rule": config.rule, "iterations": 0 if decode_only(args) else config.reconstruct.iterations,
+                           "rule": config.rule, "iterations": 0 if decoding_only else config.reconstruct.iterations,
                            "tv_weight": config.reconstruct.tv_weight,
                            "optimizer": config.reconstruct.optimizer, "seed": args.seed}}
     chosen, neighbors = [], {}
@@ -286,10 +288,9 @@ def _run_dfi(args: argparse.Namespace, alphas: list[float], *, net=None, vectors
     decoder = decoder_for(args, net, config)
     record["init"] = "input" if decoder is None else "decoder"
     record["settings"]["decoder"] = None if decoder is None else str(args.decoder)
-    fast = decoder is not None and decode_only(args)
     last = None
-    with progress_bar(1 if fast else config.reconstruct.iterations, args.quiet, "reconstructing") as bar:
-        for last in sweep(net, face, chosen, alphas, config, decoder=decoder, fast=fast):
+    with progress_bar(1 if decoding_only else config.reconstruct.iterations, args.quiet, "reconstructing") as bar:
+        for last in sweep(net, face, chosen, alphas, config, decoder=decoder, fast=decoding_only):
             bar.update(1)
             if not args.quiet:  # the optimiser's host copy: no wait for the device
                 bar.set_postfix(loss=f"{last.loss_host.mean():.4g}", active=int(last.active.sum()))
