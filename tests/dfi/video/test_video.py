@@ -236,11 +236,13 @@ def test_a_face_video_with_a_decoder_fast_and_warm(synth_lfw, tmp_path, cli, wri
     common = ["--index", index_file, "--attribute", "smiling", "--alpha", "0.4", "--weights", "untrained",
               "--device", "cpu", "--size", "32", "--k", "4", "--decoder", decoder]
     outs = {}
-    for name, extra in (("fast", ["--fast"]), ("warm", ["--iterations", "2"])):
+    for name, extra in (("fast", ["--fast"]), ("zero", ["--iterations", "0"]), ("warm", ["--iterations", "2"])):
         outs[name] = tmp_path / f"{name}.mp4"
         code, _, err = cli("--quiet", "edit", source, *common, *extra, "-o", outs[name])
         assert code == 0, err
         assert vio.probe(outs[name]).count == 3
     fast = [f for _, f in zip(range(3), vio.read_frames(vio.probe(outs["fast"])))]
     warm = [f for _, f in zip(range(3), vio.read_frames(vio.probe(outs["warm"])))]
+    zero = [f for _, f in zip(range(3), vio.read_frames(vio.probe(outs["zero"])))]
+    assert all(np.array_equal(a, b) for a, b in zip(fast, zero))  # --iterations 0 is --fast
     assert fast[0].shape == frames[0].shape and np.abs(fast[0] - warm[0]).mean() > 0.1
