@@ -133,6 +133,24 @@ def image_files(folder: str | os.PathLike, suffixes: Sequence[str] = IMAGE_SUFFI
     return sorted(p for p in found if p.suffix.lower() in suffixes and p.is_file())
 
 
+def _deep_grey(im: Image.Image) -> np.ndarray | None:
+    """A single-channel image of more than 8 bits as float32 levels in [0, 255], else None.
+
+    Pillow's ``convert("RGB")`` clips such levels at 255 (a 16-bit photo turns white): 16-bit
+    levels are divided by 257 (65535 → 255); 32-bit integers are taken as 16-bit levels when
+    any exceeds 255, and floats as 0–1 when none exceeds 1.
+    """
+    if not (im.mode.startswith("I") or im.mode == "F"):
+        return None
+    levels = np.asarray(im, dtype=np.float32)
+    peak = float(levels.max()) if levels.size else 0.0
+    if im.mode.startswith("I;16") or (im.mode == "I" and peak > 255):
+        levels = levels / 257
+    elif im.mode == "F" and peak <= 1:
+        levels = levels * 255
+    return np.clip(levels, 0, 255)
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read any Pillow image as RGB float32 CHW in [0, 255] (EXIF rotation applied)."""
     path = Path(path)
@@ -145,7 +163,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
                 background = Image.new("RGB", im.size, (255, 255, 255))
                 background.paste(im.convert("RGBA"), mask=im.convert("RGBA").split()[-1])
                 im = background
-            rgb = np.asarray(im.convert("RGB"), dtype=np.float32)
+            grey = _deep_grey(im)
+            rgb = (np.repeat(grey[:, :, None], 3, axis=2) if grey is not None
+                   else np.asarray(im.convert("RGB"), dtype=np.float32))
     except (UnidentifiedImageError, OSError) as exc:
         raise ValueError(f"image {path}: cannot be read as an image ({exc})") from None
     return np.ascontiguousarray(rgb.transpose(2, 0, 1))

@@ -10,7 +10,8 @@ wheels ship no Haar cascades and no landmark model, MediaPipe's wheels ship no m
 and a cascade gives boxes but no eye or mouth positions. Landmarks are fitted on the full-
 resolution photo; detection runs on a copy at most ``DETECT_SIDE`` pixels long (HOG time
 grows with the area), upsampled for small photos (the detector's smallest face is about
-80 px). Note the licence of the 68-point model: its training data (iBUG 300-W) is for
+80 px); a larger photo in which that copy shows no face is searched again at full size,
+since its faces may be too small once shrunk (a group photo, a wide shot). Note the licence of the 68-point model: its training data (iBUG 300-W) is for
 non-commercial research use.
 
 Only :func:`detect_faces` touches dlib; it is imported on first use, with a clear error
@@ -94,20 +95,26 @@ def detect_faces(photo: np.ndarray) -> list[Detection]:
     shrink = min(1.0, DETECT_SIDE / max(height, width))
     small = rgb if shrink == 1.0 else np.asarray(Image.fromarray(rgb).resize(
         (max(1, round(width * shrink)), max(1, round(height * shrink))), Image.BILINEAR))
+    tries = [(small, shrink, upsample) for upsample in _upsamplings(max(small.shape[:2]))]
+    if shrink < 1.0:
+        tries.append((rgb, 1.0, 0))  # faces under ~80 px in the shrunk copy
     candidates = []
-    for upsample in _upsamplings(max(small.shape[:2])):
-        rects, scores, _ = detector.run(small, upsample, 0.0)
-        candidates += [(float(s), r) for r, s in zip(rects, scores)]
+    for image, scale, upsample in tries:
+        if scale == 1.0 and shrink < 1.0:
+            logger.info("no face in the photo shrunk to %d px; searching it at full size (%dx%d)",
+                        DETECT_SIDE, width, height)
+        rects, scores, _ = detector.run(image, upsample, 0.0)
+        candidates += [(float(s), tuple(round(v / scale) for v in (r.left(), r.top(), r.right(), r.bottom())))
+                       for r, s in zip(rects, scores)]
         if any(score >= MIN_SCORE for score, _ in candidates):
             break
-    kept = [(s, r) for s, r in candidates if s >= MIN_SCORE]
+    kept = [(s, box) for s, box in candidates if s >= MIN_SCORE]
     if not kept and candidates:
         kept = [max(candidates, key=lambda c: c[0])]
         logger.warning("only a weak face candidate (score %.2f) was found; check it with "
                        "--show-landmarks FILE", kept[0][0])
     found = []
-    for score, rect in kept:
-        box = tuple(int(round(v / shrink)) for v in (rect.left(), rect.top(), rect.right(), rect.bottom()))
+    for score, box in kept:
         shape = predictor(rgb, dlib.rectangle(*box))
         points = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
         found.append(Detection(box, score, points))  # type: ignore[arg-type]

@@ -168,6 +168,16 @@ def test_several_faces_largest_first_and_choice(synth_faces):
         align_face(photo, face=3)
 
 
+def test_a_small_face_in_a_large_photo_is_found_at_full_size(synth_faces):
+    faces, _ = synth_faces
+    image, truth, _ = max(faces, key=lambda f: f[2].score)
+    placement = np.array([[1.0, 0, 1700], [0, 1.0, 150]])
+    photo = _place(image, placement, (560, 2400))  # shrunk to 1,024 px its face is under 50 px
+    found = detect_faces(photo)
+    assert len(found) == 1
+    assert np.linalg.norm(found[0].landmarks[:2] - apply(placement, truth)[:2], axis=1).max() < 6.0
+
+
 def test_faceless_tiny_grey_rgba_and_exif_rotated_inputs(synth_faces, tmp_path):
     from data_tools.synth import make_style_image
 
@@ -178,9 +188,12 @@ def test_faceless_tiny_grey_rgba_and_exif_rotated_inputs(synth_faces, tmp_path):
     with pytest.raises(NoFaceError, match=r"\(24x24\)"):
         align_face(resize(image, (24, 24)))
     upright = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8).transpose(1, 2, 0))
-    files = {"grey.png": upright.convert("L"), "rgba.png": upright.convert("RGBA")}
+    files = {"grey.png": upright.convert("L"), "rgba.png": upright.convert("RGBA"),
+             "grey16.png": Image.fromarray(np.asarray(upright.convert("L"), np.uint16) * 257)}
     for name, picture in files.items():
         picture.save(tmp_path / name)
+    assert Image.open(tmp_path / "grey16.png").mode.startswith("I")  # 16 bits kept in the file
+    assert np.array_equal(read_image(tmp_path / "grey16.png"), read_image(tmp_path / "grey.png"))
     rotated = upright.transpose(Image.Transpose.ROTATE_90)
     exif = rotated.getexif()
     exif[0x0112] = 6  # "rotate 90° clockwise to display": readers must turn it upright
