@@ -189,7 +189,7 @@ def check_not_inputs(outputs: dict, inputs: dict) -> None:
     for out_label, out in outputs.items():
         for in_label, source in inputs.items():
             if out is not None and source is not None and _same_file(Path(out), Path(source)):
-                raise UsageError(f"{out_label} {out} is the {in_label} input; refusing to write over it")
+                raise UsageError(f"{out_label} {out} is also an input ({in_label}); refusing to write over it")
 
 
 def resolve_weights(args: argparse.Namespace) -> str:

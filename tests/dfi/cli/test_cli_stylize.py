@@ -168,7 +168,7 @@ def test_training_reads_every_image_format_of_the_content_folder(tmp_path):
     (["--mix", "0:half"], 2, "--mix '0:half': give style:weight pairs"),
     (["--style", "0", "--model", "{image}"], 2, "not a dfi stylizer model (not an .npz file)"),
     (["--style", "0", "--model", "{missing}"], 1, "--model {missing}: no such file"),
-    (["--style", "0", "-o", "{image}"], 2, "is the INPUT input; refusing to write over it"),
+    (["--style", "0", "-o", "{image}"], 2, "is also an input (INPUT); refusing to write over it"),
     (["--style", "0", "-o", "{tmp}/out.txt"], 2, "use an image extension"),
 ])
 def test_stylize_errors_are_one_line(inputs, model, tmp_path, cli, args, code, match):
