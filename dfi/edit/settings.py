@@ -53,7 +53,7 @@ class EditConfig:
 
 
 def check_alphas(alphas: Sequence[float]) -> list[float]:
-    """Validate α values: finite, within ±MAX_ALPHA, at least one."""
+    """Validate α values: finite, within ±MAX_ALPHA, at least one, none twice."""
     alphas = [float(a) for a in alphas]
     if not alphas:
         raise SettingError("give at least one alpha")
@@ -62,6 +62,10 @@ def check_alphas(alphas: Sequence[float]) -> list[float]:
             raise SettingError(f"alpha {alpha} is out of range; use finite values in "
                                f"[-{MAX_ALPHA:g}, {MAX_ALPHA:g}] (typical: 0.1–0.5 with the default "
                                "--scaling norm, 0.2–0.6 with beta, about 1–4 with none)")
+    names = [f"{alpha:g}" for alpha in alphas]  # as the outputs and records name them
+    twice = next((name for i, name in enumerate(names) if name in names[:i]), None)
+    if twice is not None:
+        raise SettingError(f"alpha {twice} is given twice; give each alpha once (each is one row)")
     return alphas
 
 

@@ -87,6 +87,14 @@ def test_bad_inputs_fail_with_one_line(face, tmp_path, cli, input_, options, mat
     assert not (tmp_path / "out.png").exists()
 
 
+def test_a_sweep_refuses_an_alpha_given_twice(face, tmp_path, cli):
+    spec, index_file, _ = face
+    code, _, err = cli("--quiet", "sweep", spec, "--index", index_file, "--attribute", "smiling",
+                       "--alphas", "0.2,0.1,0.20", *FAST, "-o", tmp_path / "g.png")
+    assert code == 2 and "alpha 0.2 is given twice" in err and err.count("\n") == 1, err
+    assert not list(tmp_path.iterdir())
+
+
 def test_corrupt_image_and_unknown_attribute(face, tmp_path, cli):
     spec, index_file, _ = face
     corrupt = tmp_path / "corrupt.jpg"
