@@ -28,6 +28,16 @@ def _row_actions(parser: argparse.ArgumentParser) -> dict:
             if a.option_strings and a.dest not in BATCH_OPTIONS and a.dest != "help"}
 
 
+def _plain(kind: type):
+    """``int`` / ``float`` with a message for people ("'abc' is not a number")."""
+    def convert(text: str):
+        try:
+            return kind(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not {'a number' if kind is float else 'a whole number'}") from None
+    return convert
+
+
 def _cell(action: argparse.Action, text: str, where: str):
     """A manifest cell converted as its option would be; ``;`` separates repeated values."""
     try:
@@ -35,7 +45,7 @@ def _cell(action: argparse.Action, text: str, where: str):
             if text.lower() not in TRUE + FALSE:
                 raise ValueError(f"{text!r} is not one of {', '.join(TRUE + FALSE)}")
             return text.lower() in TRUE
-        convert = action.type or str
+        convert = _plain(action.type) if action.type in (int, float) else action.type or str
         if isinstance(action, argparse._AppendAction):
             values = [convert(part.strip()) for part in text.split(";") if part.strip()]
         else:
