@@ -44,7 +44,7 @@ def _cmd_train_decoder(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from ..core.image import crop_and_resize, read_image, write_image
+    from ..core.image import crop_and_resize, first_readable, write_image
     from ..edit.decoding import DecoderTrainer, attribute_directions, feature_scales
     from ..edit.settings import DecoderTrainConfig
     from ..nets.decoder import Decoder, dfi_spec, save_decoder
@@ -70,9 +70,10 @@ def _cmd_train_decoder(args: argparse.Namespace) -> int:
     checkpoint = training_checkpoint(args, out)
     vgg, _ = load_net(args)
     size = (config.size, config.size)
-    sample = np.stack([crop_and_resize(read_image(f), crop, size) for f in files[:DIRECTION_FACES]])
+    rows, images = first_readable(files, DIRECTION_FACES)
+    sample = np.stack([crop_and_resize(image, crop, size) for image in images])
     if scores is not None:
-        directions = attribute_directions(vgg, sample, scores[:DIRECTION_FACES], config.layers)
+        directions = attribute_directions(vgg, sample, scores[rows], config.layers)
     else:  # no attributes: plain targets only
         config = replace(config, edited=0.0)
         directions = np.zeros((1, 1), np.float32)

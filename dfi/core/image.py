@@ -4,7 +4,9 @@ In the library an image is float32, CHW, RGB, values in [0, 255]; a batch is NCH
 """
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from .color import luminance
 from .errors import SettingError
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,48 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     except (UnidentifiedImageError, OSError) as exc:
         raise ValueError(f"image {path}: cannot be read as an image ({exc})") from None
     return np.ascontiguousarray(rgb.transpose(2, 0, 1))
+
+
+#: training images found unreadable in this process, skipped from then on (and warned once)
+_UNREADABLE: set[Path] = set()
+_UNREADABLE_LOCK = threading.Lock()
+
+
+def read_training_image(files: Sequence[Path], index: int) -> np.ndarray:
+    """``files[index]`` read, or, if it cannot be read, the next file that can (warned once
+    per file). One corrupt, truncated or oversized image in a folder of thousands (WikiArt
+    has some) skips itself instead of ending hours of training, and since the substitute
+    depends only on the files, a resumed run still draws exactly what the first one did."""
+    return _read_or_next(files, index)[1]
+
+
+def first_readable(files: Sequence[Path], count: int) -> tuple[list[int], list[np.ndarray]]:
+    """The indexes and images of the first ``count`` files that can be read
+    (fewer if the files run out), the others skipped as by :func:`read_training_image`."""
+    indexes, images = [], []
+    while len(indexes) < min(count, len(files)):
+        index, image = _read_or_next(files, indexes[-1] + 1 if indexes else 0)
+        if indexes and index <= indexes[-1]:  # wrapped round: no more readable files
+            break
+        indexes.append(index)
+        images.append(image)
+    return indexes, images
+
+
+def _read_or_next(files: Sequence[Path], index: int) -> tuple[int, np.ndarray]:
+    for offset in range(len(files)):
+        at = (index + offset) % len(files)
+        path = Path(files[at])
+        if path in _UNREADABLE:
+            continue
+        try:
+            return at, read_image(path)
+        except (ValueError, OSError) as exc:
+            with _UNREADABLE_LOCK:
+                if path not in _UNREADABLE:
+                    _UNREADABLE.add(path)
+                    logger.warning("skipping a training image: %s", exc)
+    raise ValueError(f"none of the {len(files)} training images can be read (the first: {files[0]})")
 
 
 #: the smallest side of an input image the networks can use: VGG-19's deepest layers see an

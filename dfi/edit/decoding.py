@@ -32,7 +32,7 @@ import chainer.functions as F
 
 from ..core.backend import get_array_module, to_cpu, using_device
 from ..core.errors import SettingError
-from ..core.image import crop_and_resize, preprocess, read_ahead, read_image
+from ..core.image import crop_and_resize, preprocess, read_ahead, read_training_image
 from ..core.training import load_training, optimiser_step, save_training
 from ..core.losses import feature_loss, network_input, total_variation
 from ..core.reconstruct import evaluate
@@ -98,7 +98,7 @@ class DecoderTrainer:
         rng = np.random.default_rng([config.seed, step])
         picks = rng.integers(len(self.files), size=config.batch_size)
         size = (config.size, config.size)
-        images = np.stack([crop_and_resize(read_image(self.files[i]), self.crop, size) for i in picks])
+        images = np.stack([crop_and_resize(read_training_image(self.files, i), self.crop, size) for i in picks])
         edited = rng.random(config.batch_size) < config.edited
         which = rng.integers(len(self.directions), size=config.batch_size)
         strength = rng.uniform(*config.strengths, size=config.batch_size) * rng.choice([-1.0, 1.0], config.batch_size)

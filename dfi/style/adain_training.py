@@ -23,7 +23,7 @@ import chainer.functions as F
 
 from ..core.backend import using_device
 from ..core.errors import SettingError
-from ..core.image import read_ahead, read_image, resize
+from ..core.image import read_ahead, read_training_image, resize
 from ..core.training import load_training, optimiser_step, save_training
 from ..nets.encoder import ADAIN_LAYERS
 from .settings import AdainTrainConfig  # noqa: F401  (its home is settings: no Chainer there)
@@ -82,10 +82,9 @@ class AdainTrainer:
     def batch_for(self, step: int):
         rng = np.random.default_rng([self.config.seed, step])
         size, count = self.config.size, self.config.batch_size
-        pick = [(self.contents[i], self.styles[j]) for i, j in
-                zip(rng.integers(len(self.contents), size=count), rng.integers(len(self.styles), size=count))]
-        return (np.stack([_crop(read_image(c), size, rng) for c, _ in pick]),
-                np.stack([_crop(read_image(s), size, rng) for _, s in pick]))
+        pick = list(zip(rng.integers(len(self.contents), size=count), rng.integers(len(self.styles), size=count)))
+        return (np.stack([_crop(read_training_image(self.contents, i), size, rng) for i, _ in pick]),
+                np.stack([_crop(read_training_image(self.styles, j), size, rng) for _, j in pick]))
 
     def loss_terms(self, contents, styles) -> dict:
         encoder, layers = self.encoder, ADAIN_LAYERS

@@ -34,7 +34,7 @@ from ..core.backend import to_cpu, using_device
 from ..core.training import load_training, optimiser_step, save_training
 from ..core.color import combine_luminance
 from ..core.errors import FileFormatError, SettingError
-from ..core.image import IMAGE_SUFFIXES, image_files, pad_to_multiple, read_ahead, read_image, resize
+from ..core.image import IMAGE_SUFFIXES, image_files, pad_to_multiple, read_ahead, read_image, read_training_image, resize
 from ..core.losses import feature_loss, network_input, style_loss, total_variation
 from ..nets.names import MULTIPLE
 from ..nets.stylizer import TransformNet, check_columns
@@ -74,7 +74,7 @@ def batch_for(step: int, files: Sequence[Path], styles: Sequence[int], config: T
     rng = np.random.default_rng([config.seed, step])
     style = int(styles[rng.integers(len(styles))])
     picks = rng.integers(len(files), size=config.batch_size)
-    return style, np.stack([_square(read_image(files[i]), config.size, rng) for i in picks])
+    return style, np.stack([_square(read_training_image(files, i), config.size, rng) for i in picks])
 
 
 @dataclass

@@ -162,3 +162,17 @@ def test_batch_edit_rows_take_the_decoder(synth_lfw, decoder, tmp_path, cli):
     for name, alpha in (("a.png", "0.2"), ("b.png", "0.4")):
         batch, single = (np.asarray(Image.open(tmp_path / n)) for n in (name, f"s_alpha{alpha}.png"))
         assert np.array_equal(batch, single)
+
+
+def test_training_skips_an_unreadable_image_of_a_folder(tmp_path, cli, caplog):
+    rng = np.random.default_rng(0)
+    (tmp_path / "photos").mkdir()
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(tmp_path / "photos" / f"p{i}.png")
+    (tmp_path / "photos" / "p1.png").write_bytes(b"\x89PNG broken")  # one file of the folder is corrupt
+    code, _, err = cli("-q", "train-decoder", "--images", tmp_path / "photos", "-o", tmp_path / "d.npz",
+                       "--iterations", "2", *TRAIN)
+    assert code == 0, err
+    skipped = [r.getMessage() for r in caplog.records if "skipping a training image" in r.getMessage()]
+    assert len(skipped) == 1 and "p1.png" in skipped[0]  # (the CLI prints it as one line "dfi: …")
+    assert (tmp_path / "d.npz").exists()
