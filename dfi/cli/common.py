@@ -225,3 +225,28 @@ def progress_bar(total: Optional[int], quiet: bool, desc: str, *, unit: str = "i
 
     return tqdm(total=total, desc=desc, disable=quiet, file=sys.stderr, leave=False,
                 unit=unit, dynamic_ncols=True, initial=initial)
+
+
+class FolderImages:
+    """A folder run's images read one by one: one that cannot be read (corrupt, truncated,
+    smaller than the networks take) is warned about and skipped so that the others are still
+    written, and :meth:`check` then fails the run (exit 1) naming how many and the first."""
+
+    def __init__(self, total: int, out: Path):
+        self.total, self.out, self.skipped = total, out, []
+
+    def read(self, path: Path, load: Callable):
+        """``load(path)``, or None after a warning when it cannot be read."""
+        import warnings
+
+        try:
+            return load(path)
+        except (ValueError, OSError) as exc:
+            self.skipped.append(str(exc))
+            warnings.warn(f"skipping {exc}", stacklevel=2)
+            return None
+
+    def check(self) -> None:
+        if self.skipped:
+            raise RuntimeError(f"{len(self.skipped)} of {self.total} images could not be read (the first: "
+                               f"{self.skipped[0]}); the others are in {self.out}")

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import UsageError, check_not_inputs, check_output, check_writable, load_net, progress_bar, select_device
+from .common import (FolderImages, UsageError, check_not_inputs, check_output, check_writable, load_net, progress_bar,
+                     select_device)
 
 
 def _adain_pair(args: argparse.Namespace, encoder_file=None):
@@ -103,12 +104,20 @@ def run_one_pass(args: argparse.Namespace) -> int:
     transfer = _adain(args, alpha, weights) if method == "adain" else _wct(args, alpha, weights)
     if not jobs:
         return _video(args, lambda frame, mask: transfer(frame, styles, mask), mask_image)
+    def load(path):
+        return check_min_side(read_image(path), f"CONTENT {path}")
+
+    folder = FolderImages(len(jobs), Path(args.output)) if Path(args.images[0]).is_dir() else None
     with progress_bar(len(jobs), args.quiet or len(jobs) == 1, "images", unit="image") as bar:
         for source, out in jobs:
-            content = fit_long_side(check_min_side(read_image(source), f"CONTENT {source}"), args.size)
-            mask = None if mask_image is None else np.asarray(resize(mask_image, content.shape[1:])[0] / 255.0)
-            write_image(out, transfer(content, styles, mask), grey=grey_styles and is_greyscale(source))
+            content = load(source) if folder is None else folder.read(source, load)
+            if content is not None:
+                content = fit_long_side(content, args.size)
+                mask = None if mask_image is None else np.asarray(resize(mask_image, content.shape[1:])[0] / 255.0)
+                write_image(out, transfer(content, styles, mask), grey=grey_styles and is_greyscale(source))
             bar.update(1)
+    if folder is not None:
+        folder.check()
     print(args.output)
     return 0
 

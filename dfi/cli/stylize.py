@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import (UsageError, add_run_options, add_training_options, check_not_inputs, check_output,
+from .common import (FolderImages, UsageError, add_run_options, add_training_options, check_not_inputs, check_output,
                      check_writable, load_net, positive_int, progress_bar, run_training, select_device,
                      training_checkpoint)
 
@@ -213,13 +213,14 @@ def _stylize_folder(model, source: Path, out: Path, args, run: dict) -> None:
     size go through the network together, ``--batch-size`` at a time."""
     import numpy as np
 
-    from ..core.image import IMAGE_SUFFIXES, image_files, read_image, write_image
+    from ..core.image import IMAGE_SUFFIXES, check_min_side, image_files, read_image, write_image
 
     files = image_files(source)
     if not files:
         raise FileNotFoundError(f"INPUT {source}: no images in it ({', '.join(IMAGE_SUFFIXES)})")
     if out.resolve().is_relative_to(source.resolve()):
         raise UsageError(f"-o {out} is inside the INPUT folder {source}; choose a folder outside it")
+    images = FolderImages(len(files), out)
     with progress_bar(len(files), args.quiet, "images", unit="image") as bar:
         batch: list = []
 
@@ -229,12 +230,20 @@ def _stylize_folder(model, source: Path, out: Path, args, run: dict) -> None:
             bar.update(len(batch))
             batch.clear()
 
+        def load(path):
+            return check_min_side(read_image(path), f"image {path}")
+
         for path in files:
-            image = read_image(path)
+            image = images.read(path, load)
+            if image is None:
+                bar.update(1)
+                continue
             if batch and (len(batch) == args.batch_size or batch[0][1].shape != image.shape):
                 flush()
             batch.append((path, image))
-        flush()
+        if batch:
+            flush()
+    images.check()
     print(out)
 
 

@@ -4,7 +4,6 @@ In the library an image is float32, CHW, RGB, values in [0, 255]; a batch is NCH
 """
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import warnings
@@ -23,7 +22,6 @@ from .color import luminance
 from .errors import SettingError
 
 T = TypeVar("T")
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -212,7 +210,7 @@ def _read_or_next(files: Sequence[Path], index: int) -> tuple[int, np.ndarray]:
             with _UNREADABLE_LOCK:
                 if path not in _UNREADABLE:
                     _UNREADABLE.add(path)
-                    logger.warning("skipping a training image: %s", exc)
+                    warnings.warn(f"skipping a training image: {exc}", stacklevel=2)
     raise ValueError(f"none of the {len(files)} training images can be read (the first: {files[0]})")
 
 

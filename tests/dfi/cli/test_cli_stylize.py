@@ -113,6 +113,20 @@ def test_stylize_an_image_of_any_size_a_folder_and_a_mix(inputs, model, tmp_path
         assert Image.open(tmp_path / "all" / name).size == Image.open(inputs / "content" / name).size
 
 
+def test_stylize_a_folder_with_an_unreadable_image_writes_the_others_and_fails(inputs, model, tmp_path, cli):
+    import shutil
+
+    folder = tmp_path / "in"
+    shutil.copytree(inputs / "content", folder)
+    (folder / "c2.png").write_bytes(b"\x89PNG broken")
+    code, _, err = cli("-q", "stylize", folder, "-o", tmp_path / "all", "--model", model, "--style", "0",
+                       "--batch-size", "2")
+    assert code == 1 and "dfi: warning: skipping image" in err and "c2.png" in err.splitlines()[0], err
+    assert "dfi: error: 1 of 5 images could not be read" in err.splitlines()[-1], err
+    written = sorted(str(p.relative_to(tmp_path / "all")) for p in (tmp_path / "all").rglob("*.png"))
+    assert written == ["c0.png", "c1.png", "c3.png", "sub/c4.png"]
+
+
 def test_stylize_a_video_keeps_its_frames(inputs, model, tmp_path, cli, write_video):
     from dfi.video.io import probe
 

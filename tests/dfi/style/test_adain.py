@@ -259,6 +259,11 @@ def test_a_folder_in_is_a_folder_out(pair, tmp_path, cli):
     np.testing.assert_array_equal(np.asarray(Image.open(one)), np.asarray(Image.open(tmp_path / "out" / "a.png")))
     code, _, err = cli("style", tmp_path / "in", tmp_path / "s.png", "--method", "adain", "-o", tmp_path / "in" / "o")
     assert code == 2 and "inside the CONTENT folder" in err
+    (tmp_path / "in" / "c.png").write_bytes(b"not an image")  # one bad file: the others still written
+    code, _, err = cli("-q", "style", tmp_path / "in", tmp_path / "s.png", "--method", "adain", "--weights", enc,
+                       "--decoder", dec, "--size", "40", "--device", "cpu", "-o", tmp_path / "out2")
+    assert code == 1 and "1 of 3 images could not be read (the first: image" in err and "c.png" in err, err
+    assert sorted(p.name for p in (tmp_path / "out2").rglob("*.png")) == ["a.png", "b.png"]
 
 
 def test_a_video_frame_by_frame_and_the_flicker_remedy(pair, tmp_path, cli, write_video):
