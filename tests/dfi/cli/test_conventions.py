@@ -32,12 +32,12 @@ def test_outputs_never_overwrite_inputs(face, tmp_path, cli):
     Image.new("L", (250, 250), 255).save(mask)
     before = {p: p.read_bytes() for p in (copy, mask)}
     common = ["--index", index_file, "--attribute", "smiling", "--no-align", *FAST]
-    for argv, words in [(["edit", copy, *common, "-o", copy], "-o {copy} is the INPUT input"),
-                        (["edit", copy, *common, "--mask", mask, "-o", mask], "is the --mask input"),
+    for argv, words in [(["edit", copy, *common, "-o", copy], "-o {copy} is also an input (INPUT)"),
+                        (["edit", copy, *common, "--mask", mask, "-o", mask], "is also an input (--mask)"),
                         (["edit", copy, *common, "--show-landmarks", copy, "-o", tmp_path / "x.png"],
                          "--show-landmarks"),
                         (["sweep", copy, *common, "--alphas", "0.3", "-o", copy], "-o (grid)"),
-                        (["style", copy, mask, *FAST[:4], "-o", mask], "is the IMAGE 2 input"),
+                        (["style", copy, mask, *FAST[:4], "-o", mask], "is also an input (IMAGE 2)"),
                         (["invert", copy, *FAST[:4], "-o", tmp_path / "." / "photo.jpg"], "IMAGE 1")]:
         code, _, err = cli("--quiet", *argv)
         assert code == 2 and "refusing to write over it" in err, (argv, err)
