@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -237,8 +238,6 @@ class FolderImages:
 
     def read(self, path: Path, load: Callable):
         """``load(path)``, or None after a warning when it cannot be read."""
-        import warnings
-
         try:
             return load(path)
         except (ValueError, OSError) as exc:

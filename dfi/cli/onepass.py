@@ -104,6 +104,7 @@ def run_one_pass(args: argparse.Namespace) -> int:
     transfer = _adain(args, alpha, weights) if method == "adain" else _wct(args, alpha, weights)
     if not jobs:
         return _video(args, lambda frame, mask: transfer(frame, styles, mask), mask_image)
+
     def load(path):
         return check_min_side(read_image(path), f"CONTENT {path}")
 

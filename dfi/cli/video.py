@@ -219,7 +219,7 @@ def run_edit_video(args: argparse.Namespace, alphas) -> int:
         for result in edit_video(net, read_frames(info, done), track, vectors, alphas, config, video,
                                  start=done, previous=previous, previous_crops=crops,
                                  color_match=config.color_match, decoder=decoder,
-                                 fast=decoder is not None and decode_only(args)):
+                                 fast=decode_only(args)):  # (checked: then there is a decoder)
             for k, store in enumerate(stores.values()):
                 store.write(result.index, result.results[k], keep=result.rows if k == 0 else None)
             bar.update(1)

@@ -11,8 +11,9 @@ and a cascade gives boxes but no eye or mouth positions. Landmarks are fitted on
 resolution photo; detection runs on a copy at most ``DETECT_SIDE`` pixels long (HOG time
 grows with the area), upsampled for small photos (the detector's smallest face is about
 80 px); a larger photo in which that copy shows no face is searched again at full size,
-since its faces may be too small once shrunk (a group photo, a wide shot). Note the licence of the 68-point model: its training data (iBUG 300-W) is for
-non-commercial research use.
+since its faces may be too small once shrunk (a group photo, a wide shot). Note the
+licence of the 68-point model: its training data (iBUG 300-W) is for non-commercial
+research use.
 
 Only :func:`detect_faces` touches dlib; it is imported on first use, with a clear error
 when the optional ``photo`` extra is not installed.
@@ -100,9 +101,6 @@ def detect_faces(photo: np.ndarray) -> list[Detection]:
         tries.append((rgb, 1.0, 0))  # faces under ~80 px in the shrunk copy
     candidates = []
     for image, scale, upsample in tries:
-        if scale == 1.0 and shrink < 1.0:
-            logger.info("no face in the photo shrunk to %d px; searching it at full size (%dx%d)",
-                        DETECT_SIDE, width, height)
         rects, scores, _ = detector.run(image, upsample, 0.0)
         candidates += [(float(s), tuple(round(v / scale) for v in (r.left(), r.top(), r.right(), r.bottom())))
                        for r, s in zip(rects, scores)]
