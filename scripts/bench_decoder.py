@@ -4,6 +4,7 @@
     python scripts/bench_decoder.py edits --index INDEX --decoder DEC.npz [--size 64] [--faces 3]
     python scripts/bench_decoder.py line --index INDEX [--size 64] [--faces 1]
     python scripts/bench_decoder.py video --index INDEX --decoder DEC.npz [--size 64] [--frames 6]
+    python scripts/bench_decoder.py design --index INDEX --out DIR [--steps 600] [--variants a,b] [--faces 3]
 
 ``train``: seconds per training step and the process's peak memory at each size, each in a
 fresh process (untrained full-width VGG-19, width-0.5 decoder, batch 4). ``edits``: for
@@ -23,7 +24,12 @@ ends). ``video``: a held-out face panning by 2 px per frame (a window moving ove
 so the motion is known), edited at α 0.4 per frame with ``--fast``, by L-BFGS with the temporal term (``dfi edit``'s
 video default) and by L-BFGS frame by frame without it: the warping error (mean |change|
 between consecutive outputs once the pan is undone), the edit's own size (mean |output −
-frame|) and seconds per frame. Prints JSON lines.
+frame|) and seconds per frame. ``design``: the decoder's layer choices side by side — one
+decoder per variant (default layers; zero padding; bilinear upsampling; instance
+normalisation; widths 0.25 and 1; pixel weights 0 and 10), each trained by ``dfi
+train-decoder`` for the same ``--steps`` on the index without the last face's person
+(written to DIR/train.csv), then ``edits`` on the held-out faces, with the reconstruction
+D(φ(x))'s PSNR against the face. Prints JSON lines.
 """
 from __future__ import annotations
 
@@ -37,6 +43,10 @@ import time
 import numpy as np
 
 ALPHAS = (0.1, 0.2, 0.3, 0.4, 0.5)
+#: ``design``'s variants: name → the flags of ``dfi train-decoder`` that make it
+VARIANTS = {"default": [], "zero-padding": ["--padding", "zero"], "bilinear": ["--upsample", "bilinear"],
+            "instance-norm": ["--norm", "instance"], "width-0.25": ["--width", "0.25"], "width-1": ["--width", "1"],
+            "pixel-0": ["--pixel-weight", "0"], "pixel-10": ["--pixel-weight", "10"]}
 
 
 def _train_one(index: str, size: int, steps: int) -> dict:
@@ -145,6 +155,11 @@ def _edits(index_file: str, decoder_file: str, size: int, faces: int, k: int,
                             "passes_to_2pct": reach(1.02),
                             "final_loss": [round(float(v), 4) for v in history[-1][1][1:]]}
         if "fast" in runs:
+            from dfi.nets.features import extract
+
+            own = to_cpu(decoder(extract(net, face.working[None].astype(np.float32), config.layers),
+                                 face.working.shape[1:]))[0]
+            record["reconstruction_psnr"] = round(float(10 * np.log10(255.0 ** 2 / np.mean((own - face.working) ** 2))), 2)
             record["fast"] = {"seconds": round(runs["fast"][1], 3), "seconds_per_alpha": round(runs["fast"][1] / len(ALPHAS), 3),
                               "loss_over_optimised": [round(float(f / c), 3) for f, c in
                                                       zip(runs["fast"][0][-1][1][1:], cold_final[1:])]}
@@ -250,6 +265,32 @@ def _video(index_file: str, decoder_file: str, size: int, frames: int, k: int, a
     return record
 
 
+def _design(index_file: str, out_dir: str, size: int, steps: int, faces: int, k: int, variants) -> list[dict]:
+    from pathlib import Path
+
+    from data_tools.index import Index, load_index, save_index
+
+    index, out = load_index(index_file), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    held_out = index.table["person"].iloc[-1]
+    table = index.table[index.table["person"] != held_out].reset_index(drop=True)
+    train = out / "train.csv"
+    save_index(Index(table, index.images_root, {**index.meta, "rows": len(table)}), train)
+    records = []
+    for name in variants:
+        decoder = out / f"dec_{name}.npz"
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "dfi", "-q", "train-decoder", "--index", str(train), "-o", str(decoder),
+                        "--weights", "untrained", "--size", str(size), "--iterations", str(steps), *VARIANTS[name]],
+                       check=True)
+        seconds = time.perf_counter() - start
+        for record in _edits(index_file, str(decoder), size, faces, k):
+            record.update(variant=name, steps=steps, train_seconds=round(seconds, 1), held_out=held_out)
+            print(json.dumps(record), flush=True)
+            records.append(record)
+    return records
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -276,6 +317,9 @@ def main(argv=None) -> int:
                                                help="which sweeps (cold is the reference; always run)")
     edit_parser("line", decoder=False, faces=1)
     edit_parser("video", frames=6)
+    p = edit_parser("design", decoder=False, faces=3, steps=600)
+    p.add_argument("--out", required=True, help="folder for train.csv and the decoders")
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"of {', '.join(VARIANTS)}")
     args = parser.parse_args(argv)
     if args.command == "train":
         for size in map(int, args.sizes.split(",")):  # each size in a fresh process
@@ -286,6 +330,11 @@ def main(argv=None) -> int:
             print(json.dumps(record), flush=True)
     elif args.command == "video":
         print(json.dumps(_video(args.index, args.decoder, args.size, args.frames, args.k)), flush=True)
+    elif args.command == "design":
+        unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
+        if unknown:
+            parser.error(f"--variants: {', '.join(unknown)} unknown; valid: {', '.join(VARIANTS)}")
+        _design(args.index, args.out, args.size, args.steps, args.faces, args.k, args.variants.split(","))
     elif args.command == "_train_one":
         print(json.dumps(_train_one(args.index, args.size, args.steps)), flush=True)
     else:

@@ -64,7 +64,8 @@ def _cmd_train_decoder(args: argparse.Namespace) -> int:
                                 lr=args.lr, layers=parse_layers(args.layers),
                                 width=DecoderTrainConfig.width if args.width is None else args.width,
                                 pixel_weight=args.pixel_weight, tv_weight=args.tv_weight, seed=args.seed,
-                                objective=args.objective)
+                                objective=args.objective, padding=args.padding, upsample=args.upsample,
+                                norm=args.norm)
     files, scores = _training_set(args, config)
     crop = config.crop if args.index is not None else None
     checkpoint = training_checkpoint(args, out)
@@ -79,7 +80,8 @@ def _cmd_train_decoder(args: argparse.Namespace) -> int:
         directions = np.zeros((1, 1), np.float32)
     channels = {name: weight.shape[0] for name, (weight, _) in vgg.params.items()}
     scales = feature_scales(vgg, sample, config.layers)
-    decoder = Decoder(dfi_spec(channels, layers=config.layers, width=config.width, scales=scales), seed=config.seed)
+    decoder = Decoder(dfi_spec(channels, layers=config.layers, width=config.width, scales=scales,
+                               padding=config.padding, upsample=config.upsample, norm=config.norm), seed=config.seed)
     decoder.to_device(vgg.device)
     _check_training_memory(vgg, decoder, config)
     trainer = DecoderTrainer(vgg, decoder, files, directions, config, crop=crop)
@@ -114,18 +116,21 @@ def training_bytes(vgg, decoder, config, size: int = None, batch: int = None) ->
     VGG pass on the decoded images (forward and backward), the decoder's graph (each
     convolution's padded input, output and ReLU kept for the backward pass, for the
     targets and — residual objective — the edited faces' own features: up to 2× the
-    batch) and the largest column buffer of Chainer's convolution, alive up to three times."""
+    batch; a normalisation's and a bilinear upsampling's intermediate maps too) and the
+    largest column buffer of Chainer's convolution, alive up to three times."""
     from ..nets.decoder import conv_channels
 
     size, batch = size or config.size, batch or config.batch_size
     rows = batch * (2 if config.objective == "residual" and config.edited > 0 else 1)
-    side, convs, maps, columns = size // decoder.spec.multiple, iter(conv_channels(decoder.spec)), 0, 0
-    for op in decoder.spec.ops:
+    spec = decoder.spec
+    side, convs, maps, columns, channels = size // spec.multiple, iter(conv_channels(spec)), 0, 0, 0
+    for op in spec.ops:
         if op[0] == "up":
             side *= 2
+            maps += (10 if spec.upsample == "bilinear" else 0) * channels * side * side  # its shifted copies
         elif op[0] == "conv":
-            _, c_in, c_out, _, _ = next(convs)
-            maps += 3 * c_out * side * side
+            _, c_in, channels, relu, _ = next(convs)
+            maps += (3 + (8 if relu and spec.norm == "instance" else 0)) * channels * side * side
             columns = max(columns, 9 * c_in * side * side)
     return vgg.pass_bytes((size, size), config.layers, batch=batch) + 4 * rows * (maps + 3 * columns)
 
@@ -155,9 +160,15 @@ def _train_adain(args: argparse.Namespace, out: Path) -> int:
     from ..core.image import image_files
     from ..nets.decoder import Decoder, adain_spec, save_decoder
     from ..nets.encoder import load_encoder
+    from ..nets.names import NORMS, PADDINGS, UPSAMPLINGS
     from ..style.adain_training import AdainTrainConfig, AdainTrainer
     from ..style.pretrained import adain_paths
 
+    changed = [f"{option} {value}" for option, value, kinds in (("--padding", args.padding, PADDINGS),
+                                                                ("--upsample", args.upsample, UPSAMPLINGS),
+                                                                ("--norm", args.norm, NORMS)) if value != kinds[0]]
+    if changed:
+        raise UsageError(f"{', '.join(changed)}: --method adain trains AdaIN's published decoder as it is")
     for option, folder in (("--content", args.content), ("--styles", args.styles)):
         if folder is None:
             raise UsageError(f"--method adain trains on --content DIR and --styles DIR; give {option}")
@@ -223,6 +234,7 @@ def _samples(trainer, images, edits: bool):
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     from ..edit.settings import DEFAULT_LAYERS, OBJECTIVES, DecoderTrainConfig
+    from ..nets.names import NORMS, PADDINGS, UPSAMPLINGS
     from ..style.settings import AdainTrainConfig
 
     defaults = DecoderTrainConfig()
@@ -248,6 +260,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         f"{AdainTrainConfig.width:g}, the published decoder's)")
     p.add_argument("--pixel-weight", type=float, default=defaults.pixel_weight,
                    help=f"weight of the pixel term on plain targets (default {defaults.pixel_weight:g})")
+    for option, choices, what in (("--padding", PADDINGS, "of each convolution's input"),
+                                  ("--upsample", UPSAMPLINGS, "×2 upsampling between levels"),
+                                  ("--norm", NORMS, "instance: each convolution's channels normalised per image")):
+        p.add_argument(option, choices=choices, default=choices[0],
+                       help=f"{what} (default {choices[0]}; BENCHMARKS.md compares them)")
     p.add_argument("--objective", choices=OBJECTIVES, default=defaults.objective,
                    help="what an edited target's feature loss is measured on: direct (default), D(t); "
                         "residual, x + D(t) − D(φ(x)), the start edits use (as good in 15 minutes, steps 9%% dearer)")

@@ -12,6 +12,7 @@ import numpy as np
 from ..core.errors import SettingError
 from ..core.settings import ReconstructConfig, check_training
 from ..face.frame import LFW_CROP
+from ..nets.names import NORMS, PADDINGS, UPSAMPLINGS
 
 DEFAULT_LAYERS = ("conv3_1", "conv4_1", "conv5_1")
 #: attribute-vector scalings (see :func:`dfi.edit.attributes.scale_vector`)
@@ -93,6 +94,10 @@ class DecoderTrainConfig:
     #: (BENCHMARKS.md, 15 minutes each at 64²): the same fast-edit loss and warm starts,
     #: with residual's steps 9 % dearer; direct is the default
     objective: str = "direct"
+    #: the decoder's layers (dfi.nets.decoder; BENCHMARKS.md, "Design choices")
+    padding: str = PADDINGS[0]
+    upsample: str = UPSAMPLINGS[0]
+    norm: str = NORMS[0]
 
     def __post_init__(self):
         if not 16 <= self.size <= 1024:
@@ -102,3 +107,7 @@ class DecoderTrainConfig:
             raise SettingError(f"edited share {self.edited} must be within 0…1")
         if self.objective not in OBJECTIVES:
             raise SettingError(f"--objective {self.objective!r} is not one of {', '.join(OBJECTIVES)}")
+        for option, value, allowed in (("--padding", self.padding, PADDINGS), ("--upsample", self.upsample, UPSAMPLINGS),
+                                       ("--norm", self.norm, NORMS)):
+            if value not in allowed:
+                raise SettingError(f"{option} {value!r} is not one of {', '.join(allowed)}")

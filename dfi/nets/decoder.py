@@ -3,10 +3,16 @@
 A decoder is a sequence of operations read from an architecture record (stored in its
 model file), starting from the deepest of its VGG layers:
 
-- ``("conv", C, relu)``: reflection padding of 1 and a 3×3 convolution to C channels,
-  then a ReLU when ``relu``;
-- ``("up",)``: nearest-neighbour ×2 upsampling (run fused with the convolution after it);
+- ``("conv", C, relu)``: padding of 1 and a 3×3 convolution to C channels, then (when
+  ``relu``) the normalisation, if any, and a ReLU;
+- ``("up",)``: ×2 upsampling (nearest-neighbour: run fused with the convolution after it);
 - ``("join", layer)``: the features of a shallower VGG layer concatenated to the channels.
+
+The record's ``padding`` ("reflect", the default, or "zero"), ``upsample`` ("nearest",
+default, or "bilinear": half-pixel centres, edges repeated, PyTorch's ``align_corners=False``)
+and ``norm`` ("none", default, or "instance": each image's channels normalised over its
+pixels, then a learned γ, β — no running statistics, so training and inference agree)
+apply to every layer; BENCHMARKS.md measures them.
 
 The output is RGB [0, 255]: ``"sigmoid"`` (255·σ(h)) or ``"unit"`` (255·h clamped to
 [0, 1], as AdaIN's decoder, which outputs [0, 1] images). :func:`dfi_spec` gives DFI's
@@ -30,8 +36,8 @@ import chainer.links as L
 
 from ..core.backend import get_array_module
 from ..core.errors import FileFormatError, SettingError
-from .names import vgg19_layer_names
-from .stylizer import reflection_pad
+from .names import NORMS, PADDINGS, UPSAMPLINGS, vgg19_layer_names
+from .stylizer import instance_norm, reflection_pad
 from .threads import each, kernel_section
 
 OUTPUTS = ("sigmoid", "unit")
@@ -56,12 +62,17 @@ class DecoderSpec:
     #: each input layer's features are divided by its scale (their RMS on the training
     #: faces: an untrained VGG's conv5_1 is orders of magnitude above its conv3_1)
     scales: tuple[float, ...] = ()
+    padding: str = "reflect"
+    upsample: str = "nearest"
+    norm: str = "none"
 
     def __post_init__(self):
         if self.scales and (len(self.scales) != len(self.inputs) or not all(s > 0 for s in self.scales)):
             raise SettingError(f"decoder scales {self.scales}: one positive number per input layer")
-        if self.output not in OUTPUTS:
-            raise SettingError(f"decoder output {self.output!r} is not one of {', '.join(OUTPUTS)}")
+        for what, value, allowed in (("output", self.output, OUTPUTS), ("padding", self.padding, PADDINGS),
+                                     ("upsampling", self.upsample, UPSAMPLINGS), ("normalisation", self.norm, NORMS)):
+            if value not in allowed:
+                raise SettingError(f"decoder {what} {value!r} is not one of {', '.join(allowed)}")
         layers = [name for name, _ in self.inputs]
         strides = [layer_stride(name) for name in layers]
         if strides != sorted(strides, reverse=True) or len(set(layers)) != len(layers):
@@ -94,21 +105,23 @@ class DecoderSpec:
 
     def record(self) -> dict:
         return {"inputs": [list(i) for i in self.inputs], "ops": [list(op) for op in self.ops],
-                "output": self.output, "scales": list(self.scales)}
+                "output": self.output, "scales": list(self.scales), "padding": self.padding,
+                "upsample": self.upsample, "norm": self.norm}
 
     @classmethod
     def from_record(cls, record: Mapping) -> "DecoderSpec":
         return cls(tuple((str(n), int(c)) for n, c in record["inputs"]),
                    tuple(tuple(op) for op in record["ops"]), str(record.get("output", "sigmoid")),
-                   tuple(float(s) for s in record.get("scales", ())))
+                   tuple(float(s) for s in record.get("scales", ())), str(record.get("padding", "reflect")),
+                   str(record.get("upsample", "nearest")), str(record.get("norm", "none")))
 
 
 def dfi_spec(channels: Mapping[str, int], *, layers: Sequence[str] = ("conv5_1", "conv4_1", "conv3_1"),
-             width: float = 1.0, scales: Mapping[str, float] | None = None) -> DecoderSpec:
+             width: float = 1.0, scales: Mapping[str, float] | None = None, **kinds) -> DecoderSpec:
     """DFI's decoder for ``layers`` (their channel counts in ``channels``, from the VGG; the
     features' ``scales``, default 1): two convolutions per level, a ×2 upsampling between
     levels, each shallower layer joined where its stride is reached, then convolutions up
-    to the full resolution."""
+    to the full resolution. ``kinds``: the record's ``padding``, ``upsample``, ``norm``."""
     ordered = sorted(layers, key=layer_stride, reverse=True)
     stride = layer_stride(ordered[0])
 
@@ -126,7 +139,7 @@ def dfi_spec(channels: Mapping[str, int], *, layers: Sequence[str] = ("conv5_1",
             ops.append(("join", joins[stride]))
     ops.append(("conv", 3, False))
     return DecoderSpec(tuple((name, int(channels[name])) for name in ordered), tuple(ops), "sigmoid",
-                       tuple(float(scales[name]) for name in ordered) if scales else ())
+                       tuple(float(scales[name]) for name in ordered) if scales else (), **kinds)
 
 
 def adain_spec(width: float = 1.0, channels: int | None = None) -> DecoderSpec:
@@ -140,16 +153,43 @@ def adain_spec(width: float = 1.0, channels: int | None = None) -> DecoderSpec:
     return DecoderSpec((("conv4_1", channels or c(512)),), tuple(ops), "unit")
 
 
+class _ChainerArrays:
+    """What :func:`bilinear_up2` needs of an array library, for Chainer Variables."""
+
+    concatenate, stack = staticmethod(F.concat), staticmethod(F.stack)
+
+
+_CHAINER_ARRAYS = _ChainerArrays()
+
+
+def bilinear_up2(h, axes: Sequence[int], lib):
+    """Bilinear ×2 upsampling of ``h`` along ``axes`` (half-pixel centres, edges repeated):
+    output 2i is ¾·h[i] + ¼·h[i − 1], output 2i + 1 is ¾·h[i] + ¼·h[i + 1]. ``lib``:
+    NumPy, CuPy, or Chainer's functions (its ``concatenate`` and ``stack``)."""
+    for axis in axes:
+        n = h.shape[axis]
+
+        def part(start, stop):
+            return h[(slice(None),) * axis + (slice(start, stop),)]
+        before = lib.concatenate([part(0, 1), part(0, n - 1)], axis)
+        after = lib.concatenate([part(1, n), part(n - 1, n)], axis)
+        shape = list(h.shape)
+        shape[axis] *= 2
+        h = lib.stack([0.75 * h + 0.25 * before, 0.75 * h + 0.25 * after], axis + 1).reshape(shape)
+    return h
+
+
 def conv_channels(spec: DecoderSpec):
     """(index, in channels, out channels, relu, fused) of every convolution; ``fused``: it
-    comes right after an upsampling, which the kernels then run with it."""
+    comes right after a nearest-neighbour upsampling, which the kernels then run with it."""
     inputs = dict(spec.inputs)
     channels, out = inputs[spec.layers[0]], []
     for previous, op in zip((None, *spec.ops), spec.ops):
         if op[0] == "join":
             channels += inputs[op[1]]
         elif op[0] == "conv":
-            out.append((len(out), channels, int(op[1]), bool(op[2]), previous == ("up",)))
+            out.append((len(out), channels, int(op[1]), bool(op[2]), previous == ("up",)
+                        and spec.upsample == "nearest"))
             channels = int(op[1])
     return out
 
@@ -166,9 +206,12 @@ class Decoder(chainer.Chain):
         self.spec = spec
         rng = np.random.default_rng(seed)
         with self.init_scope():
-            for index, c_in, c_out, _, _ in conv_channels(spec):
+            for index, c_in, c_out, relu, _ in conv_channels(spec):
                 weight = (rng.standard_normal((c_out, c_in, 3, 3)) * np.sqrt(2.0 / (9 * c_in))).astype(np.float32)
                 setattr(self, f"conv{index}", L.Convolution2D(c_in, c_out, 3, initialW=weight, initial_bias=0.0))
+                if relu and spec.norm == "instance":
+                    setattr(self, f"gamma{index}", chainer.Parameter(np.ones(c_out, np.float32)))
+                    setattr(self, f"beta{index}", chainer.Parameter(np.zeros(c_out, np.float32)))
 
     @classmethod
     def load(cls, path, device="@numpy") -> "Decoder":
@@ -198,12 +241,17 @@ class Decoder(chainer.Chain):
         h, index = feats[spec.layers[0]] * (1.0 / spec.scale_of(spec.layers[0])), 0
         for op in spec.ops:
             if op[0] == "up":
-                h = F.unpooling_2d(h, 2, stride=2, cover_all=False)
+                h = (F.unpooling_2d(h, 2, stride=2, cover_all=False) if spec.upsample == "nearest"
+                     else bilinear_up2(h, (2, 3), _CHAINER_ARRAYS))
             elif op[0] == "join":
                 joined = feats[op[1]] * (1.0 / spec.scale_of(op[1]))
                 h = F.concat([h[:, :, :joined.shape[2], :joined.shape[3]], joined], axis=1)
             else:
-                h = getattr(self, f"conv{index}")(reflection_pad(h, 1))
+                pad = reflection_pad(h, 1) if spec.padding == "reflect" else F.pad(h, ((0, 0), (0, 0), (1, 1), (1, 1)),
+                                                                                   "constant")
+                h = getattr(self, f"conv{index}")(pad)
+                if op[2] and spec.norm == "instance":
+                    h = instance_norm(h, getattr(self, f"gamma{index}"), getattr(self, f"beta{index}"))
                 h = F.relu(h) if op[2] else h
                 index += 1
         if size is not None:
@@ -258,9 +306,12 @@ class FastDecoder:
         self.workspace = workspace or Workspace()
         self.workspace.filter_budget = max(self.workspace.filter_budget, FILTER_BUDGET)
         self.convs = []  # (kind, prepared weights, bias, relu)
+        self.norms = {}  # index: (γ, β) of a normalised convolution
         for index, _, c_out, relu, fused in conv_channels(self.spec):
             link = getattr(net, f"conv{index}")
             weight, bias = link.W.array, link.b.array
+            if relu and self.spec.norm == "instance":
+                self.norms[index] = (getattr(net, f"gamma{index}").array, getattr(net, f"beta{index}").array)
             if fused:
                 self.convs.append(("upsample", phase_weights(weight), bias, relu))
             elif c_out <= THIN:  # onto few channels (the RGB layer): each tap's GEMM, not Winograd's
@@ -275,27 +326,36 @@ class FastDecoder:
             return self._forward(feats, size)
 
     def _forward(self, feats, size):
-        from .stylizer_kernels import few_outputs_reflect, image_out, upsample_conv, winograd_reflect
+        from .stylizer_kernels import (few_outputs_reflect, image_out, instance_norm_inplace, upsample_conv,
+                                       winograd_reflect)
 
-        spec = self.spec
+        spec, padding = self.spec, self.spec.padding
         first = feats[spec.layers[0]]
         xp = get_array_module(first)
         h, index = _channels_last(first, np.float32(1.0 / spec.scale_of(spec.layers[0]))), 0
         for op, following in zip(self.spec.ops, (*self.spec.ops[1:], None)):
             if op[0] == "up":
-                if following[0] != "conv":  # else fused with that convolution
+                if spec.upsample == "bilinear":
+                    h = bilinear_up2(h, (1, 2), xp)
+                elif following[0] != "conv":  # else fused with that convolution
                     h = xp.repeat(xp.repeat(h, 2, axis=1), 2, axis=2)
                 continue
             if op[0] == "join":
                 h = _channels_last(feats[op[1]], np.float32(1.0 / spec.scale_of(op[1])), before=h)
                 continue
             kind, layer, bias, relu = self.convs[index]
-            if kind == "upsample":
-                h = upsample_conv(h, layer, bias=bias, relu=relu)
+            if index in self.norms:  # without the bias: the normalisation takes it away
+                h = (upsample_conv(h, layer, padding=padding) if kind == "upsample" else
+                     few_outputs_reflect(h, layer, 3, padding) if kind == "taps" else
+                     winograd_reflect(h, layer, self.workspace, padding=padding))
+                h = instance_norm_inplace(h, *self.norms[index], relu=relu)
+            elif kind == "upsample":
+                h = upsample_conv(h, layer, bias=bias, relu=relu, padding=padding)
             elif kind == "winograd" and relu:  # bias and ReLU fused into the kernel
-                h = winograd_reflect(h, layer, self.workspace, relu=True)
+                h = winograd_reflect(h, layer, self.workspace, relu=True, padding=padding)
             else:
-                h = few_outputs_reflect(h, layer, 3) if kind == "taps" else winograd_reflect(h, layer, self.workspace)
+                h = (few_outputs_reflect(h, layer, 3, padding) if kind == "taps"
+                     else winograd_reflect(h, layer, self.workspace, padding=padding))
                 h += bias
                 if relu:
                     xp.maximum(h, 0, out=h)

@@ -1,6 +1,6 @@
 """Plain facts about dfi's networks, with no Chainer (the command line checks its flags
-against them before any network loads): VGG-19's layer names and block layout, and the
-size multiple of the feed-forward stylizer."""
+against them before any network loads): VGG-19's layer names and block layout, the
+size multiple of the feed-forward stylizer and the feature decoders' kinds of layer."""
 from __future__ import annotations
 
 #: (block, convolutions per block, output channels) of VGG-19.
@@ -17,3 +17,10 @@ def vgg19_layer_names() -> tuple[str, ...]:
 #: the stylizer's output is a multiple of this in both sides (two stride-2 layers); inputs
 #: are padded to it
 MULTIPLE = 4
+
+
+#: a feature decoder's padding, upsampling and normalisation (its record's ``padding``,
+#: ``upsample``, ``norm``; the first of each is the default, see dfi.nets.decoder)
+PADDINGS = ("reflect", "zero")
+UPSAMPLINGS = ("nearest", "bilinear")
+NORMS = ("none", "instance")

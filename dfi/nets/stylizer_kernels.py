@@ -162,23 +162,30 @@ def tap_weights(weight):
     return xp.ascontiguousarray(weight.transpose(2, 3, 0, 1).reshape(-1, weight.shape[1]))
 
 
-def few_outputs_reflect(x, per_tap, kernel: int):
-    """Reflection padding then :func:`_few_outputs_conv` (stride 1, odd ``kernel``): for
-    layers onto few channels, such as a decoder's RGB layer, where Winograd's products
-    would be (3 × C) thin GEMMs (2.4–3 × slower at 256²)."""
-    return _few_outputs_conv(_reflect(x, kernel // 2), per_tap, kernel)
+def _pad(x, pad: int, padding: str):
+    """Channels-last maps padded by ``pad`` pixels: ``padding`` "reflect" or "zero"."""
+    if padding == "reflect":
+        return _reflect(x, pad)
+    return get_array_module(x).pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))) if pad else x
 
 
-def winograd_reflect(x, layer, workspace, *, relu: bool = False):
-    """3×3 / stride 1 correlation after reflection padding, on dfi's Winograd kernel (valid
-    mode: the padding is the reflection's), in batch groups that keep the workspace small.
-    With ``relu``, ``max(conv + layer.bias, 0)``, fused into the kernel's scatter (no
-    passes of their own)."""
+def few_outputs_reflect(x, per_tap, kernel: int, padding: str = "reflect"):
+    """Reflection (or zero) padding then :func:`_few_outputs_conv` (stride 1, odd
+    ``kernel``): for layers onto few channels, such as a decoder's RGB layer, where
+    Winograd's products would be (3 × C) thin GEMMs (2.4–3 × slower at 256²)."""
+    return _few_outputs_conv(_pad(x, kernel // 2, padding), per_tap, kernel)
+
+
+def winograd_reflect(x, layer, workspace, *, relu: bool = False, padding: str = "reflect"):
+    """3×3 / stride 1 correlation after reflection (or zero) padding, on dfi's Winograd
+    kernel (valid mode: the padding is done here), in batch groups that keep the workspace
+    small. With ``relu``, ``max(conv + layer.bias, 0)``, fused into the kernel's scatter
+    (no passes of their own)."""
     from .conv import winograd_conv
     from .winograd import batch_group, tile_size
 
     xp = get_array_module(x)
-    padded = _reflect(x, 1)
+    padded = _pad(x, 1, padding)
     batch, height, width, channels = padded.shape
     out_channels = layer.channels[0]
     workspace.note_input(channels, batch * height * width)
@@ -199,7 +206,7 @@ NORM_PIECE = 2 ** 17
 NORM_WHOLE = 2 ** 19
 
 
-def _instance_norm_inplace(h, gamma, beta, eps: float = 1e-5, relu: bool = False):
+def instance_norm_inplace(h, gamma, beta, eps: float = 1e-5, relu: bool = False):
     """:func:`instance_norm` of channels-last maps, in place, then ReLU if ``relu``: the
     variance from centred values (no cancellation). On NumPy in three passes over memory,
     each on a piece while it is in cache — the sums; centring and the squares; scale, shift
@@ -275,10 +282,10 @@ def phase_weights(weight):
     return phases
 
 
-def upsample_conv(h, phases, *, bias=None, relu: bool = False):
-    """Nearest-neighbour ×2 upsampling, reflection padding and a 3×3 correlation in one, on
-    the low-resolution maps: the upsampled map's reflected border is the low-resolution
-    map's edge, and each output phase (a, b) (rows 2y + a, columns 2x + b) sees only two
+def upsample_conv(h, phases, *, bias=None, relu: bool = False, padding: str = "reflect"):
+    """Nearest-neighbour ×2 upsampling, reflection (or zero) padding and a 3×3 correlation in
+    one, on the low-resolution maps: the upsampled map's reflected border is the
+    low-resolution map's edge (its zero border a zero one), and each output phase (a, b) (rows 2y + a, columns 2x + b) sees only two
     low-resolution rows and columns, so it is a 2×2 correlation with summed weights. One
     window copy and one GEMM per phase and chunk (:func:`_chunks`; the chunks on all the
     threads at once), 16/36 of the direct convolution's multiplies; no upsampled map.
@@ -286,7 +293,7 @@ def upsample_conv(h, phases, *, bias=None, relu: bool = False):
     xp = get_array_module(h)
     batch, height, width, channels = h.shape
     out_channels = phases[0, 0][1].shape[1]
-    padded = xp.pad(h, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    padded = xp.pad(h, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge" if padding == "reflect" else "constant")
     out = xp.empty((batch, 2 * height, 2 * width, out_channels), dtype=xp.float32)
 
     def band(images, top, bottom):
@@ -386,7 +393,7 @@ class FastTransform:
                 h += bias
             if normalise:
                 tables = [(net.styles[s], w) for s, w in mix.items()]
-                _instance_norm_inplace(h, sum(w * getattr(t, f"{name}_gamma").array for t, w in tables),
+                instance_norm_inplace(h, sum(w * getattr(t, f"{name}_gamma").array for t, w in tables),
                                        sum(w * getattr(t, f"{name}_beta").array for t, w in tables), relu=relu)
             elif relu:
                 xp.maximum(h, 0, out=h)

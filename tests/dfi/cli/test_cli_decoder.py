@@ -176,3 +176,27 @@ def test_training_skips_an_unreadable_image_of_a_folder(tmp_path, cli):
     skipped = [line for line in err.splitlines() if "skipping a training image" in line]
     assert len(skipped) == 1 and "p1.png" in skipped[0] and skipped[0].startswith("dfi: warning: "), err
     assert (tmp_path / "d.npz").exists()
+
+
+def test_a_decoder_of_other_layer_kinds_trains_and_edits(synth_lfw, tmp_path, cli):
+    """--padding zero --upsample bilinear --norm instance: recorded, and the edit decodes
+    with that network (one for AdaIN's published decoder is refused)."""
+    from dfi.nets.decoder import load_decoder
+
+    _, index_file = synth_lfw
+    out = tmp_path / "v.npz"
+    kinds = ["--padding", "zero", "--upsample", "bilinear", "--norm", "instance"]
+    code, _, err = cli("-q", "train-decoder", "--index", index_file, "-o", out, "--iterations", "2", *kinds, *TRAIN)
+    assert code == 0, err
+    architecture = load_decoder(out)[1]["architecture"]
+    assert (architecture["padding"], architecture["upsample"], architecture["norm"]) == ("zero", "bilinear", "instance")
+    code, _, err = cli("-q", "edit", _face(index_file), "--index", index_file, *EDIT, "--decoder", out, "--fast",
+                       "--alpha", "0.4", "-o", tmp_path / "o.png")
+    assert code == 0, err
+    with Image.open(tmp_path / "o.png") as im:
+        assert im.size[0] > 0
+    code, _, err = cli("-q", "train-decoder", "--method", "adain", "-o", tmp_path / "a.npz", "--norm", "instance",
+                       *TRAIN)
+    assert code == 2 and "--norm instance: --method adain trains AdaIN's published decoder as it is" in err, err
+    code, _, err = cli("-q", "train-decoder", "--index", index_file, "-o", out, "--upsample", "cubic", *TRAIN)
+    assert code == 2 and "--upsample: invalid choice: 'cubic'" in err, err
