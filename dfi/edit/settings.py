@@ -82,6 +82,8 @@ class DecoderTrainConfig:
     iterations: int = 2000
     lr: float = 1e-4  # (1e-3 diverges on an untrained VGG-19's features; AdaIN trains at 1e-4)
     layers: tuple[str, ...] = DEFAULT_LAYERS
+    #: width, pixel weight and the layers' kinds below: measured side by side (BENCHMARKS.md,
+    #: "Design choices"); width 1 is as good only in 1.85 × the training time
     width: float = 0.5
     pixel_weight: float = 1.0
     tv_weight: float = 1e-4
@@ -94,7 +96,7 @@ class DecoderTrainConfig:
     #: (BENCHMARKS.md, 15 minutes each at 64²): the same fast-edit loss and warm starts,
     #: with residual's steps 9 % dearer; direct is the default
     objective: str = "direct"
-    #: the decoder's layers (dfi.nets.decoder; BENCHMARKS.md, "Design choices")
+    #: the decoder's layers (dfi.nets.decoder): reflection, nearest, none
     padding: str = PADDINGS[0]
     upsample: str = UPSAMPLINGS[0]
     norm: str = NORMS[0]

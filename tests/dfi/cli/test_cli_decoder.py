@@ -137,6 +137,9 @@ def test_training_that_will_not_fit_is_refused_naming_what_fits(synth_lfw, tmp_p
     one, two = (training_bytes(vgg, decoder, config, batch=b) for b in (1, 2))
     larger = training_bytes(vgg, decoder, config, size=64)  # (the kept filters are a fixed part)
     assert 0 < one < two < larger and larger - one > 2.5 * (two - one)
+    for kinds in (dict(norm="instance"), dict(upsample="bilinear")):  # their graphs keep more maps
+        variant = Decoder(dfi_spec({n: w.shape[0] for n, (w, _) in vgg.params.items()}, width=0.25, **kinds))
+        assert training_bytes(vgg, variant, config, batch=1) > one, kinds
     monkeypatch.setattr(backend, "available_memory", lambda device: (one + two) // 2)
     out = tmp_path / "d.npz"
     code, _, err = cli("-q", "train-decoder", "--index", index_file, "-o", out, "--iterations", "1", *TRAIN)
