@@ -25,6 +25,7 @@ graph (training); :class:`FastDecoder` runs the same weights on dfi's kernels (W
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -62,9 +63,9 @@ class DecoderSpec:
     #: each input layer's features are divided by its scale (their RMS on the training
     #: faces: an untrained VGG's conv5_1 is orders of magnitude above its conv3_1)
     scales: tuple[float, ...] = ()
-    padding: str = "reflect"
-    upsample: str = "nearest"
-    norm: str = "none"
+    padding: str = PADDINGS[0]
+    upsample: str = UPSAMPLINGS[0]
+    norm: str = NORMS[0]
 
     def __post_init__(self):
         if self.scales and (len(self.scales) != len(self.inputs) or not all(s > 0 for s in self.scales)):
@@ -112,8 +113,8 @@ class DecoderSpec:
     def from_record(cls, record: Mapping) -> "DecoderSpec":
         return cls(tuple((str(n), int(c)) for n, c in record["inputs"]),
                    tuple(tuple(op) for op in record["ops"]), str(record.get("output", "sigmoid")),
-                   tuple(float(s) for s in record.get("scales", ())), str(record.get("padding", "reflect")),
-                   str(record.get("upsample", "nearest")), str(record.get("norm", "none")))
+                   tuple(float(s) for s in record.get("scales", ())), str(record.get("padding", PADDINGS[0])),
+                   str(record.get("upsample", UPSAMPLINGS[0])), str(record.get("norm", NORMS[0])))
 
 
 def dfi_spec(channels: Mapping[str, int], *, layers: Sequence[str] = ("conv5_1", "conv4_1", "conv3_1"),
@@ -153,13 +154,8 @@ def adain_spec(width: float = 1.0, channels: int | None = None) -> DecoderSpec:
     return DecoderSpec((("conv4_1", channels or c(512)),), tuple(ops), "unit")
 
 
-class _ChainerArrays:
-    """What :func:`bilinear_up2` needs of an array library, for Chainer Variables."""
-
-    concatenate, stack = staticmethod(F.concat), staticmethod(F.stack)
-
-
-_CHAINER_ARRAYS = _ChainerArrays()
+#: what :func:`bilinear_up2` needs of an array library, for Chainer Variables
+_CHAINER_ARRAYS = SimpleNamespace(concatenate=F.concat, stack=F.stack)
 
 
 def bilinear_up2(h, axes: Sequence[int], lib):

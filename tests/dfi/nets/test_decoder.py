@@ -46,8 +46,8 @@ def test_each_decoder_variant_on_the_kernels_equals_its_chainer_graph(tiny_net, 
         if "gamma" in name or "beta" in name:
             param.array[...] = rng.normal(size=param.shape) * 0.3 + ("gamma" in name)
     assert (sum("gamma" in name for name, _ in net.namedparams()) > 0) == (kinds.get("norm") == "instance")
-    feats = {name: np.maximum(rng.normal(size=(2, c, -(-50 // 2 ** (int(name[4]) - 1)),) * 1
-                                         + (-(-50 // 2 ** (int(name[4]) - 1)),)), 0).astype(np.float32)
+    sides = {name: -(-50 // 2 ** (int(name[4]) - 1)) for name, _ in spec.inputs}  # VGG's pooling rounds up
+    feats = {name: np.maximum(rng.normal(size=(2, c, sides[name], sides[name])), 0).astype(np.float32)
              for name, c in spec.inputs}
     with chainer.no_backprop_mode(), chainer.using_config("train", False):
         expected = net(feats, (50, 50)).array
