@@ -118,6 +118,7 @@ def _edits(index_file: str, decoder_file: str, size: int, faces: int, k: int,
     from dfi.edit.evaluate import fit_probe
     from dfi.edit.pipeline import choose_neighbors, compose, compute_vector, load_face, sweep
     from dfi.edit.settings import EditConfig
+    from dfi.nets.features import extract
     from dfi.nets.vgg import untrained_vgg19
 
     index = load_index(index_file)
@@ -155,8 +156,6 @@ def _edits(index_file: str, decoder_file: str, size: int, faces: int, k: int,
                             "passes_to_2pct": reach(1.02),
                             "final_loss": [round(float(v), 4) for v in history[-1][1][1:]]}
         if "fast" in runs:
-            from dfi.nets.features import extract
-
             own = to_cpu(decoder(extract(net, face.working[None].astype(np.float32), config.layers),
                                  face.working.shape[1:]))[0]
             record["reconstruction_psnr"] = round(float(10 * np.log10(255.0 ** 2 / np.mean((own - face.working) ** 2))), 2)

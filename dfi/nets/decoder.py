@@ -243,9 +243,9 @@ class Decoder(chainer.Chain):
                 joined = feats[op[1]] * (1.0 / spec.scale_of(op[1]))
                 h = F.concat([h[:, :, :joined.shape[2], :joined.shape[3]], joined], axis=1)
             else:
-                pad = reflection_pad(h, 1) if spec.padding == "reflect" else F.pad(h, ((0, 0), (0, 0), (1, 1), (1, 1)),
-                                                                                   "constant")
-                h = getattr(self, f"conv{index}")(pad)
+                padded = (reflection_pad(h, 1) if spec.padding == "reflect"
+                          else F.pad(h, ((0, 0), (0, 0), (1, 1), (1, 1)), "constant"))
+                h = getattr(self, f"conv{index}")(padded)
                 if op[2] and spec.norm == "instance":
                     h = instance_norm(h, getattr(self, f"gamma{index}"), getattr(self, f"beta{index}"))
                 h = F.relu(h) if op[2] else h
@@ -340,21 +340,21 @@ class FastDecoder:
                 h = _channels_last(feats[op[1]], np.float32(1.0 / spec.scale_of(op[1])), before=h)
                 continue
             kind, layer, bias, relu = self.convs[index]
-            if index in self.norms:  # without the bias: the normalisation takes it away
-                h = (upsample_conv(h, layer, padding=padding) if kind == "upsample" else
-                     few_outputs_reflect(h, layer, 3, padding) if kind == "taps" else
-                     winograd_reflect(h, layer, self.workspace, padding=padding))
-                h = instance_norm_inplace(h, *self.norms[index], relu=relu)
-            elif kind == "upsample":
-                h = upsample_conv(h, layer, bias=bias, relu=relu, padding=padding)
-            elif kind == "winograd" and relu:  # bias and ReLU fused into the kernel
+            norm = self.norms.get(index)  # (γ, β); it takes the bias away, so none is added
+            if kind == "upsample":
+                h = upsample_conv(h, layer, bias=bias if norm is None else None, relu=relu and norm is None,
+                                  padding=padding)
+            elif kind == "winograd" and relu and norm is None:  # bias and ReLU fused into the kernel
                 h = winograd_reflect(h, layer, self.workspace, relu=True, padding=padding)
             else:
                 h = (few_outputs_reflect(h, layer, 3, padding) if kind == "taps"
                      else winograd_reflect(h, layer, self.workspace, padding=padding))
-                h += bias
-                if relu:
-                    xp.maximum(h, 0, out=h)
+                if norm is None:
+                    h += bias
+                    if relu:
+                        xp.maximum(h, 0, out=h)
+            if norm is not None:
+                h = instance_norm_inplace(h, *norm, relu=relu)
             index += 1
         if size is not None:
             h = h[:, :size[0], :size[1]]

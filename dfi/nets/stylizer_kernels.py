@@ -285,8 +285,9 @@ def phase_weights(weight):
 def upsample_conv(h, phases, *, bias=None, relu: bool = False, padding: str = "reflect"):
     """Nearest-neighbour ×2 upsampling, reflection (or zero) padding and a 3×3 correlation in
     one, on the low-resolution maps: the upsampled map's reflected border is the
-    low-resolution map's edge (its zero border a zero one), and each output phase (a, b) (rows 2y + a, columns 2x + b) sees only two
-    low-resolution rows and columns, so it is a 2×2 correlation with summed weights. One
+    low-resolution map's edge (its zero border a zero one), and each output phase (a, b)
+    (rows 2y + a, columns 2x + b) sees only two low-resolution rows and columns, so it is a
+    2×2 correlation with summed weights. One
     window copy and one GEMM per phase and chunk (:func:`_chunks`; the chunks on all the
     threads at once), 16/36 of the direct convolution's multiplies; no upsampled map.
     ``bias`` is added and ``relu`` applied to each product while it is in cache."""
@@ -394,7 +395,7 @@ class FastTransform:
             if normalise:
                 tables = [(net.styles[s], w) for s, w in mix.items()]
                 instance_norm_inplace(h, sum(w * getattr(t, f"{name}_gamma").array for t, w in tables),
-                                       sum(w * getattr(t, f"{name}_beta").array for t, w in tables), relu=relu)
+                                      sum(w * getattr(t, f"{name}_beta").array for t, w in tables), relu=relu)
             elif relu:
                 xp.maximum(h, 0, out=h)
             if name.startswith("r") and name.endswith("2"):
