@@ -9,7 +9,10 @@ Counts, each for the code as it is:
   (DFI's default) and 10, six images of 200² (a sweep's batch);
 - ``stylizer``: one stylisation by the full-width feed-forward network on dfi's kernels at
   512², batch 1 and 4 (training runs through Chainer's graph and optimiser, which this
-  stand-in device does not fool: not counted).
+  stand-in device does not fool: not counted);
+- ``decoder``: one pass of the DFI feature decoder (width 0.5, conv5_1 → conv4_1 → conv3_1,
+  the default's layers and the other padding / upsampling / normalisation at once) at 208²
+  (200² rounded up to conv5_1's stride, as edits pad), batch 6 (a sweep's rows).
 Also the host → device copies (uploads) of each, after a first warm-up call.
 """
 from __future__ import annotations
@@ -89,6 +92,22 @@ def count_stylizer(size: int, batch: int) -> dict:
         return _twice(device, lambda: transform(x, {0: 1.0}))
 
 
+def count_decoder(size: int, batch: int, **kinds) -> dict:
+    from dfi.nets.decoder import Decoder, FastDecoder, dfi_spec
+    from dfi.nets.vgg import untrained_vgg19
+
+    spec = dfi_spec({name: w.shape[0] for name, (w, _) in untrained_vgg19(seed=0).params.items()}, width=0.5,
+                    **kinds)
+    rng = np.random.default_rng(0)
+    with counting() as device:
+        net = Decoder(spec)
+        net.to_device(device)
+        decode = FastDecoder(net)
+        feats = {name: device.send(rng.uniform(0, 1, (batch, c, size >> int(name[4]) - 1, size >> int(name[4]) - 1))
+                                   .astype(np.float32)) for name, c in spec.inputs}
+        return _twice(device, lambda: decode(feats, (size, size)))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="also write the counts here")
@@ -97,6 +116,9 @@ def main(argv=None) -> int:
         "vgg 200² batch 1": count_vgg(200, 1), "vgg 200² batch 6": count_vgg(200, 6),
         "lbfgs iteration, history 20": count_lbfgs(20), "lbfgs iteration, history 10": count_lbfgs(10),
         "stylizer 512² batch 1": count_stylizer(512, 1), "stylizer 512² batch 4": count_stylizer(512, 4),
+        "decoder 208² batch 6": count_decoder(208, 6),
+        "decoder 208² batch 6, zero/bilinear/instance": count_decoder(208, 6, padding="zero", upsample="bilinear",
+                                                                       norm="instance"),
     }
     for name, record in counts.items():
         kinds = ", ".join(f"{k} {v}" for k, v in record.get("by_kind", {}).items())

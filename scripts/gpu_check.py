@@ -12,6 +12,8 @@ timed after a warm-up with the device synchronised:
 - ``dfi style`` at 512² (its default 300 iterations);
 - ``dfi stylize``: images per second at 512² (the full-width network, untrained weights);
 - a 2-row ``dfi batch edit`` on the GPU (needs Dask distributed; skipped without it);
+- the feature decoder: ``dfi train-decoder`` seconds per step at 200², then the default
+  sweep with it decoded only (``--fast``) and warm-started (issue "trained decoder");
 - the kernel launches of one VGG pass and one stylisation, counted on the CPU
   (``scripts/count_launches.py``), beside the measured times.
 
@@ -184,13 +186,39 @@ def batch_edit(folder: Path, spec: str, small: bool) -> dict:
     return {"wall_s": round(time.perf_counter() - start, 3), "rows_done": sum(r.get("status") == "done" for r in ledger)}
 
 
+def decoder(folder: Path, spec: str, small: bool) -> dict:
+    """The feature decoder on the device: its training steps at 200² (the seconds per step
+    from a 2-step and a 12-step run, so start-up cancels), then the default sweep with it,
+    decoded only (``--fast``) and warm-started; the cold sweep is the "sweep" step's."""
+    face, index = _dataset(folder, 30 if small else 160)
+    size = ["--size", "32"] if small else []
+    dec, walls = folder / "dec.npz", {}
+    for steps in (2, 12):
+        start = time.perf_counter()
+        _cli("train-decoder", "--index", index, "-o", dec, "--weights", "untrained", "--device", spec,
+             "--iterations", steps, "--checkpoint-every", 100, "--size", 32 if small else 200)
+        walls[steps] = time.perf_counter() - start
+    common = [face, "--index", index, "--attribute", "smiling", "--weights", "untrained", "--device", spec,
+              "--decoder", dec, *size, *(["--k", "4"] if small else [])]
+    out = {"train_size": 32 if small else 200, "train_s_per_step": round((walls[12] - walls[2]) / 10, 4)}
+    for label, extra in (("fast", ["--fast"]), ("warm", ["--iterations", "2"] if small else [])):
+        start = time.perf_counter()
+        _cli("sweep", *common, *extra, "-o", folder / f"{label}.png")
+        record = json.loads((folder / f"{label}.json").read_text())
+        out[label] = {"wall_s": round(time.perf_counter() - start, 3), "init": record["init"],
+                      "timings_s": record["timings_s"], "evaluations": record["evaluations"],
+                      "losses": record["losses"]}
+    return out
+
+
 def launch_counts(small: bool) -> dict:
     sys.path.insert(0, str(ROOT / "scripts"))
     import count_launches
 
     vgg, stylizer = (32, 32) if small else (200, 512)
     return {f"vgg {vgg}² batch 1": count_launches.count_vgg(vgg, 1),
-            f"stylizer {stylizer}² batch 1": count_launches.count_stylizer(stylizer, 1)}
+            f"stylizer {stylizer}² batch 1": count_launches.count_stylizer(stylizer, 1),
+            f"decoder {vgg + 8}² batch 6": count_launches.count_decoder(vgg + 8, 6)}
 
 
 def gpu_tests() -> dict:
@@ -223,13 +251,14 @@ def main(argv=None) -> int:
     steps = [("gpu tests", gpu_tests)] if not (args.skip_tests or args.dry_run) else []
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        for step in ("sweep", "style", "batch"):
+        for step in ("sweep", "style", "batch", "decoder"):
             (scratch / step).mkdir()
         steps += [("vgg pass 200²", lambda: vgg_pass(device, 32 if small else 200)),
                   ("sweep 5 alphas 200²", lambda: sweep(scratch / "sweep", spec, small)),
                   ("style 512²", lambda: style(scratch / "style", spec, small)),
                   ("stylize 512²", lambda: stylize(device, 32 if small else 512)),
                   ("batch edit 2 rows", lambda: batch_edit(scratch / "batch", spec, small)),
+                  ("decoder 200²: training, fast and warm sweeps", lambda: decoder(scratch / "decoder", spec, small)),
                   ("launches (counted)", lambda: launch_counts(small))]
         for label, step in steps:
             start = time.perf_counter()
