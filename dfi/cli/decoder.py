@@ -118,20 +118,20 @@ def training_bytes(vgg, decoder, config, size: int = None, batch: int = None) ->
     targets and — residual objective — the edited faces' own features: up to 2× the
     batch; a normalisation's and a bilinear upsampling's intermediate maps too) and the
     largest column buffer of Chainer's convolution, alive up to three times."""
-    from ..nets.decoder import conv_channels
+    from ..nets.decoder import column_elements, conv_channels
 
     size, batch = size or config.size, batch or config.batch_size
     rows = batch * (2 if config.objective == "residual" and config.edited > 0 else 1)
     spec = decoder.spec
-    side, convs, maps, columns, channels = size // spec.multiple, iter(conv_channels(spec)), 0, 0, 0
+    side, convs, maps, channels = -(-size // spec.multiple), iter(conv_channels(spec)), 0, 0
     for op in spec.ops:
         if op[0] == "up":
             side *= 2
             maps += (10 if spec.upsample == "bilinear" else 0) * channels * side * side  # its shifted copies
         elif op[0] == "conv":
-            _, c_in, channels, relu, _ = next(convs)
+            _, _, channels, relu, _ = next(convs)
             maps += (3 + (8 if relu and spec.norm == "instance" else 0)) * channels * side * side
-            columns = max(columns, 9 * c_in * side * side)
+    columns = max(column_elements(spec, size, 1).values())
     return vgg.pass_bytes((size, size), config.layers, batch=batch) + 4 * rows * (maps + 3 * columns)
 
 

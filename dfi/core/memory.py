@@ -43,6 +43,31 @@ def estimate_bytes(net: FeatureNet, shape: tuple[int, int], layers: Sequence[str
             + FLOAT * (batch * vectors * pixels + weights))
 
 
+#: the elements Chainer's GPU im2col / col2im can index (32-bit offsets in ``chainer/utils/conv.py``)
+COLUMN_LIMIT = 2 ** 31
+
+
+def check_columns(columns_at, size: int, batch: int, multiple: int) -> None:
+    """Refuse training at ``size``² with ``batch`` images when a convolution's column buffer
+    reaches :data:`COLUMN_LIMIT`: without cuDNN (CuPy 14 has none) Chainer convolves on a
+    GPU through im2col, and its ``col2im_gpu`` (the input gradient) indexes with 32-bit ints,
+    so it would write out of bounds. ``columns_at(size, batch)``: {layer: elements}, linear in
+    the batch; sizes are tried in steps of ``multiple``. The error names what fits."""
+    from .errors import SettingError
+
+    name, worst = max(columns_at(size, batch).items(), key=lambda item: item[1])
+    if worst < COLUMN_LIMIT:
+        return
+    largest_batch = (COLUMN_LIMIT - 1) // -(-worst // batch)
+    largest_size = next((s for s in range(size - multiple, 0, -multiple)
+                         if max(columns_at(s, batch).values()) < COLUMN_LIMIT), None)
+    fits = [f"--batch-size {largest_batch} at --size {size}"] if largest_batch else []
+    fits += [f"--size {largest_size} at --batch-size {batch}"] if largest_size else []
+    raise SettingError(f"training on a GPU at --size {size} with --batch-size {batch}: layer {name}'s column "
+                       f"buffer would hold {worst:,} elements, past the 2^31 that Chainer's col2im_gpu can index; "
+                       f"the largest that fit: {' or '.join(fits) or 'none'}")
+
+
 def resident_bytes() -> int:
     """This process's current resident memory (Linux; 0 where unknown)."""
     try:

@@ -35,8 +35,9 @@ from ..core.errors import SettingError
 from ..core.image import crop_and_resize, preprocess, read_ahead, read_training_image
 from ..core.training import load_training, optimiser_step, save_training
 from ..core.losses import feature_loss, network_input, total_variation
+from ..core.memory import check_columns
 from ..core.reconstruct import evaluate
-from ..nets.decoder import Decoder, FastDecoder, check_decoder_layers, check_decoder_vgg
+from ..nets.decoder import Decoder, FastDecoder, check_decoder_layers, check_decoder_vgg, column_elements
 from ..nets.features import extract
 from ..nets.vgg import VGG19
 from .settings import DecoderTrainConfig  # noqa: F401  (its home is settings; no Chainer there)
@@ -84,6 +85,10 @@ class DecoderTrainer:
 
     def __init__(self, vgg: VGG19, decoder: Decoder, files: Sequence[Path], directions: np.ndarray,
                  config: DecoderTrainConfig, *, crop: Optional[tuple] = None):
+        if vgg.device.xp is not np:  # Chainer trains the decoder by im2col, with 32-bit offsets on a GPU
+            rows = 2 if config.objective == "residual" and config.edited > 0 else 1  # edited faces decoded twice
+            check_columns(lambda s, b: column_elements(decoder.spec, s, rows * b), config.size, config.batch_size,
+                          decoder.spec.multiple)
         self.vgg, self.decoder, self.files, self.config = vgg, decoder, list(files), config
         self.crop = crop
         with using_device(vgg.device):

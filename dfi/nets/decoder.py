@@ -190,6 +190,20 @@ def conv_channels(spec: DecoderSpec):
     return out
 
 
+def column_elements(spec: DecoderSpec, size: int, batch: int) -> dict[str, int]:
+    """{convolution: elements of the column buffer Chainer's convolution makes} when
+    ``batch`` images of ``size``² are decoded in training (im2col / col2im, no cuDNN):
+    9 · its input channels · its pixels, per image."""
+    side, convs, out = -(-size // spec.multiple), iter(conv_channels(spec)), {}
+    for op in spec.ops:
+        if op[0] == "up":
+            side *= 2
+        elif op[0] == "conv":
+            index, c_in, *_ = next(convs)
+            out[f"conv{index}"] = batch * 9 * c_in * side * side
+    return out
+
+
 class Decoder(chainer.Chain):
     """The decoder of ``spec`` as a Chainer graph (training); call it with
     ``{layer: (N, C, h, w)}`` features, get NCHW RGB [0, 255]."""

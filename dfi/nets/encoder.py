@@ -90,6 +90,18 @@ class Encoder:
                                f"{', '.join(self.layer_names)}")
         return layers
 
+    def column_elements(self, size: int, batch: int, layers: Iterable[str]) -> dict[str, int]:
+        """{convolution: elements of the column buffer Chainer's convolution makes} in
+        :meth:`pick` of ``batch`` images of ``size``² up to the deepest of ``layers``."""
+        last = max(self.layer_names.index(n) for n in self.check_layers(layers))
+        side, out = size, {}
+        for name in self.layer_names[:last + 1]:
+            if name.startswith("conv"):
+                out[name] = batch * 9 * self.params[name][0].shape[1] * side * side
+            else:
+                side = -(-side // 2)  # ceil mode
+        return out
+
     def features(self, images, layers: Iterable[str]) -> dict:
         """{layer: (N, C, h, w) array} of NCHW RGB [0, 255] ``images`` (on the encoder's
         device), on dfi's kernels, no graph."""

@@ -232,10 +232,6 @@ class TransformNet(chainer.Chain):
                 "output": "255*sigmoid" if self.variant.output == "sigmoid" else "clamp 0-255"}
 
 
-#: the elements Chainer's GPU im2col / col2im can index (32-bit offsets in ``utils/conv.py``)
-COLUMN_LIMIT = 2 ** 31
-
-
 def column_elements(net: TransformNet, size: int, batch: int) -> dict[str, int]:
     """Elements of the column buffer Chainer's convolution makes for each layer when
     ``net`` trains on ``batch`` images of ``size``² (without cuDNN: im2col for the forward
@@ -249,19 +245,9 @@ def column_elements(net: TransformNet, size: int, batch: int) -> dict[str, int]:
 
 
 def check_columns(net: TransformNet, size: int, batch: int) -> None:
-    """Refuse training settings whose column buffers pass :data:`COLUMN_LIMIT` (Chainer's
-    ``col2im_gpu`` would index past 2³¹ and write out of bounds), naming what fits."""
+    """Refuse training settings whose column buffers pass Chainer's 32-bit GPU offsets
+    (:func:`dfi.core.memory.check_columns`), naming what fits."""
+    from ..core.memory import check_columns as refuse_past_limit
     from .names import MULTIPLE
 
-    name, worst = max(column_elements(net, size, batch).items(), key=lambda item: item[1])
-    if worst < COLUMN_LIMIT:
-        return
-    per_image = worst // batch
-    largest_batch = (COLUMN_LIMIT - 1) // per_image
-    largest_size = next((s for s in range(size - MULTIPLE, 0, -MULTIPLE)
-                         if max(column_elements(net, s, batch).values()) < COLUMN_LIMIT), None)
-    fits = [f"--batch-size {largest_batch} at --size {size}"] if largest_batch else []
-    fits += [f"--size {largest_size} at --batch-size {batch}"] if largest_size else []
-    raise SettingError(f"training on a GPU at --size {size} with --batch-size {batch}: layer {name}'s column "
-                       f"buffer would hold {worst:,} elements, past the 2^31 that Chainer's col2im_gpu can index; "
-                       f"the largest that fit: {' or '.join(fits) or 'none'}")
+    refuse_past_limit(lambda s, b: column_elements(net, s, b), size, batch, MULTIPLE)

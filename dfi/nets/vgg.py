@@ -27,6 +27,7 @@ import chainer.functions as F
 
 from ..core.errors import SettingError
 from ..core.image import CAFFE, InputConvention
+from ..core.memory import COLUMN_LIMIT
 from .conv import conv3x3_relu
 from .names import VGG19_BLOCKS, vgg19_layer_names  # noqa: F401  (their home is names)
 from .pool import pool2x2
@@ -141,7 +142,7 @@ class VGG19:
             worst = max((9 * c_in * batch * h * w, name)
                         for name, c_in, _, h, w in self.layer_shapes((height, width), [self.layer_names[last]])
                         if name.startswith("conv"))
-            if worst[0] >= 2 ** 31:
+            if worst[0] >= COLUMN_LIMIT:
                 raise SettingError(f"kernel 'chainer' on a GPU: {worst[1]} would need a column buffer of "
                                    f"{worst[0]:,} elements, past the 2^31 that Chainer's col2im_gpu can "
                                    "index; use the default kernel or a smaller size or batch")

@@ -24,7 +24,9 @@ import chainer.functions as F
 from ..core.backend import using_device
 from ..core.errors import SettingError
 from ..core.image import read_ahead, read_training_image, resize
+from ..core.memory import check_columns
 from ..core.training import load_training, optimiser_step, save_training
+from ..nets.decoder import column_elements
 from ..nets.encoder import ADAIN_LAYERS
 from .settings import AdainTrainConfig  # noqa: F401  (its home is settings: no Chainer there)
 
@@ -73,6 +75,10 @@ class AdainTrainer:
     def __init__(self, encoder, decoder, contents: Sequence[Path], styles: Sequence[Path], config: AdainTrainConfig):
         if not contents or not styles:
             raise SettingError("AdaIN training needs content images and style images")
+        if encoder.device.xp is not np:  # Chainer's graph for both, by im2col with 32-bit offsets on a GPU
+            check_columns(lambda s, b: {**encoder.column_elements(s, b, ADAIN_LAYERS),
+                                        **column_elements(decoder.spec, s, b)}, config.size, config.batch_size,
+                          decoder.spec.multiple)
         self.encoder, self.decoder, self.config = encoder, decoder, config
         self.contents, self.styles = list(contents), list(styles)
         self.optimizer = chainer.optimizers.Adam(alpha=config.lr)

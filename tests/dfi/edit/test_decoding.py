@@ -144,3 +144,31 @@ def test_the_sweep_takes_a_loaded_decoder_and_refuses_another_vggs(tiny_net, syn
         fast(Decoder.load(other))
     with pytest.raises(SettingError, match="not dict"):
         fast({"conv5_1": 1})
+
+
+def test_training_on_a_gpu_refuses_column_buffers_past_chainers_32_bit_offsets(tiny_net, setup):
+    """Chainer trains the decoder by im2col / col2im (no cuDNN on CuPy 14), whose GPU kernel
+    indexes with 32-bit ints: the default decoder's first full-size convolution (32 channels
+    in at width 0.5) holds 9·32 = 288 elements per pixel per image, 2^31 at 1024² past batch 7
+    (past batch 3 with the residual objective, which decodes edited faces twice)."""
+    import dataclasses
+    import types
+
+    from dfi.core.errors import SettingError
+    from dfi.edit.decoding import DecoderTrainer
+    from dfi.nets.decoder import Decoder, column_elements, dfi_spec
+
+    files, directions, config = setup
+    spec = dfi_spec({name: w.shape[0] for name, (w, _) in tiny_net.params.items()}, width=0.5)
+    columns = column_elements(spec, 1024, 8)
+    assert max(columns.values()) == 288 * 1024 * 1024 * 8 == columns["conv8"]
+    assert column_elements(spec, 1010, 1) == column_elements(spec, 1024, 1)  # (conv5_1 at 1010²: 64², decoded at 1024²)
+    gpu_vgg = types.SimpleNamespace(device=types.SimpleNamespace(xp=object()))  # not NumPy: a GPU
+    decoder = Decoder(spec)
+    big = dataclasses.replace(config, size=1024, batch_size=8, width=0.5)
+    with pytest.raises(SettingError, match=r"--size 1024 with --batch-size 8: layer conv8's column buffer would hold "
+                                           r"2,415,919,104 .* --batch-size 7 at --size 1024 or --size 960 at"):
+        DecoderTrainer(gpu_vgg, decoder, files, directions, big)
+    with pytest.raises(SettingError, match="--batch-size 3 at --size 1024"):
+        DecoderTrainer(gpu_vgg, decoder, files, directions, dataclasses.replace(big, batch_size=4, objective="residual"))
+    DecoderTrainer(tiny_net, decoder, files, directions, big)  # on the CPU there is no such limit

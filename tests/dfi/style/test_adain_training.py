@@ -103,3 +103,25 @@ def test_bad_adain_training_settings_are_refused(changes, words):
 
     with pytest.raises(SettingError, match=words.replace(".", r"\.")):
         AdainTrainConfig(**changes)
+
+
+def test_training_on_a_gpu_refuses_column_buffers_past_chainers_32_bit_offsets(folders):
+    """The decoder and the encoder both go through Chainer's im2col / col2im (32-bit offsets
+    on a GPU): the published decoder's last 64-channel convolution holds 576 elements per
+    pixel per image, past 2^31 at 512² from batch 15; a narrow decoder still trains through
+    the encoder, whose conv1_2 is as large."""
+    import types
+
+    from dfi.core.errors import SettingError
+
+    files = {k: sorted((folders / k).glob("*.png")) for k in ("content", "styles")}
+    encoder = adain_encoder(adain_encoder_state(width=1.0), "enc")
+    encoder.device = types.SimpleNamespace(xp=object())  # not NumPy: a GPU
+    config = AdainTrainConfig(size=512, batch_size=15)
+    with pytest.raises(SettingError, match=r"--size 512 with --batch-size 15: layer (conv7|conv1_2)'s column buffer "
+                                           r"would hold 2,264,924,160 .* --batch-size 14 at --size 512"):
+        AdainTrainer(encoder, Decoder(adain_spec(1.0)), files["content"], files["styles"], config)
+    with pytest.raises(SettingError, match="layer conv1_2's column buffer"):
+        AdainTrainer(encoder, Decoder(adain_spec(0.25)), files["content"], files["styles"], config)
+    AdainTrainer(encoder, Decoder(adain_spec(1.0)), files["content"], files["styles"],
+                 AdainTrainConfig(size=512, batch_size=14))
