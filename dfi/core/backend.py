@@ -6,8 +6,9 @@ while it copies an array to it. So whoever chooses a device also makes it curren
 whole run, in every thread that works on the device (:func:`use_device` for the rest of a
 thread's life, :func:`using_device` for a block): the command line once it has parsed
 ``--device``, a batch worker at the start of every task (Dask runs tasks in threads of its
-own), the :class:`~dfi.style.feedforward.Stylizer`'s and ``Trainer``'s calls, the
-reconstruction loop. The threads dfi starts itself (images decoded ahead, optical flow)
+own), the :class:`~dfi.style.feedforward.Stylizer`'s and ``Trainer``'s calls, feature
+extraction, a sweep's setup and the reconstruction loop (so a page's worker threads and a
+library user's need nothing more). The threads dfi starts itself (images decoded ahead, optical flow)
 work on host arrays only.
 
 Chainer is imported when first needed, not with this module: reading and writing images

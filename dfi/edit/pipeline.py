@@ -25,6 +25,7 @@ import numpy as np
 from data_tools.index import Index
 from data_tools.neighbors import candidate_pools, find_neighbors
 
+from ..core.backend import using_device
 from ..core.color import match_color
 from ..core.image import check_min_side, crop_and_resize, read_ahead, read_image, resize
 from ..core.losses import feature_loss
@@ -170,28 +171,30 @@ def sweep(net: VGG19, face: Face, vectors: Sequence[dict], alphas: Sequence[floa
     """
     alphas = check_alphas(alphas)
     device = net.device
-    image = device.send(face.working[None])
-    input_feats = extract(net, image, config.layers)
-    vector = scale_vector(combine([{k: device.send(v) for k, v in w.items()} for w in vectors]),
-                          input_feats, config.scaling)
-    targets = target_features(input_feats, vector, [0.0, *alphas])
-    if decoder is None:
-        start = device.xp.repeat(image, len(alphas) + 1, axis=0)
-    else:
-        decoder = inference_decoder(decoder, net, config.layers)
-        start = decoded_starts(decoder, image, targets)
 
     def loss_fn(feats, rows):
         return feature_loss(feats, {name: value[rows] for name, value in targets.items()})
 
-    if fast:  # every row the whole decoded change (row 0's is none)
-        progress = evaluate(net, start, loss_fn, config.layers, config.reconstruct)
-        progress.start_shares = (0.0, *[1.0] * len(alphas))
+    with using_device(device):  # the setup (not across a yield: the caller's thread may differ)
+        image = device.send(face.working[None])
+        input_feats = extract(net, image, config.layers)
+        vector = scale_vector(combine([{k: device.send(v) for k, v in w.items()} for w in vectors]),
+                              input_feats, config.scaling)
+        targets = target_features(input_feats, vector, [0.0, *alphas])
+        if decoder is None:
+            start = device.xp.repeat(image, len(alphas) + 1, axis=0)
+        else:
+            decoder = inference_decoder(decoder, net, config.layers)
+            start = decoded_starts(decoder, image, targets)
+        spent, shares = 0, ()  # the decoded change's shares are tried by forward passes, counted as whole passes
+        if fast:  # every row the whole decoded change (row 0's is none)
+            progress = evaluate(net, start, loss_fn, config.layers, config.reconstruct)
+            progress.start_shares = (0.0, *[1.0] * len(alphas))
+        elif decoder is not None:
+            start, shares, spent = scaled_starts(net, image, start, loss_fn, config.layers, config.reconstruct)
+    if fast:
         yield progress
         return
-    spent, shares = 0, ()  # the decoded change's shares are tried by forward passes, counted as whole passes
-    if decoder is not None:
-        start, shares, spent = scaled_starts(net, image, start, loss_fn, config.layers, config.reconstruct)
     for progress in reconstruct(net, start, loss_fn, config.layers, config.reconstruct):
         progress.evaluations += spent
         progress.start_shares = tuple(shares)

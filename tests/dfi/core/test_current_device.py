@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import types
 
 import numpy as np
 import pytest
@@ -184,6 +185,81 @@ def test_a_batch_worker_makes_the_device_current_in_each_task_thread(gpu):
         thread.join()
     cluster._LOCAL_CACHE.clear()
     assert seen == [N, N] and len(gpu.used_in) == 2
+
+
+def test_the_pages_editor_works_on_the_chosen_gpu_in_any_thread(gpu, face, pictures, tmp_path, monkeypatch):
+    """Gradio answers each request in a worker thread of its own, where GPU 0 is current:
+    the fast edit, the sweep, the refined α and a Gatys style all work on device N there.
+    (The stand-in's arrays are NumPy's, so the kernels would hand NumPy-only pieces to their
+    helper threads, which a GPU's arrays never take: one thread here.)"""
+    import dfi.core.reconstruct as reconstruct
+    from dfi.app.editor import Editor
+    from dfi.nets import threads
+    from dfi.edit.decoding import inference_decoder
+    from dfi.edit.settings import EditConfig, reconstruct_config
+    from dfi.nets.decoder import Decoder, dfi_spec
+    from dfi.nets.vgg import untrained_vgg19
+    from data_tools.index import load_index
+
+    monkeypatch.setattr(threads, "thread_count", lambda: 1)
+    monkeypatch.setattr(reconstruct, "device_of", lambda x: gpu)  # (Chainer takes the stand-in's arrays for NumPy's)
+    spec, index_file = face
+    net = untrained_vgg19(width=0.25).to_device(gpu)
+    channels = {name: w.shape[0] for name, (w, _) in net.params.items()}
+    config = EditConfig(k=2, size=32, reconstruct=reconstruct_config(iterations=2))
+    editors = [Editor(net, config, load_index(index_file), uploads=tmp_path, decoder=decoder)
+               for decoder in (inference_decoder(Decoder(dfi_spec(channels, width=0.25)), net, config.layers), None)]
+    how, failed = [], []
+
+    def request(run):
+        try:
+            how.append(run().how)
+        except Exception as exc:  # (a worker thread's error, reported below)
+            failed.append(repr(exc))
+    styled = types.SimpleNamespace(how="styled")
+    for run in (lambda: editors[0].edit(None, spec, "smiling", 0.3), lambda: editors[0].refine(None, spec, "smiling", 0.3),
+                lambda: editors[1].edit(None, spec, "smiling", 0.3),
+                lambda: editors[1].style(str(pictures / "content.png"), [str(pictures / "style.png")], "gatys") is not None
+                and styled):
+        thread = threading.Thread(target=request, args=(run,))
+        thread.start()
+        thread.join()
+    assert not failed and how == ["fast", "refined", "sweep", "styled"], failed
+    assert not WRONG, f"arrays made while GPU {WRONG[0][0]} was current: {WRONG[:5]}"
+
+
+def test_the_edit_pipeline_makes_its_device_current_for_each_call(gpu, face, tmp_path, monkeypatch):
+    """A library user's thread, where GPU 0 is current: the attribute vector, and a sweep's
+    setup (the face's features, the targets, the decoded starts and their shares) before
+    the optimiser's loop, work on device N."""
+    import dfi.core.reconstruct as reconstruct
+    from dfi.app.editor import Editor
+    from dfi.edit.pipeline import sweep
+    from dfi.edit.settings import EditConfig, reconstruct_config
+    from dfi.nets import threads
+    from dfi.nets.decoder import Decoder, dfi_spec
+    from dfi.nets.vgg import untrained_vgg19
+    from data_tools.index import load_index
+
+    monkeypatch.setattr(threads, "thread_count", lambda: 1)  # (as above)
+    monkeypatch.setattr(reconstruct, "device_of", lambda x: gpu)  # (Chainer takes the stand-in's arrays for NumPy's)
+    spec, index_file = face
+    net = untrained_vgg19(width=0.25).to_device(gpu)
+    decoder = Decoder(dfi_spec({name: w.shape[0] for name, (w, _) in net.params.items()}, width=0.25))
+    config = EditConfig(k=2, size=32, reconstruct=reconstruct_config(iterations=2))
+    faces = Editor(net, config, load_index(index_file), uploads=tmp_path)  # (its face and vector caches only)
+    done = []
+
+    def work():
+        key, one = faces.face(None, spec)
+        vector = faces.vector(key, one, "smiling")
+        done.append(len(list(sweep(net, one, [vector], [0.3], config, decoder=decoder, fast=True))))
+        done.append(len(list(sweep(net, one, [vector], [0.3], config, decoder=decoder))))
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert done == [1, 2] and not gpu.used_in
+    assert not WRONG, f"arrays made while GPU {WRONG[0][0]} was current: {WRONG[:5]}"
 
 
 @pytest.mark.gpu
