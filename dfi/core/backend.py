@@ -8,8 +8,8 @@ thread's life, :func:`using_device` for a block): the command line once it has p
 ``--device``, a batch worker at the start of every task (Dask runs tasks in threads of its
 own), the :class:`~dfi.style.feedforward.Stylizer`'s and ``Trainer``'s calls, feature
 extraction, a sweep's setup and the reconstruction loop (so a page's worker threads and a
-library user's need nothing more). The threads dfi starts itself (images decoded ahead, optical flow)
-work on host arrays only.
+library user's need nothing more). The threads dfi starts itself (images decoded ahead,
+optical flow) work on host arrays only.
 
 Chainer is imported when first needed, not with this module: reading and writing images
 (:mod:`dfi.core.image`) and the command line's checks then run without loading it."""
