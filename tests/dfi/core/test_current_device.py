@@ -217,10 +217,11 @@ def test_the_pages_editor_works_on_the_chosen_gpu_in_any_thread(gpu, face, pictu
         except Exception as exc:  # (a worker thread's error, reported below)
             failed.append(repr(exc))
     styled = types.SimpleNamespace(how="styled")
-    for run in (lambda: editors[0].edit(None, spec, "smiling", 0.3), lambda: editors[0].refine(None, spec, "smiling", 0.3),
+    content, style = str(pictures / "content.png"), str(pictures / "style.png")
+    for run in (lambda: editors[0].edit(None, spec, "smiling", 0.3),
+                lambda: editors[0].refine(None, spec, "smiling", 0.3),
                 lambda: editors[1].edit(None, spec, "smiling", 0.3),
-                lambda: editors[1].style(str(pictures / "content.png"), [str(pictures / "style.png")], "gatys") is not None
-                and styled):
+                lambda: editors[1].style(content, [style], "gatys") is not None and styled):
         thread = threading.Thread(target=request, args=(run,))
         thread.start()
         thread.join()

@@ -162,7 +162,7 @@ def test_training_on_a_gpu_refuses_column_buffers_past_chainers_32_bit_offsets(t
     spec = dfi_spec({name: w.shape[0] for name, (w, _) in tiny_net.params.items()}, width=0.5)
     columns = column_elements(spec, 1024, 8)
     assert max(columns.values()) == 288 * 1024 * 1024 * 8 == columns["conv8"]
-    assert column_elements(spec, 1010, 1) == column_elements(spec, 1024, 1)  # (conv5_1 at 1010²: 64², decoded at 1024²)
+    assert column_elements(spec, 1010, 1) == column_elements(spec, 1024, 1)  # (conv5_1 at 1010²: 64², as at 1024²)
     gpu_vgg = types.SimpleNamespace(device=types.SimpleNamespace(xp=object()))  # not NumPy: a GPU
     decoder = Decoder(spec)
     big = dataclasses.replace(config, size=1024, batch_size=8, width=0.5)
@@ -170,5 +170,6 @@ def test_training_on_a_gpu_refuses_column_buffers_past_chainers_32_bit_offsets(t
                                            r"2,415,919,104 .* --batch-size 7 at --size 1024 or --size 960 at"):
         DecoderTrainer(gpu_vgg, decoder, files, directions, big)
     with pytest.raises(SettingError, match="--batch-size 3 at --size 1024"):
-        DecoderTrainer(gpu_vgg, decoder, files, directions, dataclasses.replace(big, batch_size=4, objective="residual"))
+        DecoderTrainer(gpu_vgg, decoder, files, directions,
+                       dataclasses.replace(big, batch_size=4, objective="residual"))
     DecoderTrainer(tiny_net, decoder, files, directions, big)  # on the CPU there is no such limit
