@@ -13,7 +13,9 @@ The estimate adds, in bytes:
 estimate with measured peaks.
 
 And how the process keeps the memory it frees (:func:`keep_freed_memory`, which dfi's
-command line and batch workers call).
+command line and batch workers call), and the one limit of buffer *sizes* rather than
+bytes: Chainer's GPU convolution indexes its column buffers with 32-bit ints
+(:func:`check_columns`, for every network trained through Chainer's graph on a GPU).
 """
 from __future__ import annotations
 
