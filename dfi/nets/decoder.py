@@ -35,7 +35,7 @@ import chainer
 import chainer.functions as F
 import chainer.links as L
 
-from ..core.backend import get_array_module
+from ..core.backend import get_array_module, using_device
 from ..core.errors import FileFormatError, SettingError
 from .names import NORMS, PADDINGS, UPSAMPLINGS, vgg19_layer_names
 from .stylizer import instance_norm, reflection_pad
@@ -306,9 +306,14 @@ def _channels_last(x, scale, before=None):
 
 class FastDecoder:
     """:class:`Decoder`'s forward pass on plain arrays and dfi's kernels (no graph), the
-    layers prepared once from its weights: make a new one after training changes them."""
+    layers prepared once from its weights: make a new one after training changes them.
+    Both run with the decoder's device current, whichever thread calls."""
 
     def __init__(self, net: Decoder, workspace=None):
+        with using_device(net.device):
+            self._prepare(net, workspace)
+
+    def _prepare(self, net: Decoder, workspace) -> None:
         from .stylizer_kernels import FILTER_BUDGET, phase_weights, tap_weights
         from .winograd import THIN, Conv3x3, Workspace
 
@@ -332,7 +337,7 @@ class FastDecoder:
     def __call__(self, feats: Mapping[str, object], size=None):
         """``{layer: (N, C, h, w)}`` arrays → NCHW RGB [0, 255] float32 of ``size`` (H, W)
         (as :meth:`Decoder.forward`), on their device."""
-        with kernel_section(get_array_module(feats[self.spec.layers[0]])):
+        with using_device(self.net.device), kernel_section(get_array_module(feats[self.spec.layers[0]])):
             return self._forward(feats, size)
 
     def _forward(self, feats, size):

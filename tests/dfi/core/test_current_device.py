@@ -230,15 +230,16 @@ def test_the_pages_editor_works_on_the_chosen_gpu_in_any_thread(gpu, face, pictu
 
 
 def test_the_edit_pipeline_makes_its_device_current_for_each_call(gpu, face, tmp_path, monkeypatch):
-    """A library user's thread, where GPU 0 is current: the attribute vector, and a sweep's
+    """A library user's thread, where GPU 0 is current: the attribute vector, a sweep's
     setup (the face's features, the targets, the decoded starts and their shares) before
-    the optimiser's loop, work on device N."""
+    the optimiser's loop, and ``Decoder.decode`` work on device N."""
     import dfi.core.reconstruct as reconstruct
     from dfi.app.editor import Editor
     from dfi.edit.pipeline import sweep
     from dfi.edit.settings import EditConfig, reconstruct_config
     from dfi.nets import threads
     from dfi.nets.decoder import Decoder, dfi_spec
+    from dfi.nets.features import extract
     from dfi.nets.vgg import untrained_vgg19
     from data_tools.index import load_index
 
@@ -249,6 +250,8 @@ def test_the_edit_pipeline_makes_its_device_current_for_each_call(gpu, face, tmp
     decoder = Decoder(dfi_spec({name: w.shape[0] for name, (w, _) in net.params.items()}, width=0.25))
     config = EditConfig(k=2, size=32, reconstruct=reconstruct_config(iterations=2))
     faces = Editor(net, config, load_index(index_file), uploads=tmp_path)  # (its face and vector caches only)
+    on_gpu = Decoder(decoder.spec)
+    on_gpu.to_device(gpu)
     done = []
 
     def work():
@@ -256,10 +259,11 @@ def test_the_edit_pipeline_makes_its_device_current_for_each_call(gpu, face, tmp
         vector = faces.vector(key, one, "smiling")
         done.append(len(list(sweep(net, one, [vector], [0.3], config, decoder=decoder, fast=True))))
         done.append(len(list(sweep(net, one, [vector], [0.3], config, decoder=decoder))))
+        done.append(on_gpu.decode(extract(net, gpu.send(one.working[None]), config.layers)).shape[0])
     thread = threading.Thread(target=work)
     thread.start()
     thread.join()
-    assert done == [1, 2] and not gpu.used_in
+    assert done == [1, 2, 1] and not gpu.used_in
     assert not WRONG, f"arrays made while GPU {WRONG[0][0]} was current: {WRONG[:5]}"
 
 
