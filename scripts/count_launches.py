@@ -103,8 +103,9 @@ def count_decoder(size: int, batch: int, **kinds) -> dict:
         net = Decoder(spec)
         net.to_device(device)
         decode = FastDecoder(net)
-        feats = {name: device.send(rng.uniform(0, 1, (batch, c, size >> int(name[4]) - 1, size >> int(name[4]) - 1))
-                                   .astype(np.float32)) for name, c in spec.inputs}
+        sides = {name: -(-size // 2 ** (int(name[4]) - 1)) for name, _ in spec.inputs}  # VGG's pooling rounds up
+        feats = {name: device.send(rng.uniform(0, 1, (batch, c, sides[name], sides[name])).astype(np.float32))
+                 for name, c in spec.inputs}
         return _twice(device, lambda: decode(feats, (size, size)))
 
 
