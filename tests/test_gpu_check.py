@@ -1,4 +1,4 @@
-"""scripts/gpu_check.py on a machine without a GPU: one line, exit 0, at once, nothing written."""
+"""scripts/gpu_check.py without a GPU: one line, exit 0, at once, nothing written; and its dry run."""
 import os
 import subprocess
 import sys
