@@ -121,7 +121,7 @@ def training_bytes(vgg, decoder, config, size: int = None, batch: int = None) ->
     from ..nets.decoder import column_elements, conv_channels
 
     size, batch = size or config.size, batch or config.batch_size
-    rows = batch * (2 if config.objective == "residual" and config.edited > 0 else 1)
+    rows = batch * config.decodes_per_image
     spec = decoder.spec
     side, convs, maps, channels = -(-size // spec.multiple), iter(conv_channels(spec)), 0, 0
     for op in spec.ops:

@@ -86,9 +86,8 @@ class DecoderTrainer:
     def __init__(self, vgg: VGG19, decoder: Decoder, files: Sequence[Path], directions: np.ndarray,
                  config: DecoderTrainConfig, *, crop: Optional[tuple] = None):
         if vgg.device.xp is not np:  # Chainer trains the decoder by im2col, with 32-bit offsets on a GPU
-            rows = 2 if config.objective == "residual" and config.edited > 0 else 1  # edited faces decoded twice
-            check_columns(lambda s, b: column_elements(decoder.spec, s, rows * b), config.size, config.batch_size,
-                          decoder.spec.multiple)
+            check_columns(lambda s, b: column_elements(decoder.spec, s, config.decodes_per_image * b), config.size,
+                          config.batch_size, decoder.spec.multiple)
         self.vgg, self.decoder, self.files, self.config = vgg, decoder, list(files), config
         self.crop = crop
         with using_device(vgg.device):

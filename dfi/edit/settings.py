@@ -113,3 +113,9 @@ class DecoderTrainConfig:
                                        ("--norm", self.norm, NORMS)):
             if value not in allowed:
                 raise SettingError(f"{option} {value!r} is not one of {', '.join(allowed)}")
+
+    @property
+    def decodes_per_image(self) -> int:
+        """Images the decoder decodes per training image at most: 2 when the residual
+        objective decodes edited faces' own features too, else 1."""
+        return 2 if self.objective == "residual" and self.edited > 0 else 1
